@@ -1,0 +1,62 @@
+# DryCI task runner: the README, .ci/run and developers all call these.
+# `make help` lists the targets.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CARGO_FEATURES_TEST ?= server
+export CARGO_TERM_COLOR ?= never
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create .venv with the development tools
+
+.PHONY: develop
+develop: venv ## build the extension (debug) into .venv
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --quiet
+
+.PHONY: lint
+lint: venv ## rustfmt, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --features server -- -D warnings
+	cargo clippy --lib --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests bench example_project
+	$(VENV)/bin/ruff format --check python tests bench example_project
+
+.PHONY: fmt
+fmt: venv ## format Rust and Python sources
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests bench example_project
+	$(VENV)/bin/ruff check --fix python tests bench example_project
+
+.PHONY: test-rust
+test-rust: ## Rust unit and integration tests
+	cargo test --features $(CARGO_FEATURES_TEST)
+
+.PHONY: stubtest
+stubtest: develop ## check python/pytest_dryci/_native.pyi against the built module
+	$(PY) -m mypy.stubtest pytest_dryci._native
+
+.PHONY: test-python
+test-python: develop ## pytester end-to-end tests of the plugin
+	$(PY) -m pytest tests/python -n 2 -q
+
+.PHONY: test
+test: lint test-rust stubtest test-python ## every check and every test suite (what CI runs)
+
+.PHONY: demo
+demo: ## install DryCI and run example_project twice with the embedded cache
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet .
+	cd example_project && ../$(PY) -m pytest --dryci -q
+	cd example_project && ../$(PY) -m pytest --dryci -q

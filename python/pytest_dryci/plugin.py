@@ -1,0 +1,1 @@
+"""pytest entry point: registers options; the work happens only with --dryci."""

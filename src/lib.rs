@@ -1,0 +1,13 @@
+//! DryCI: a test-result cache for pytest.
+//!
+//! The core (`config` -> `imports` -> `graph` -> `hash`) turns a repository
+//! into one dependency hash per test file; `cache` and `server` share the
+//! wire types in `protocol`. The bindings (`python`) and the command line
+//! (`cli`) sit on top and compose them.
+
+pub mod cli;
+pub mod imports;
+pub mod protocol;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,21 @@
+"""The package imports and its native module is the one built from this tree."""
+
+import subprocess
+import sys
+
+import pytest_dryci
+
+
+def test_native_version_matches_package():
+    assert pytest_dryci.__version__ == "0.1.0"
+
+
+def test_console_entry_runs_the_rust_cli():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_dryci", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("dryci ")
