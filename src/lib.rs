@@ -6,8 +6,10 @@
 //! (`cli`) sit on top and compose them.
 
 pub mod cli;
+pub mod config;
 pub mod imports;
 pub mod protocol;
+pub mod walk;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,0 +1,238 @@
+//! The repository's file index: one walk of the tree, then every lookup
+//! (does `a/b.py` exist, which files match a glob) is answered from memory.
+//! Paths are relative to the repo root with `/` separators, never relative
+//! to the current directory.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use globset::GlobSet;
+
+/// Index of a file in `RepoIndex::paths` (sorted by path).
+pub type FileId = u32;
+
+/// Folders that never hold a project's sources or data: VCS metadata,
+/// caches, virtual environments, installed packages.
+const SKIPPED_DIR_NAMES: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    ".jj",
+    "__pycache__",
+    ".venv",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".dryci",
+    "node_modules",
+    "site-packages",
+];
+
+pub fn is_skipped_dir(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    SKIPPED_DIR_NAMES.contains(&name) || path.join("pyvenv.cfg").is_file()
+}
+
+#[derive(Debug, Default)]
+pub struct RepoIndex {
+    pub root: PathBuf,
+    /// Relative paths, sorted.
+    paths: Vec<String>,
+    ids: HashMap<String, FileId>,
+    dirs: HashSet<String>,
+    /// Problems met while walking (unreadable folders, symlink loops).
+    pub warnings: Vec<String>,
+}
+
+impl RepoIndex {
+    /// Walks `root`, leaving out skipped folders and files matching `exclude`.
+    pub fn build(root: &Path, exclude: &GlobSet) -> RepoIndex {
+        let mut paths = Vec::new();
+        let mut dirs = HashSet::new();
+        let mut warnings = Vec::new();
+        // Links are followed (a linked data folder is a real input); walkdir
+        // detects loops and reports them as errors, which become warnings.
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|entry| {
+                entry.depth() == 0 || !(entry.file_type().is_dir() && is_skipped_dir(entry.path()))
+            });
+        for entry in walker {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    warnings.push(walk_warning(root, &err));
+                    continue;
+                }
+            };
+            let Some(rel) = relative(root, entry.path()) else {
+                continue;
+            };
+            if entry.file_type().is_dir() {
+                dirs.insert(rel);
+            } else if !exclude.is_match(&rel) {
+                paths.push(rel);
+            }
+        }
+        Self::from_paths(root, paths, dirs, warnings)
+    }
+
+    fn from_paths(
+        root: &Path,
+        mut paths: Vec<String>,
+        dirs: HashSet<String>,
+        warnings: Vec<String>,
+    ) -> Self {
+        paths.sort_unstable();
+        paths.dedup();
+        let ids = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as FileId))
+            .collect();
+        RepoIndex {
+            root: root.to_path_buf(),
+            paths,
+            ids,
+            dirs,
+            warnings,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn path(&self, id: FileId) -> &str {
+        &self.paths[id as usize]
+    }
+
+    pub fn absolute(&self, id: FileId) -> PathBuf {
+        self.root.join(self.path(id))
+    }
+
+    pub fn id(&self, rel: &str) -> Option<FileId> {
+        self.ids.get(rel).copied()
+    }
+
+    pub fn is_dir(&self, rel: &str) -> bool {
+        rel.is_empty() || self.dirs.contains(rel)
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = (FileId, &str)> {
+        self.paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as FileId, p.as_str()))
+    }
+
+    /// Files below folder `dir` ("" is the root), in path order.
+    pub fn files_under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = FileId> + 'a {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let start = self.paths.partition_point(|p| p.as_str() < prefix.as_str());
+        self.paths[start..]
+            .iter()
+            .take_while(move |p| p.starts_with(&prefix))
+            .enumerate()
+            .map(move |(offset, _)| (start + offset) as FileId)
+    }
+}
+
+/// `root/a/b` -> `a/b`; `None` for the root itself or a path outside it.
+pub fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    if rel.as_os_str().is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+fn walk_warning(root: &Path, err: &walkdir::Error) -> String {
+    let at = err
+        .path()
+        .and_then(|p| relative(root, p))
+        .unwrap_or_else(|| root.display().to_string());
+    if err.loop_ancestor().is_some() {
+        format!("{at}: symlink loop, not followed")
+    } else {
+        format!(
+            "{at}: cannot read: {}",
+            err.io_error()
+                .map_or_else(|| err.to_string(), |e| e.to_string())
+        )
+    }
+}
+
+/// Parent folder of a relative path ("" for a file at the root).
+pub fn parent_dir(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+/// `dir` joined with `name` ("" is the root).
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(files: &[&str]) -> RepoIndex {
+        let dirs = files.iter().map(|f| parent_dir(f).to_string()).collect();
+        RepoIndex::from_paths(
+            Path::new("/r"),
+            files.iter().map(|s| s.to_string()).collect(),
+            dirs,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn files_under_stops_at_sibling_prefixes() {
+        let idx = index(&["a/x.py", "a/y/z.py", "ab/q.py", "b.py"]);
+        let under: Vec<&str> = idx.files_under("a").map(|id| idx.path(id)).collect();
+        assert_eq!(under, ["a/x.py", "a/y/z.py"]);
+        assert_eq!(idx.files_under("").count(), 4);
+    }
+
+    #[test]
+    fn walk_skips_venvs_and_reports_symlink_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("pkg")).unwrap();
+        std::fs::write(root.join("pkg/a.py"), "").unwrap();
+        std::fs::create_dir_all(root.join("env/lib")).unwrap();
+        std::fs::write(root.join("env/pyvenv.cfg"), "").unwrap();
+        std::fs::write(root.join("env/lib/x.py"), "").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("pkg"), root.join("pkg/loop")).unwrap();
+        let idx = RepoIndex::build(root, &GlobSet::empty());
+        let paths: Vec<&str> = idx.paths().map(|(_, p)| p).collect();
+        assert_eq!(paths, ["pkg/a.py"]);
+        #[cfg(unix)]
+        assert!(
+            idx.warnings.iter().any(|w| w.contains("symlink loop")),
+            "{:?}",
+            idx.warnings
+        );
+    }
+}
