@@ -5,10 +5,13 @@
 //! wire types in `protocol`. The bindings (`python`) and the command line
 //! (`cli`) sit on top and compose them.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod imports;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod walk;
 
 #[cfg(feature = "python")]

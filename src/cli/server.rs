@@ -1,18 +1,379 @@
 //! `dryci server` and `dryci admin`: argument parsing and dispatch to `crate::server`.
-//! (Owned by the server work; see issue 4.)
+//!
+//! Every flag also reads an environment variable (`DRYCI_*`), so a container
+//! is configured without a command line. Values are validated here, before
+//! anything is opened, and errors name the flag.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
 
 use super::{CliError, ExitStatus};
+use crate::server::store::{self, NewToken, Scope, Store, StoreError};
+use crate::server::{self as srv, auth, Limits, Retention, ServerConfig};
 
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {}
-
-#[derive(Debug, clap::Args)]
-pub struct AdminArgs {}
-
-pub fn run_server(_args: ServerArgs) -> Result<ExitStatus, CliError> {
-    Err(CliError::new("the server is not built yet"))
+pub struct ServerArgs {
+    /// Database: a SQLite file path (or sqlite://PATH), or a postgres:// URL.
+    #[arg(long, env = "DRYCI_DB", default_value = "dryci.sqlite")]
+    db: String,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "DRYCI_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "DRYCI_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Most test-file hashes in one query (more: 422).
+    #[arg(long, env = "DRYCI_MAX_HASHES_PER_QUERY", default_value_t = 50_000)]
+    max_hashes_per_query: usize,
+    /// Most node ids stored per test-file hash (the original's cap).
+    #[arg(long, env = "DRYCI_MAX_IDS_PER_HASH", default_value_t = crate::protocol::MAX_IDS_PER_HASH)]
+    max_ids_per_hash: usize,
+    /// Seconds after which a request is answered 408.
+    #[arg(long, env = "DRYCI_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Evict entries not read for this many seconds (0: never). Default 30 days.
+    #[arg(long, env = "DRYCI_EVICT_UNREAD_SECS", default_value_t = 30 * 24 * 3600)]
+    evict_unread_secs: u64,
+    /// Keep stored node ids under this many bytes, evicting the least recently read (0: no limit).
+    #[arg(long, env = "DRYCI_MAX_STORE_BYTES", default_value_t = 0)]
+    max_store_bytes: u64,
+    /// Seconds between eviction runs.
+    #[arg(long, env = "DRYCI_EVICTION_INTERVAL_SECS", default_value_t = 600)]
+    eviction_interval_secs: u64,
+    /// Last-read times are recorded at most this often per entry, in seconds.
+    #[arg(long, env = "DRYCI_TOUCH_GRANULARITY_SECS", default_value_t = 3600)]
+    touch_granularity_secs: u64,
+    /// Milliseconds between writes of buffered read times and usage counters.
+    #[arg(long, env = "DRYCI_FLUSH_INTERVAL_MS", default_value_t = 5000)]
+    flush_interval_ms: u64,
+    /// Database connections (SQLite readers, or the PostgreSQL pool size).
+    #[arg(long, env = "DRYCI_DB_CONNECTIONS", default_value_t = 8)]
+    db_connections: usize,
+    /// Log format on stderr.
+    #[arg(long, env = "DRYCI_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Worker threads of the async runtime (0: one per core).
+    #[arg(long, env = "DRYCI_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
 }
 
-pub fn run_admin(_args: AdminArgs) -> Result<ExitStatus, CliError> {
-    Err(CliError::new("the admin commands are not built yet"))
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Database of the server: a SQLite file path, or a postgres:// URL.
+    #[arg(long, env = "DRYCI_DB", default_value = "dryci.sqlite")]
+    db: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user; its results live in its tenant (default: its own name).
+    CreateUser {
+        name: String,
+        /// Share results with every user of this tenant (e.g. a team).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List users.
+    ListUsers,
+    /// Create a token for a user and print it (shown only this once).
+    CreateToken {
+        user: String,
+        #[arg(long, default_value = "read-write")]
+        scope: Scope,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Expire the token after this many days.
+        #[arg(long)]
+        expires_in_days: Option<f64>,
+    },
+    /// List tokens (never the secrets).
+    ListTokens {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Expire a token now, or at a unix time with --at.
+    ExpireToken {
+        id: i64,
+        #[arg(long)]
+        at: Option<i64>,
+    },
+    /// Revoke a token for good.
+    RevokeToken { id: i64 },
+    /// Usage counters per user.
+    Usage,
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("cannot start the async runtime").with_source(e))
+}
+
+fn positive(flag: &str, value: u64) -> Result<(), CliError> {
+    if value == 0 {
+        return Err(CliError::new(format!("--{flag} must be greater than 0")));
+    }
+    Ok(())
+}
+
+impl ServerArgs {
+    fn config(&self) -> Result<ServerConfig, CliError> {
+        positive("max-body-bytes", self.max_body_bytes as u64)?;
+        positive("max-hashes-per-query", self.max_hashes_per_query as u64)?;
+        positive("max-ids-per-hash", self.max_ids_per_hash as u64)?;
+        positive("request-timeout-secs", self.request_timeout_secs)?;
+        positive("eviction-interval-secs", self.eviction_interval_secs)?;
+        positive("flush-interval-ms", self.flush_interval_ms)?;
+        positive("db-connections", self.db_connections as u64)?;
+        Ok(ServerConfig {
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                max_hashes_per_query: self.max_hashes_per_query,
+                max_ids_per_hash: self.max_ids_per_hash,
+            },
+            retention: Retention {
+                max_age: (self.evict_unread_secs > 0)
+                    .then(|| Duration::from_secs(self.evict_unread_secs)),
+                max_bytes: (self.max_store_bytes > 0).then_some(self.max_store_bytes),
+                interval: Duration::from_secs(self.eviction_interval_secs),
+                touch_granularity: Duration::from_secs(self.touch_granularity_secs),
+            },
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            stats_interval: Duration::from_secs(self.eviction_interval_secs.min(30)),
+        })
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRYCI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // try_init: a second call (tests in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn db_error(db: &str, e: StoreError) -> CliError {
+    CliError::new(format!("cannot open the database {db:?}"))
+        .with_source(e)
+        .with_hint("pass --db PATH for SQLite or --db postgres://user@host/dbname")
+}
+
+pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
+    let config = args.config()?;
+    init_logs(args.log_format);
+    let rt = runtime(args.worker_threads)?;
+    rt.block_on(async move {
+        let store = store::open(&args.db, args.db_connections)
+            .await
+            .map_err(|e| db_error(&args.db, e))?;
+        if let Some(token) = srv::bootstrap_admin(store.as_ref())
+            .await
+            .map_err(|e| CliError::new("cannot create the initial admin").with_source(e))?
+        {
+            println!("initial admin token (shown only once, store it now): {token}");
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| {
+                CliError::new(format!("cannot listen on {}", args.listen)).with_source(e)
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::new("cannot read the bound address").with_source(e))?;
+        // Tests and scripts parse this line to find the port when --listen ends in :0.
+        println!("dryci server listening on http://{addr}");
+        tracing::info!(%addr, backend = store.backend(), "listening");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        srv::launch_with_listener(config, store, listener, shutdown_signal())
+            .await
+            .map_err(|e| CliError::new("the server stopped with an error").with_source(e))?;
+        Ok(ExitStatus::Success)
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C; axum then stops accepting and drains
+/// in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+fn fmt_time(t: Option<i64>) -> String {
+    t.map_or_else(|| "-".to_string(), |t| t.to_string())
+}
+
+pub fn run_admin(args: AdminArgs) -> Result<ExitStatus, CliError> {
+    let rt = runtime(1)?;
+    rt.block_on(async move {
+        let store: Arc<dyn Store> = store::open(&args.db, 1)
+            .await
+            .map_err(|e| db_error(&args.db, e))?;
+        let now = srv::handlers::now();
+        let fail = |what: &str| {
+            let what = what.to_string();
+            move |e: StoreError| CliError::new(what).with_source(e)
+        };
+        match args.command {
+            AdminCommand::CreateUser { name, tenant } => {
+                if name.trim().is_empty() {
+                    return Err(CliError::new("the user name is empty"));
+                }
+                let tenant = tenant.unwrap_or_else(|| name.clone());
+                let user = store
+                    .create_user(&name, &tenant, now)
+                    .await
+                    .map_err(fail("cannot create the user"))?;
+                println!(
+                    "created user {} (id {}, tenant {})",
+                    user.name, user.id, user.tenant
+                );
+            }
+            AdminCommand::ListUsers => {
+                println!("{:>5}  {:<24} {:<24} created_at", "id", "name", "tenant");
+                for u in store
+                    .list_users()
+                    .await
+                    .map_err(fail("cannot list users"))?
+                {
+                    println!(
+                        "{:>5}  {:<24} {:<24} {}",
+                        u.id, u.name, u.tenant, u.created_at
+                    );
+                }
+            }
+            AdminCommand::CreateToken {
+                user,
+                scope,
+                label,
+                expires_in_days,
+            } => {
+                let expires_at = match expires_in_days {
+                    Some(d) if !(d > 0.0 && d.is_finite()) => {
+                        return Err(CliError::new("--expires-in-days must be a positive number"))
+                    }
+                    Some(d) => Some(now + (d * 86_400.0) as i64),
+                    None => None,
+                };
+                let token = auth::generate()
+                    .map_err(|e| CliError::new("cannot generate a token").with_source(e))?;
+                let row = store
+                    .create_token(
+                        NewToken {
+                            user_name: user,
+                            scope,
+                            label,
+                            token_hash: auth::hash(&token),
+                            expires_at,
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(fail("cannot create the token"))?;
+                eprintln!(
+                    "created token {} for {} ({}, expires {}); it is shown only once:",
+                    row.id,
+                    row.user_name,
+                    row.scope,
+                    fmt_time(row.expires_at)
+                );
+                println!("{token}");
+            }
+            AdminCommand::ListTokens { user } => {
+                println!(
+                    "{:>5}  {:<20} {:<11} {:<12} {:<12} {:<12} label",
+                    "id", "user", "scope", "created_at", "expires_at", "revoked_at"
+                );
+                for t in store
+                    .list_tokens(user.as_deref())
+                    .await
+                    .map_err(fail("cannot list tokens"))?
+                {
+                    println!(
+                        "{:>5}  {:<20} {:<11} {:<12} {:<12} {:<12} {}",
+                        t.id,
+                        t.user_name,
+                        t.scope,
+                        t.created_at,
+                        fmt_time(t.expires_at),
+                        fmt_time(t.revoked_at),
+                        t.label
+                    );
+                }
+            }
+            AdminCommand::ExpireToken { id, at } => {
+                let at = at.unwrap_or(now);
+                store
+                    .set_token_expiry(id, Some(at))
+                    .await
+                    .map_err(fail("cannot expire the token"))?;
+                println!("token {id} expires at {at}");
+            }
+            AdminCommand::RevokeToken { id } => {
+                store
+                    .revoke_token(id, now)
+                    .await
+                    .map_err(fail("cannot revoke the token"))?;
+                println!("token {id} revoked");
+            }
+            AdminCommand::Usage => {
+                println!(
+                    "{:<24} {:>10} {:>14} {:>10} {:>14} last_seen_at",
+                    "user", "requests", "queried_hashes", "hits", "published_ids"
+                );
+                for r in store.usage().await.map_err(fail("cannot read usage"))? {
+                    println!(
+                        "{:<24} {:>10} {:>14} {:>10} {:>14} {}",
+                        r.user_name,
+                        r.usage.requests,
+                        r.usage.queried_hashes,
+                        r.usage.hits,
+                        r.usage.published_ids,
+                        fmt_time(r.last_seen_at)
+                    );
+                }
+            }
+        }
+        Ok(ExitStatus::Success)
+    })
 }

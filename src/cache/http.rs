@@ -1,0 +1,330 @@
+//! The blocking HTTP client of the team cache server (`dryci server`, or
+//! the original DryCI server: v1 is byte-compatible).
+//!
+//! Blocking on purpose: the pytest plugin calls it from a plain thread and
+//! must not carry an async runtime. Every call has one overall deadline
+//! (connect + send + read), so a slow or dead server costs the test run at
+//! most `timeout` per call; the plugin then runs the tests without the cache.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::protocol::{v1, v2, RunCounts};
+
+/// Longest answer read: a query of many hashes with many ids each stays far below.
+const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+/// How much of an error body is quoted in messages.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+/// What went wrong talking to the cache server; every message names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("invalid cache server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("{method} {url}: no answer within {timeout:?}")]
+    Timeout {
+        method: &'static str,
+        url: String,
+        timeout: Duration,
+    },
+    #[error("{method} {url}: {reason}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("{method} {url}: HTTP {status}: {body}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url}: the answer is not the expected JSON: {reason}")]
+    BadJson {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("{method} {url}: asked about {expected} test-file hashes, the answer has {got} lists")]
+    WrongLength {
+        method: &'static str,
+        url: String,
+        expected: usize,
+        got: usize,
+    },
+}
+
+impl HttpError {
+    /// The HTTP status, when the server answered with an error status.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client bound to one server and one token.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    base_url: String,
+    token: Option<String>,
+    timeout: Duration,
+    agent: ureq::Agent,
+}
+
+fn is_loopback_host(rest: &str) -> bool {
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl HttpClient {
+    /// `base_url` is the server's root, e.g. `http://cache.example:8080`.
+    pub fn new(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, HttpError> {
+        let invalid = |reason: &str| HttpError::InvalidUrl {
+            url: base_url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = base_url
+            .strip_prefix("http://")
+            .or_else(|| base_url.strip_prefix("https://"))
+            .ok_or_else(|| invalid("it must start with http:// or https://"))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(invalid("it has no host"));
+        }
+        if timeout.is_zero() {
+            return Err(invalid("the timeout must be greater than zero"));
+        }
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // Error statuses are answers to read (their body says why), not transport errors.
+            .http_status_as_error(false)
+            .user_agent(concat!("dryci/", env!("CARGO_PKG_VERSION")));
+        if is_loopback_host(rest) {
+            // A proxy from the environment must never see a local server's traffic.
+            config = config.proxy(None);
+        }
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            timeout,
+            agent: config.build().new_agent(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /api/v2/capabilities`; `None` when the server only speaks v1 (404).
+    pub fn capabilities(&self) -> Result<Option<v2::Capabilities>, HttpError> {
+        let url = format!("{}/api/v2/capabilities", self.base_url);
+        let request = self.authorize(self.agent.get(&url));
+        let response = request.call().map_err(|e| self.transport("GET", &url, e))?;
+        if response.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        self.read_json("GET", &url, response).map(Some)
+    }
+
+    /// `POST /api/v1/query-passed`: the passed node-id hashes of each test-file hash, in order.
+    pub fn query_passed_v1(
+        &self,
+        test_file_hashes: &[String],
+    ) -> Result<Vec<Vec<String>>, HttpError> {
+        if test_file_hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = v1::QueryPassedRequest {
+            test_file_hashes: test_file_hashes.to_vec(),
+        };
+        let (url, answer): (_, v1::QueryPassedResponse) =
+            self.post("/api/v1/query-passed", &body)?;
+        self.check_length(&url, test_file_hashes.len(), answer.node_ids.len())?;
+        Ok(answer.node_ids)
+    }
+
+    /// `POST /api/v1/publish`: merges these passed ids into the server's store.
+    pub fn publish_v1(
+        &self,
+        passed: BTreeMap<String, Vec<String>>,
+        counts: RunCounts,
+    ) -> Result<(), HttpError> {
+        let body = v1::PublishRequest::new(passed, counts);
+        let (_, _answer): (_, v1::PublishResponse) = self.post("/api/v1/publish", &body)?;
+        Ok(())
+    }
+
+    /// `POST /api/v2/query-passed`: like v1, with each test's last duration.
+    pub fn query_passed_v2(
+        &self,
+        test_file_hashes: &[String],
+    ) -> Result<Vec<Vec<v2::PassedTest>>, HttpError> {
+        if test_file_hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = v2::QueryPassedRequest {
+            test_file_hashes: test_file_hashes.to_vec(),
+        };
+        let (url, answer): (_, v2::QueryPassedResponse) =
+            self.post("/api/v2/query-passed", &body)?;
+        self.check_length(&url, test_file_hashes.len(), answer.passed.len())?;
+        Ok(answer.passed)
+    }
+
+    /// `POST /api/v2/publish`; returns how many ids were new to the server.
+    pub fn publish_v2(
+        &self,
+        passed: BTreeMap<String, Vec<v2::PassedTest>>,
+        counts: RunCounts,
+    ) -> Result<u64, HttpError> {
+        let body = v2::PublishRequest { passed, counts };
+        let (_, answer): (_, v2::PublishResponse) = self.post("/api/v2/publish", &body)?;
+        Ok(answer.stored)
+    }
+
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<(String, T), HttpError> {
+        let url = format!("{}{path}", self.base_url);
+        let request = self.authorize(self.agent.post(&url));
+        let response = request
+            .send_json(body)
+            .map_err(|e| self.transport("POST", &url, e))?;
+        let answer = self.read_json("POST", &url, response)?;
+        Ok((url, answer))
+    }
+
+    fn read_json<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        url: &str,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, HttpError> {
+        let status = response.status();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.transport(method, url, e))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut body: String = text.trim().chars().take(BODY_EXCERPT_CHARS).collect();
+            if text.trim().chars().count() > BODY_EXCERPT_CHARS {
+                body.push_str("...");
+            }
+            return Err(HttpError::Status {
+                method,
+                url: url.to_string(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::BadJson {
+            method,
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn check_length(&self, url: &str, expected: usize, got: usize) -> Result<(), HttpError> {
+        if expected != got {
+            return Err(HttpError::WrongLength {
+                method: "POST",
+                url: url.to_string(),
+                expected,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    fn transport(&self, method: &'static str, url: &str, error: ureq::Error) -> HttpError {
+        match error {
+            ureq::Error::Timeout(_) => HttpError::Timeout {
+                method,
+                url: url.to_string(),
+                timeout: self.timeout,
+            },
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => HttpError::Timeout {
+                method,
+                url: url.to_string(),
+                timeout: self.timeout,
+            },
+            other => HttpError::Transport {
+                method,
+                url: url.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_urls_without_scheme_or_host() {
+        let t = Duration::from_secs(1);
+        assert!(matches!(
+            HttpClient::new("cache:8080", None, t),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            HttpClient::new("http://", None, t),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            HttpClient::new("http://x", None, Duration::ZERO),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        let c = HttpClient::new("http://127.0.0.1:9/", None, t).unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("127.0.0.1:8080/x"));
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("[::1]:80"));
+        assert!(!is_loopback_host("cache.example.com:80"));
+    }
+
+    #[test]
+    fn connection_refused_names_the_url() {
+        // Port 9 (discard) on loopback: nothing listens there in the test sandbox.
+        let c = HttpClient::new("http://127.0.0.1:9", None, Duration::from_secs(2)).unwrap();
+        let err = c.query_passed_v1(&["a".repeat(64)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("http://127.0.0.1:9/api/v1/query-passed"),
+            "{err}"
+        );
+    }
+}

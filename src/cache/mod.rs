@@ -1,0 +1,3 @@
+//! The cache interface the plugin sees.
+
+pub mod http;

@@ -1,0 +1,284 @@
+//! The storage trait of the server and the types that cross it.
+//!
+//! Handlers never see SQL: they call `Store`. Two implementations exist,
+//! chosen by the database URL's scheme (`open`): SQLite (a path or
+//! `sqlite://path`, the default) and PostgreSQL (`postgres://...`).
+//! Keys arrive already validated as raw bytes: a test-file hash is 32 bytes,
+//! a node-id hash 16 bytes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub mod codec;
+pub mod postgres;
+pub mod sqlite;
+
+/// A test-file dependency hash (64 hex characters on the wire).
+pub type FileHash = [u8; 32];
+/// A node-id hash (32 hex characters on the wire).
+pub type NodeId = [u8; 16];
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {url:?}: use a file path, sqlite://PATH or postgres://...")]
+    UnsupportedUrl { url: String },
+    #[error("SQLite database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("the database task failed: {0}")]
+    Task(String),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{what} {name:?} already exists")]
+    Conflict { what: &'static str, name: String },
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Query only: for untrusted jobs (pull requests from forks) that must not poison the cache.
+    ReadOnly,
+    /// Query and publish.
+    ReadWrite,
+    /// Everything, including the `/api/v2/admin/*` endpoints.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ReadOnly => "read-only",
+            Scope::ReadWrite => "read-write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn can_publish(self) -> bool {
+        self >= Scope::ReadWrite
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read-only" => Ok(Scope::ReadOnly),
+            "read-write" => Ok(Scope::ReadWrite),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope {other:?}: expected read-only, read-write or admin"
+            )),
+        }
+    }
+}
+
+/// A token found by its hash, with everything needed to decide whether it is valid now.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    pub token_id: i64,
+    pub token_hash: [u8; 32],
+    pub user_id: i64,
+    pub user_name: String,
+    pub tenant: String,
+    pub scope: Scope,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub tenant: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub user_name: String,
+    pub scope: Scope,
+    pub label: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A token to create; the secret itself never reaches the store, only its hash.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub user_name: String,
+    pub scope: Scope,
+    pub label: String,
+    pub token_hash: [u8; 32],
+    pub expires_at: Option<i64>,
+}
+
+/// One stored passed test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredId {
+    pub node_id: NodeId,
+    pub duration_ms: Option<u32>,
+}
+
+/// What is stored for one test-file hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub ids: Vec<StoredId>,
+    pub last_read_at: i64,
+}
+
+/// Usage accumulated in memory and added to a user's counters in one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub requests: u64,
+    pub queried_hashes: u64,
+    pub hits: u64,
+    pub published_ids: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub user_name: String,
+    pub usage: UsageDelta,
+    pub last_seen_at: Option<i64>,
+}
+
+/// Size of the stored results, for `/metrics` and eviction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// The one storage interface; every backend passes the same story test.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and `/api/v2/capabilities`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+
+    async fn find_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenAuth>>;
+    /// Creates user `admin` with an admin token if no user exists yet; true if it did.
+    async fn bootstrap_admin(&self, token_hash: [u8; 32], now: i64) -> Result<bool>;
+    async fn create_user(&self, name: &str, tenant: &str, now: i64) -> Result<UserRow>;
+    async fn list_users(&self) -> Result<Vec<UserRow>>;
+    async fn create_token(&self, token: NewToken, now: i64) -> Result<TokenRow>;
+    async fn list_tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenRow>>;
+    /// Sets (or clears, with `None`) the expiry of a token.
+    async fn set_token_expiry(&self, token_id: i64, expires_at: Option<i64>) -> Result<()>;
+    async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()>;
+
+    /// One answer per requested hash, in order; `None` where nothing is stored.
+    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>>;
+    /// Merges `ids` into what is stored, keeping at most `max_ids` per hash;
+    /// returns how many ids were new. Returns only after the data is committed.
+    async fn publish(
+        &self,
+        tenant: &str,
+        batch: Vec<(FileHash, Vec<StoredId>)>,
+        max_ids: usize,
+        now: i64,
+    ) -> Result<u64>;
+    /// Records that these entries were read at `now` (batched by the caller).
+    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()>;
+    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
+    async fn usage(&self) -> Result<Vec<UsageRow>>;
+
+    async fn stats(&self) -> Result<StoreStats>;
+    /// Removes entries last read before `read_before`, then the least recently
+    /// read ones until the store holds at most `max_bytes`; returns how many went.
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64>;
+}
+
+/// Opens the backend named by `url` and applies its migrations.
+pub async fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PostgresStore::open(url, pool_size).await?,
+        ))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?))
+    } else if url.contains("://") || url.is_empty() {
+        Err(StoreError::UnsupportedUrl {
+            url: url.to_string(),
+        })
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, pool_size)?))
+    }
+}
+
+/// Merges `new` into `stored` (first-seen order kept, durations refreshed),
+/// capped at `max_ids`; returns how many ids were added.
+pub fn merge_ids(stored: &mut Vec<StoredId>, new: &[StoredId], max_ids: usize) -> u64 {
+    let mut index: std::collections::HashMap<NodeId, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.node_id, i))
+        .collect();
+    let mut added = 0;
+    for id in new {
+        match index.get(&id.node_id) {
+            Some(&i) if id.duration_ms.is_some() => stored[i].duration_ms = id.duration_ms,
+            Some(_) => {}
+            // The cap (the original's 32768) drops the surplus rather than
+            // failing the whole publish, as the original did.
+            None if stored.len() < max_ids => {
+                index.insert(id.node_id, stored.len());
+                stored.push(*id);
+                added += 1;
+            }
+            None => {}
+        }
+    }
+    added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8, d: Option<u32>) -> StoredId {
+        StoredId {
+            node_id: [b; 16],
+            duration_ms: d,
+        }
+    }
+
+    #[test]
+    fn merge_keeps_order_refreshes_durations_and_caps() {
+        let mut stored = vec![id(1, Some(5)), id(2, None)];
+        let added = merge_ids(&mut stored, &[id(2, Some(7)), id(3, None), id(4, None)], 3);
+        assert_eq!(added, 1);
+        assert_eq!(stored, vec![id(1, Some(5)), id(2, Some(7)), id(3, None)]);
+    }
+
+    #[test]
+    fn scopes_round_trip() {
+        for s in [Scope::ReadOnly, Scope::ReadWrite, Scope::Admin] {
+            assert_eq!(s.as_str().parse::<Scope>(), Ok(s));
+        }
+        assert!(!Scope::ReadOnly.can_publish());
+        assert!(Scope::Admin.can_publish());
+    }
+}

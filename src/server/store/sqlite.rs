@@ -1,0 +1,707 @@
+//! The SQLite backend: one file in WAL mode, migrations embedded below.
+//!
+//! Reads run on a small pool of connections (WAL lets them proceed while a
+//! write commits). All writes go through one writer thread that commits in
+//! groups: it takes every job waiting in its queue, runs each in its own
+//! savepoint inside one transaction, commits with `synchronous=FULL`, and
+//! only then answers each job. So a publish is acknowledged only once it is
+//! on disk, and a burst of publishes costs one fsync, not one each.
+
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    codec, merge_ids, Entry, FileHash, NewToken, Result, Scope, Store, StoreError, StoreStats,
+    StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
+};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    token_hash BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    file_hash BLOB NOT NULL,
+    ids BLOB NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_read_at INTEGER NOT NULL,
+    UNIQUE (tenant, file_hash)
+);
+CREATE INDEX entries_last_read ON entries(last_read_at);
+CREATE TABLE usage (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    requests INTEGER NOT NULL DEFAULT 0,
+    queried_hashes INTEGER NOT NULL DEFAULT 0,
+    hits INTEGER NOT NULL DEFAULT 0,
+    published_ids INTEGER NOT NULL DEFAULT 0,
+    last_seen_at INTEGER
+);
+"#];
+
+/// Called after the group's commit with its outcome; answers the waiting caller.
+type Completer = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// Runs one write inside the group's transaction.
+type Job = Box<dyn FnOnce(&Connection) -> Completer + Send>;
+
+/// Most jobs committed together; bounds the latency a long group adds.
+const MAX_GROUP: usize = 256;
+
+pub struct SqliteStore {
+    path: String,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: tokio::sync::Semaphore,
+    writer: Mutex<mpsc::Sender<Job>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &str, readers: usize) -> Result<Self> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_string(),
+            source,
+        };
+        let mut writer = Connection::open(path).map_err(err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+                 PRAGMA busy_timeout=10000;",
+            )
+            .map_err(err)?;
+        migrate(&mut writer).map_err(err)?;
+        let readers = readers.clamp(1, 64);
+        let mut pool = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let conn = Connection::open(path).map_err(err)?;
+            conn.execute_batch("PRAGMA busy_timeout=10000; PRAGMA query_only=ON;")
+                .map_err(err)?;
+            pool.push(conn);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("dryci-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Task(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_string(),
+            readers: Mutex::new(pool),
+            reader_slots: tokio::sync::Semaphore::new(readers),
+            writer: Mutex::new(tx),
+        })
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let conn = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Task("reader pool poisoned".into()))?
+            .pop()
+            .ok_or_else(|| StoreError::Task("no free reader".into()))?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Queues `f` for the writer thread and waits until its group is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let path = self.path.clone();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, &path, f);
+            Box::new(move |commit: std::result::Result<(), String>| {
+                let answer = match (result, commit) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(StoreError::Task(format!("commit failed: {e}"))),
+                    (Ok(v), Ok(())) => Ok(v),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    path: &str,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    };
+    conn.execute_batch("SAVEPOINT job").map_err(err)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job").map_err(err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            // Undo only this job; the others in the group still commit.
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // If BEGIN fails (e.g. busy), each savepoint commits on its own.
+        let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let completers: Vec<Completer> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let outcome = if in_tx {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        } else {
+            Ok(())
+        };
+        for complete in completers {
+            complete(outcome.clone());
+        }
+    }
+}
+
+fn scope_of(table: &'static str, s: &str) -> Result<Scope> {
+    s.parse()
+        .map_err(|reason| StoreError::Corrupt { table, reason })
+}
+
+/// id, user name, scope, label, created_at, expires_at, revoked_at.
+type RawToken = (i64, String, String, String, i64, Option<i64>, Option<i64>);
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let path = self.path.clone();
+        self.read(move |c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+    }
+
+    async fn find_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenAuth>> {
+        let path = self.path.clone();
+        self.read(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT t.id, t.token_hash, u.id, u.name, u.tenant, t.scope, t.expires_at, t.revoked_at \
+                     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
+                )
+                .map_err(err)?;
+            let row = stmt
+                .query_row(params![&token_hash[..]], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                    ))
+                })
+                .optional()
+                .map_err(err)?;
+            let Some((token_id, hash, user_id, user_name, tenant, scope, expires_at, revoked_at)) = row else {
+                return Ok(None);
+            };
+            let token_hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { table: "tokens", reason: "token_hash is not 32 bytes".into() })?;
+            Ok(Some(TokenAuth {
+                token_id,
+                token_hash,
+                user_id,
+                user_name,
+                tenant,
+                scope: scope_of("tokens", &scope)?,
+                expires_at,
+                revoked_at,
+            }))
+        })
+        .await
+    }
+
+    async fn bootstrap_admin(&self, token_hash: [u8; 32], now: i64) -> Result<bool> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let users: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(err)?;
+            if users > 0 {
+                return Ok(false);
+            }
+            c.execute("INSERT INTO users (name, tenant, created_at) VALUES ('admin', 'admin', ?1)", params![now])
+                .map_err(err)?;
+            let user_id = c.last_insert_rowid();
+            c.execute(
+                "INSERT INTO tokens (user_id, token_hash, scope, label, created_at) VALUES (?1, ?2, 'admin', 'initial admin token', ?3)",
+                params![user_id, &token_hash[..], now],
+            )
+            .map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn create_user(&self, name: &str, tenant: &str, now: i64) -> Result<UserRow> {
+        let path = self.path.clone();
+        let (name, tenant) = (name.to_string(), tenant.to_string());
+        self.write(move |c| {
+            let exists: bool = c
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+            if exists {
+                return Err(StoreError::Conflict { what: "user", name });
+            }
+            c.execute(
+                "INSERT INTO users (name, tenant, created_at) VALUES (?1, ?2, ?3)",
+                params![name, tenant, now],
+            )
+            .map_err(|source| StoreError::Sqlite { path, source })?;
+            Ok(UserRow {
+                id: c.last_insert_rowid(),
+                name,
+                tenant,
+                created_at: now,
+            })
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let path = self.path.clone();
+        self.read(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut stmt = c
+                .prepare("SELECT id, name, tenant, created_at FROM users ORDER BY id")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(UserRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        tenant: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                })
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: NewToken, now: i64) -> Result<TokenRow> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let user_id: Option<i64> = c
+                .query_row("SELECT id FROM users WHERE name = ?1", params![token.user_name], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            let Some(user_id) = user_id else {
+                return Err(StoreError::NotFound { what: "user", name: token.user_name });
+            };
+            c.execute(
+                "INSERT INTO tokens (user_id, token_hash, scope, label, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user_id, &token.token_hash[..], token.scope.as_str(), token.label, now, token.expires_at],
+            )
+            .map_err(err)?;
+            Ok(TokenRow {
+                id: c.last_insert_rowid(),
+                user_name: token.user_name,
+                scope: token.scope,
+                label: token.label,
+                created_at: now,
+                expires_at: token.expires_at,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenRow>> {
+        let path = self.path.clone();
+        let user_name = user_name.map(str::to_string);
+        self.read(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut stmt = c
+                .prepare(
+                    "SELECT t.id, u.name, t.scope, t.label, t.created_at, t.expires_at, t.revoked_at \
+                     FROM tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE ?1 IS NULL OR u.name = ?1 ORDER BY t.id",
+                )
+                .map_err(err)?;
+            let raw = stmt
+                .query_map(params![user_name], token_row)
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            raw.into_iter()
+                .map(|(id, user_name, scope, label, created_at, expires_at, revoked_at)| {
+                    Ok(TokenRow { id, user_name, scope: scope_of("tokens", &scope)?, label, created_at, expires_at, revoked_at })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_token_expiry(&self, token_id: i64, expires_at: Option<i64>) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE tokens SET expires_at = ?2 WHERE id = ?1",
+                    params![token_id, expires_at],
+                )
+                .map_err(|source| StoreError::Sqlite { path, source })?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "token",
+                    name: token_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                    params![token_id, now],
+                )
+                .map_err(|source| StoreError::Sqlite { path, source })?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "token",
+                    name: token_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {
+        let path = self.path.clone();
+        let tenant = tenant.to_string();
+        let hashes = hashes.to_vec();
+        self.read(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT ids, last_read_at FROM entries WHERE tenant = ?1 AND file_hash = ?2",
+                )
+                .map_err(err)?;
+            let mut out = Vec::with_capacity(hashes.len());
+            for h in &hashes {
+                let row = stmt
+                    .query_row(params![tenant, &h[..]], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .optional()
+                    .map_err(err)?;
+                out.push(match row {
+                    Some((blob, last_read_at)) => Some(Entry {
+                        ids: codec::decode("entries", &blob)?,
+                        last_read_at,
+                    }),
+                    None => None,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn publish(
+        &self,
+        tenant: &str,
+        batch: Vec<(FileHash, Vec<StoredId>)>,
+        max_ids: usize,
+        now: i64,
+    ) -> Result<u64> {
+        let path = self.path.clone();
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut added = 0;
+            for (hash, ids) in batch {
+                let stored: Option<Vec<u8>> = c
+                    .prepare_cached("SELECT ids FROM entries WHERE tenant = ?1 AND file_hash = ?2")
+                    .map_err(err)?
+                    .query_row(params![tenant, &hash[..]], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                let mut merged = match &stored {
+                    Some(blob) => codec::decode("entries", blob)?,
+                    None => Vec::new(),
+                };
+                let new = merge_ids(&mut merged, &ids, max_ids);
+                added += new;
+                if stored.is_some() && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
+                    continue; // nothing changed: skip the write
+                }
+                let blob = codec::encode(&merged);
+                c.prepare_cached(
+                    "INSERT INTO entries (tenant, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) \
+                     ON CONFLICT (tenant, file_hash) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
+                     updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at)",
+                )
+                .map_err(err)?
+                .execute(params![tenant, &hash[..], blob, blob.len() as i64, now])
+                .map_err(err)?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut stmt = c
+                .prepare_cached("UPDATE entries SET last_read_at = ?3 WHERE tenant = ?1 AND file_hash = ?2 AND last_read_at < ?3")
+                .map_err(err)?;
+            for (tenant, hash) in reads {
+                stmt.execute(params![tenant, &hash[..], now]).map_err(err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut stmt = c
+                .prepare_cached(
+                    "INSERT INTO usage (user_id, requests, queried_hashes, hits, published_ids, last_seen_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id) DO UPDATE SET \
+                     requests = requests + excluded.requests, queried_hashes = queried_hashes + excluded.queried_hashes, \
+                     hits = hits + excluded.hits, published_ids = published_ids + excluded.published_ids, \
+                     last_seen_at = excluded.last_seen_at",
+                )
+                .map_err(err)?;
+            for (user_id, d) in deltas {
+                stmt.execute(params![
+                    user_id,
+                    d.requests as i64,
+                    d.queried_hashes as i64,
+                    d.hits as i64,
+                    d.published_ids as i64,
+                    now
+                ])
+                .map_err(err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<Vec<UsageRow>> {
+        let path = self.path.clone();
+        self.read(move |c| {
+            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let mut stmt = c
+                .prepare(
+                    "SELECT u.name, COALESCE(g.requests, 0), COALESCE(g.queried_hashes, 0), COALESCE(g.hits, 0), \
+                     COALESCE(g.published_ids, 0), g.last_seen_at FROM users u LEFT JOIN usage g ON g.user_id = u.id ORDER BY u.id",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(UsageRow {
+                        user_name: r.get(0)?,
+                        usage: UsageDelta {
+                            requests: r.get::<_, i64>(1)? as u64,
+                            queried_hashes: r.get::<_, i64>(2)? as u64,
+                            hits: r.get::<_, i64>(3)? as u64,
+                            published_ids: r.get::<_, i64>(4)? as u64,
+                        },
+                        last_seen_at: r.get(5)?,
+                    })
+                })
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let path = self.path.clone();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM entries",
+                [],
+                |r| {
+                    Ok(StoreStats {
+                        entries: r.get::<_, i64>(0)? as u64,
+                        bytes: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+    }
+
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut removed = 0u64;
+            if let Some(before) = read_before {
+                removed += c
+                    .execute(
+                        "DELETE FROM entries WHERE last_read_at < ?1",
+                        params![before],
+                    )
+                    .map_err(err)? as u64;
+            }
+            if let Some(max) = max_bytes {
+                let mut total: i64 = c
+                    .query_row("SELECT COALESCE(SUM(bytes), 0) FROM entries", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(err)?;
+                while total > max as i64 {
+                    // Least recently read first, in chunks, until under the limit.
+                    let victims: Vec<(i64, i64)> = c
+                        .prepare_cached(
+                            "SELECT id, bytes FROM entries ORDER BY last_read_at, id LIMIT 500",
+                        )
+                        .map_err(err)?
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(err)?
+                        .collect::<rusqlite::Result<_>>()
+                        .map_err(err)?;
+                    if victims.is_empty() {
+                        break;
+                    }
+                    let mut del = c
+                        .prepare_cached("DELETE FROM entries WHERE id = ?1")
+                        .map_err(err)?;
+                    for (id, bytes) in victims {
+                        if total <= max as i64 {
+                            break;
+                        }
+                        del.execute(params![id]).map_err(err)?;
+                        total -= bytes;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}

@@ -1,0 +1,178 @@
+//! Turns validated wire types (`crate::protocol`) into store keys and back.
+//! Every rejection is a `FieldError` naming the JSON path at fault, so a
+//! malformed hash or id is a 422 that says which one, never a 500.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::protocol::{check_hex, v2, FieldError, NODE_ID_HEX_LEN, TEST_FILE_HASH_HEX_LEN};
+
+use super::store::{FileHash, NodeId, StoredId};
+
+/// What the server accepts; also reported by `/api/v2/capabilities`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_hashes_per_query: usize,
+    pub max_ids_per_hash: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_hashes_per_query: 50_000,
+            max_ids_per_hash: crate::protocol::MAX_IDS_PER_HASH,
+        }
+    }
+}
+
+/// Parses a JSON body into `T`, naming the path of the first bad field.
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, FieldError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        FieldError {
+            field: if path == "." {
+                "body".to_string()
+            } else {
+                path
+            },
+            reason: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn decode_hex<const N: usize>(
+    field: impl FnOnce() -> String,
+    s: &str,
+) -> Result<[u8; N], FieldError> {
+    check_hex(field, s, N * 2)?;
+    let mut out = [0u8; N];
+    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+        // check_hex guaranteed lowercase hex digits.
+        out[i] = (nibble(pair[0]) << 4) | nibble(pair[1]);
+    }
+    Ok(out)
+}
+
+fn nibble(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        _ => b - b'a' + 10,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileHash>, FieldError> {
+    if hashes.len() > limits.max_hashes_per_query {
+        return Err(FieldError {
+            field: "test_file_hashes".into(),
+            reason: format!(
+                "{} hashes, at most {} per query",
+                hashes.len(),
+                limits.max_hashes_per_query
+            ),
+        });
+    }
+    debug_assert_eq!(TEST_FILE_HASH_HEX_LEN, 64);
+    hashes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| decode_hex::<32>(|| format!("test_file_hashes[{i}]"), h))
+        .collect()
+}
+
+fn publish_entries<T>(
+    root: &str,
+    map: &BTreeMap<String, Vec<T>>,
+    limits: &Limits,
+    each: impl Fn(&T) -> (&str, Option<u64>),
+) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+    debug_assert_eq!(NODE_ID_HEX_LEN, 32);
+    let mut out = Vec::with_capacity(map.len());
+    for (key, ids) in map {
+        let hash = decode_hex::<32>(|| format!("{root}.{key}"), key)?;
+        if ids.len() > limits.max_ids_per_hash {
+            return Err(FieldError {
+                field: format!("{root}.{key}"),
+                reason: format!(
+                    "{} ids, at most {} per hash",
+                    ids.len(),
+                    limits.max_ids_per_hash
+                ),
+            });
+        }
+        let mut stored = Vec::with_capacity(ids.len());
+        for (i, item) in ids.iter().enumerate() {
+            let (id, duration) = each(item);
+            let node_id: NodeId = decode_hex::<16>(|| format!("{root}.{key}[{i}]"), id)?;
+            let duration_ms = duration.map(|d| u32::try_from(d).unwrap_or(u32::MAX - 1));
+            stored.push(StoredId {
+                node_id,
+                duration_ms,
+            });
+        }
+        out.push((hash, stored));
+    }
+    Ok(out)
+}
+
+pub fn publish_v1(
+    map: &BTreeMap<String, Vec<String>>,
+    limits: &Limits,
+) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+    publish_entries("passed_node_ids_per_test_file", map, limits, |id| {
+        (id.as_str(), None)
+    })
+}
+
+pub fn publish_v2(
+    map: &BTreeMap<String, Vec<v2::PassedTest>>,
+    limits: &Limits,
+) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+    publish_entries("passed", map, limits, |t| {
+        (t.node_id.as_str(), t.duration_ms)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::v1;
+
+    #[test]
+    fn hex_round_trip() {
+        let h: [u8; 16] = decode_hex(|| "x".into(), "00ff10a0000000000000000000000001").unwrap();
+        assert_eq!(hex(&h), "00ff10a0000000000000000000000001");
+    }
+
+    #[test]
+    fn bad_json_names_the_field() {
+        let body = Bytes::from_static(br#"{"test_file_hashes": ["a", 3]}"#);
+        let err = parse_json::<v1::QueryPassedRequest>(&body).unwrap_err();
+        assert_eq!(err.field, "test_file_hashes[1]");
+    }
+
+    #[test]
+    fn wrong_id_length_names_hash_and_index() {
+        let mut map = BTreeMap::new();
+        map.insert("a".repeat(64), vec!["b".repeat(32), "c".repeat(31)]);
+        let err = publish_v1(&map, &Limits::default()).unwrap_err();
+        assert_eq!(
+            err.field,
+            format!("passed_node_ids_per_test_file.{}[1]", "a".repeat(64))
+        );
+    }
+}
