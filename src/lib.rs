@@ -5,9 +5,13 @@
 //! wire types in `protocol`. The bindings (`python`) and the command line
 //! (`cli`) sit on top and compose them.
 
+pub mod analysis;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod files;
+pub mod graph;
+pub mod hash;
 pub mod imports;
 pub mod protocol;
 #[cfg(feature = "server")]

@@ -148,14 +148,24 @@ pub struct FieldError {
 }
 
 /// Checks that `value` is exactly `len` lowercase hex characters.
-pub fn check_hex(field: impl FnOnce() -> String, value: &str, len: usize) -> Result<(), FieldError> {
-    let ok = value.len() == len && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+pub fn check_hex(
+    field: impl FnOnce() -> String,
+    value: &str,
+    len: usize,
+) -> Result<(), FieldError> {
+    let ok = value.len() == len
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if ok {
         Ok(())
     } else {
         Err(FieldError {
             field: field(),
-            reason: format!("must be {len} lowercase hex characters, got {:?}", truncate(value)),
+            reason: format!(
+                "must be {len} lowercase hex characters, got {:?}",
+                truncate(value)
+            ),
         })
     }
 }
@@ -175,14 +185,18 @@ mod tests {
             "skipped_test_count": 0, "skipped_by_cache_test_count": 1}"#;
         let req: v1::PublishRequest = serde_json::from_str(body).unwrap();
         assert_eq!(req.counts().total_test_count, 3);
-        assert_eq!(req.passed_node_ids_per_test_file["aa"], vec!["bb".to_string()]);
+        assert_eq!(
+            req.passed_node_ids_per_test_file["aa"],
+            vec!["bb".to_string()]
+        );
         let back = serde_json::to_value(&req).unwrap();
         assert_eq!(back["skipped_by_cache_test_count"], 1);
     }
 
     #[test]
     fn v1_rejects_unknown_fields() {
-        let err = serde_json::from_str::<v1::QueryPassedRequest>(r#"{"test_file_hashes": [], "x": 1}"#);
+        let err =
+            serde_json::from_str::<v1::QueryPassedRequest>(r#"{"test_file_hashes": [], "x": 1}"#);
         assert!(err.is_err());
     }
 

@@ -149,6 +149,25 @@ impl RepoIndex {
     }
 }
 
+impl RepoIndex {
+    /// `files_under` for an owned folder name.
+    pub fn files_under_owned(&self, dir: String) -> Vec<FileId> {
+        self.files_under(&dir).collect()
+    }
+
+    /// An index of the given relative paths (tests and synthetic repos).
+    pub fn from_relative_paths(root: &Path, paths: Vec<String>) -> Self {
+        let mut dirs = HashSet::new();
+        for path in &paths {
+            let mut dir = parent_dir(path);
+            while !dir.is_empty() && dirs.insert(dir.to_string()) {
+                dir = parent_dir(dir);
+            }
+        }
+        Self::from_paths(root, paths, dirs, Vec::new())
+    }
+}
+
 /// `root/a/b` -> `a/b`; `None` for the root itself or a path outside it.
 pub fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;

@@ -21,7 +21,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: None, source: None }
+        Self {
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -38,8 +42,10 @@ impl CliError {
 /// Prints `error: ...`, one `Cause: ...` line per source, and `hint: ...`.
 fn report_error(err: &CliError) {
     eprintln!("error: {}", err.message);
-    let mut cause: Option<&(dyn std::error::Error + 'static)> =
-        err.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err
+        .source
+        .as_deref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
     while let Some(c) = cause {
         eprintln!("  Cause: {c}");
         cause = c.source();
@@ -68,7 +74,11 @@ impl ExitStatus {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "dryci", version, about = "Skip tests that already passed with identical inputs")]
+#[command(
+    name = "dryci",
+    version,
+    about = "Skip tests that already passed with identical inputs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,6 +88,8 @@ struct Cli {
 enum Command {
     /// Build the dependency graph and print hashes, relations, closures and stats.
     Graph(graph::GraphArgs),
+    /// Show the chain of imports and rules that makes FILE a dependency of INPUT.
+    Why(graph::WhyArgs),
     /// Run the team cache server (HTTP API v1 and v2).
     #[cfg(feature = "server")]
     Server(server::ServerArgs),
@@ -92,6 +104,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args = args
+        .into_iter()
+        .map(|a| graph::normalize_single_dash(a.into().to_string_lossy().into_owned()));
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -101,6 +116,7 @@ where
     };
     let result = match cli.command {
         Command::Graph(args) => graph::run(args),
+        Command::Why(args) => graph::run_why(args),
         #[cfg(feature = "server")]
         Command::Server(args) => server::run_server(args),
         #[cfg(feature = "server")]

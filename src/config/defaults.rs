@@ -7,6 +7,9 @@ use std::path::Path;
 use super::compile::is_dotted_name;
 use super::raw::{OneOrMany, RawActions, RawConfig};
 
+/// Bumped whenever a default below changes, so that hashes change with it.
+pub const DEFAULTS_VERSION: u32 = 1;
+
 const DEFAULT_INPUTS: &[&str] = &["**/test_*.py", "**/*_test.py"];
 
 /// Files whose change may change any test's outcome. Globs that match nothing are fine.

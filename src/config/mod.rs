@@ -39,7 +39,7 @@ pub struct Config {
     pub effective: RawConfig,
     /// Keys the configuration left out and DryCI inferred.
     pub inferred: Vec<&'static str>,
-    /// blake3 of the effective configuration, hex.
+    /// blake3 of the configuration as written and the defaults' version, hex.
     pub fingerprint: String,
 }
 
@@ -63,6 +63,11 @@ pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError>
     };
     let base_dir = raw.base_dir.clone().unwrap_or_else(|| ".".to_string());
     let root = absolute(&config_dir.join(&base_dir));
+    // The fingerprint covers what the user wrote (and the defaults' version),
+    // not what was inferred from the tree: inferred values only shape the
+    // graph, and the closure's files are hashed anyway. So a new top-level
+    // package does not invalidate every hash.
+    let fingerprint = fingerprint(&raw);
     let mut effective = raw;
     let inferred = defaults::fill(&mut effective, &root);
     let file = match &source {
@@ -74,7 +79,6 @@ pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError>
         text: &text,
     }
     .compile(&effective)?;
-    let fingerprint = fingerprint(&effective);
     Ok(Config {
         root,
         source,
@@ -187,11 +191,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn fingerprint(effective: &RawConfig) -> String {
+fn fingerprint(written: &RawConfig) -> String {
     // JSON of BTreeMaps and structs is deterministic: same rules, same fingerprint,
     // whatever the comments, the key order or the file format.
-    let canonical = serde_json::to_vec(effective).unwrap_or_default();
-    blake3::hash(&canonical).to_hex().to_string()
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&defaults::DEFAULTS_VERSION.to_le_bytes());
+    hasher.update(&serde_json::to_vec(written).unwrap_or_default());
+    hasher.finalize().to_hex().to_string()
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -1,0 +1,1 @@
+"""A tiny shop: a catalog, prices with discounts and tax, and a cart."""

@@ -1,0 +1,3 @@
+from .products import Product, load_products
+
+__all__ = ["Product", "load_products"]

@@ -1,0 +1,342 @@
+//! The persistent per-file state cache: (size, mtime, ctime, inode) -> content
+//! digest, and content digest -> scanned imports. It makes a no-change re-run
+//! nearly free. Like git's index it distrusts "racily clean" entries: a file
+//! whose timestamps are within `RACY_WINDOW` of the moment the cache is
+//! written may still change without its stamp changing, so it is not stored.
+//! Concurrent runs are safe: the file is replaced atomically, last writer wins,
+//! and a corrupt or foreign file is ignored (the cache starts afresh).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::imports::scan::{ImportKind, ImportRef, ModuleString, ScanFallback, ScanResult};
+
+use super::Digest;
+
+/// Bumped whenever the format or the scanner's output changes.
+const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"DRYCIst\0";
+/// Timestamps closer than this to the write time are not trusted.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The metadata that must be unchanged for a cached digest to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileStamp {
+                size: meta.len(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+                inode: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let nanos = |t: std::io::Result<SystemTime>| {
+                t.ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128)
+            };
+            FileStamp {
+                size: meta.len(),
+                mtime_ns: nanos(meta.modified()),
+                ctime_ns: nanos(meta.created()),
+                inode: 0,
+            }
+        }
+    }
+
+    fn is_racy(&self, written_at_ns: i128) -> bool {
+        let window = RACY_WINDOW.as_nanos() as i128;
+        self.mtime_ns.max(self.ctime_ns) >= written_at_ns - window
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct StateCache {
+    path: Option<PathBuf>,
+    files: HashMap<String, (FileStamp, Digest)>,
+    scans: HashMap<Digest, Arc<ScanResult>>,
+    /// Why the stored cache was not used, if it was not.
+    pub load_warning: Option<String>,
+}
+
+impl StateCache {
+    /// A cache that remembers nothing (no file).
+    pub fn disabled() -> Self {
+        StateCache::default()
+    }
+
+    /// Loads the cache at `path`; a missing file is an empty cache, a corrupt one a warning.
+    pub fn load(path: &Path) -> Self {
+        let mut cache = StateCache {
+            path: Some(path.to_path_buf()),
+            ..StateCache::default()
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(stored) => {
+                    cache.files = stored
+                        .files
+                        .into_iter()
+                        .map(|(p, s, d)| (p, (s, d)))
+                        .collect();
+                    cache.scans = stored
+                        .scans
+                        .into_iter()
+                        .map(|(d, s)| (d, Arc::new(s.into())))
+                        .collect();
+                }
+                Err(reason) => {
+                    cache.load_warning =
+                        Some(format!("{}: {reason}; starting afresh", path.display()))
+                }
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                cache.load_warning = Some(format!("{}: {err}; starting afresh", path.display()))
+            }
+        }
+        cache
+    }
+
+    pub fn digest(&self, rel: &str, stamp: &FileStamp) -> Option<Digest> {
+        self.files
+            .get(rel)
+            .filter(|(stored, _)| stored == stamp)
+            .map(|(_, digest)| *digest)
+    }
+
+    pub fn scan(&self, digest: &Digest) -> Option<Arc<ScanResult>> {
+        self.scans.get(digest).cloned()
+    }
+
+    /// Records what this run learned and writes the cache (atomically).
+    /// `seen` lists every file visited this run with its digest and scan.
+    pub fn save(
+        &self,
+        fresh: impl IntoIterator<Item = (String, FileStamp, Digest)>,
+        scans: impl IntoIterator<Item = (Digest, Arc<ScanResult>)>,
+    ) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        let mut files = self.files.clone();
+        for (rel, stamp, digest) in fresh {
+            if stamp.is_racy(now) {
+                files.remove(&rel);
+            } else {
+                files.insert(rel, (stamp, digest));
+            }
+        }
+        let mut all_scans = self.scans.clone();
+        all_scans.extend(scans);
+        // Keep only scans of digests still referenced, so the file does not grow forever.
+        let live: std::collections::HashSet<Digest> = files.values().map(|(_, d)| *d).collect();
+        let stored = Stored {
+            files: files.into_iter().map(|(p, (s, d))| (p, s, d)).collect(),
+            scans: all_scans
+                .into_iter()
+                .filter(|(d, _)| live.contains(d))
+                .map(|(d, s)| (d, StoredScan::from(s.as_ref())))
+                .collect(),
+        };
+        write_atomically(path, &encode(&stored)?)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    files: Vec<(String, FileStamp, Digest)>,
+    scans: Vec<(Digest, StoredScan)>,
+}
+
+/// ScanResult in a serializable form (the scanner's types stay serde-free).
+#[derive(Serialize, Deserialize)]
+struct StoredScan {
+    imports: Vec<(String, u32, Vec<String>, u32, u8)>,
+    strings: Vec<(String, u32)>,
+    fallback: Option<(u32, String)>,
+}
+
+impl From<&ScanResult> for StoredScan {
+    fn from(scan: &ScanResult) -> Self {
+        StoredScan {
+            imports: scan
+                .imports
+                .iter()
+                .map(|i| {
+                    let kind = match i.kind {
+                        ImportKind::Import => 0,
+                        ImportKind::From => 1,
+                        ImportKind::Dynamic => 2,
+                    };
+                    (i.module.clone(), i.level, i.names.clone(), i.line, kind)
+                })
+                .collect(),
+            strings: scan
+                .module_strings
+                .iter()
+                .map(|s| (s.value.clone(), s.line))
+                .collect(),
+            fallback: scan.fallback.as_ref().map(|f| (f.line, f.reason.clone())),
+        }
+    }
+}
+
+impl From<StoredScan> for ScanResult {
+    fn from(stored: StoredScan) -> Self {
+        ScanResult {
+            imports: stored
+                .imports
+                .into_iter()
+                .map(|(module, level, names, line, kind)| ImportRef {
+                    module,
+                    level,
+                    names,
+                    line,
+                    kind: match kind {
+                        0 => ImportKind::Import,
+                        1 => ImportKind::From,
+                        _ => ImportKind::Dynamic,
+                    },
+                })
+                .collect(),
+            module_strings: stored
+                .strings
+                .into_iter()
+                .map(|(value, line)| ModuleString { value, line })
+                .collect(),
+            fallback: stored
+                .fallback
+                .map(|(line, reason)| ScanFallback { line, reason }),
+        }
+    }
+}
+
+fn encode(stored: &Stored) -> std::io::Result<Vec<u8>> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let body = postcard::to_stdvec(stored).map_err(std::io::Error::other)?;
+    bytes.extend_from_slice(blake3::hash(&body).as_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+fn decode(bytes: &[u8]) -> Result<Stored, String> {
+    let header = MAGIC.len() + 4 + 32;
+    if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a DryCI state cache".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| "truncated header")?);
+    if version != FORMAT_VERSION {
+        return Err(format!("format {version}, expected {FORMAT_VERSION}"));
+    }
+    let (checksum, body) = bytes[12..].split_at(32);
+    if blake3::hash(body).as_bytes() != checksum {
+        return Err("checksum mismatch (truncated or corrupt)".into());
+    }
+    postcard::from_bytes(body).map_err(|err| format!("cannot decode: {err}"))
+}
+
+/// Writes to a temporary file in the same folder, then renames it into place,
+/// so a reader never sees half a file and a crash leaves the old one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(mtime_s: i128) -> FileStamp {
+        FileStamp {
+            size: 1,
+            mtime_ns: mtime_s * 1_000_000_000,
+            ctime_ns: mtime_s * 1_000_000_000,
+            inode: 7,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_racy_entries_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.bin");
+        let cache = StateCache::load(&path);
+        assert!(cache.load_warning.is_none());
+        let old = stamp(1_000_000);
+        let now_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i128;
+        let racy = stamp(now_s);
+        let scan = Arc::new(ScanResult::default());
+        let d1 = Digest::of(b"one");
+        let d2 = Digest::of(b"two");
+        cache
+            .save(
+                vec![("a.py".into(), old, d1), ("b.py".into(), racy, d2)],
+                vec![(d1, scan)],
+            )
+            .unwrap();
+        let loaded = StateCache::load(&path);
+        assert_eq!(loaded.digest("a.py", &old), Some(d1));
+        assert_eq!(
+            loaded.digest("b.py", &racy),
+            None,
+            "racily clean entry must not be trusted"
+        );
+        assert!(loaded.scan(&d1).is_some());
+        assert_eq!(loaded.digest("a.py", &stamp(1_000_001)), None);
+    }
+
+    #[test]
+    fn corrupt_cache_starts_afresh_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.bin");
+        let cache = StateCache::load(&path);
+        cache
+            .save(vec![("a.py".into(), stamp(5), Digest::of(b"x"))], vec![])
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let loaded = StateCache::load(&path);
+        assert!(loaded.load_warning.as_deref().unwrap().contains("checksum"));
+        assert_eq!(loaded.digest("a.py", &stamp(5)), None);
+    }
+}

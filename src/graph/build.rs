@@ -1,0 +1,572 @@
+//! Building the graph: a breadth-first walk from the inputs and the global
+//! dependencies. Each level of the walk is visited in parallel; visiting a
+//! file reads it once (digest, imports, regex matches from the same bytes)
+//! and applies every matching rule. Files no input reaches are never read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use regex::bytes::Captures;
+
+use crate::config::{Actions, Config, EntryPointPolicy, Template};
+use crate::files::state::{FileStamp, StateCache};
+use crate::files::{read_facts, Digest, FileDigest, FileFacts, Needs};
+use crate::imports::resolve::{ModuleResolver, Resolution};
+use crate::imports::scan::{ImportRef, ScanResult};
+use crate::walk::{join, parent_dir, FileId, RepoIndex};
+
+use super::entry_points::{self, EntryPoint};
+use super::{DepGraph, Edge, Node, NodeId, Reason, Unresolved};
+
+/// Modules through which code loads entry points by name.
+const ENTRY_POINT_LOADERS: &[&str] = &["importlib.metadata", "importlib_metadata", "pkg_resources"];
+
+pub struct BuildInput<'a> {
+    pub config: &'a Config,
+    pub index: &'a RepoIndex,
+    /// Repo-relative paths of the files to compute closures for.
+    pub inputs: &'a [String],
+    pub state: &'a StateCache,
+}
+
+/// The graph, plus what the run learned for the state cache.
+pub struct Built {
+    pub graph: DepGraph,
+    pub fresh: Vec<(String, FileStamp, Digest)>,
+    pub scans: Vec<(Digest, Arc<ScanResult>)>,
+}
+
+/// Where an edge points before nodes are numbered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Target {
+    File(FileId),
+    /// A named file that does not exist: hashed as absent, so creating it
+    /// (a new `conftest.py`, say) changes every hash that depends on it.
+    Absent(String),
+}
+
+struct Visit {
+    facts: FileFacts,
+    edges: Vec<(Target, Reason)>,
+    unresolved: Vec<Unresolved>,
+    warnings: Vec<String>,
+}
+
+pub fn build(input: BuildInput<'_>) -> Built {
+    let builder = Builder::new(input.config, input.index, input.state);
+    builder.run(input.inputs)
+}
+
+struct Builder<'a> {
+    config: &'a Config,
+    index: &'a RepoIndex,
+    state: &'a StateCache,
+    resolver: ModuleResolver<'a>,
+    entry_points: Vec<EntryPoint>,
+    glob_cache: Mutex<HashMap<String, Arc<Vec<FileId>>>>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(config: &'a Config, index: &'a RepoIndex, state: &'a StateCache) -> Self {
+        let rules = &config.rules;
+        let entry_points = match rules.entry_points {
+            EntryPointPolicy::Off => Vec::new(),
+            _ => entry_points::declared(&config.root),
+        };
+        Builder {
+            config,
+            index,
+            state,
+            resolver: ModuleResolver::new(index, &rules.root_packages, &rules.source_roots),
+            entry_points,
+            glob_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn run(&self, inputs: &[String]) -> Built {
+        let mut warnings = Vec::new();
+        let (globals, global_warnings) = self.global_roots();
+        warnings.extend(global_warnings);
+
+        let mut visits: HashMap<FileId, Visit> = HashMap::new();
+        let mut absent: HashSet<String> = HashSet::new();
+        let mut frontier: Vec<FileId> = Vec::new();
+        let mut queued: HashSet<FileId> = HashSet::new();
+        let mut enqueue = |target: &Target,
+                           frontier: &mut Vec<FileId>,
+                           absent: &mut HashSet<String>| match target {
+            Target::File(id) => {
+                if queued.insert(*id) {
+                    frontier.push(*id);
+                }
+            }
+            Target::Absent(path) => {
+                absent.insert(path.clone());
+            }
+        };
+        let mut input_targets = Vec::new();
+        for rel in inputs {
+            match self.index.id(rel) {
+                Some(id) => {
+                    input_targets.push(Some(id));
+                    enqueue(&Target::File(id), &mut frontier, &mut absent);
+                }
+                None => input_targets.push(None),
+            }
+        }
+        for (target, _) in &globals {
+            enqueue(target, &mut frontier, &mut absent);
+        }
+        while !frontier.is_empty() {
+            let level: Vec<(FileId, Visit)> = frontier
+                .par_iter()
+                .map(|id| (*id, self.visit(*id)))
+                .collect();
+            frontier = Vec::new();
+            for (id, visit) in level {
+                for (target, _) in &visit.edges {
+                    enqueue(target, &mut frontier, &mut absent);
+                }
+                visits.insert(id, visit);
+            }
+        }
+        self.assemble(inputs, input_targets, globals, visits, absent, warnings)
+    }
+
+    /// Numbers the nodes in path order and turns targets into edges.
+    fn assemble(
+        &self,
+        inputs: &[String],
+        input_targets: Vec<Option<FileId>>,
+        globals: Vec<(Target, Reason)>,
+        mut visits: HashMap<FileId, Visit>,
+        absent: HashSet<String>,
+        mut warnings: Vec<String>,
+    ) -> Built {
+        let mut keys: Vec<(String, Target)> = visits
+            .keys()
+            .map(|id| (self.index.path(*id).to_string(), Target::File(*id)))
+            .chain(absent.into_iter().map(|p| (p.clone(), Target::Absent(p))))
+            .collect();
+        keys.sort();
+        keys.dedup_by(|a, b| a.0 == b.0);
+        let node_of: HashMap<Target, NodeId> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (_, target))| (target.clone(), i as NodeId))
+            .collect();
+
+        let mut graph = DepGraph::default();
+        let mut fresh = Vec::new();
+        let mut scans = Vec::new();
+        let mut unresolved = Vec::new();
+        for (path, target) in keys {
+            let node = match target {
+                Target::Absent(_) => Node {
+                    path: path.clone(),
+                    digest: FileDigest::Absent,
+                    edges: Vec::new(),
+                },
+                Target::File(id) => {
+                    let Some(visit) = visits.remove(&id) else {
+                        continue;
+                    };
+                    if let Some((stamp, digest)) = visit.facts.fresh {
+                        fresh.push((path.clone(), stamp, digest));
+                        if let (Some(scan), FileDigest::Content(d)) =
+                            (&visit.facts.scan, &visit.facts.digest)
+                        {
+                            scans.push((*d, scan.clone()));
+                        }
+                    }
+                    if let FileDigest::Unreadable(reason) = &visit.facts.digest {
+                        warnings.push(format!(
+                            "cannot read {reason}; tests that depend on it will run"
+                        ));
+                    }
+                    warnings.extend(visit.warnings);
+                    unresolved.extend(visit.unresolved);
+                    let mut edges: Vec<Edge> = Vec::new();
+                    let mut seen = HashSet::new();
+                    for (target, reason) in visit.edges {
+                        if let Some(to) = node_of.get(&target).copied() {
+                            if seen.insert(to) && target != Target::File(id) {
+                                edges.push(Edge { to, reason });
+                            }
+                        }
+                    }
+                    edges.sort_by_key(|e| e.to);
+                    Node {
+                        path: path.clone(),
+                        digest: visit.facts.digest,
+                        edges,
+                    }
+                }
+            };
+            graph.node_by_path.insert(path, graph.nodes.len() as NodeId);
+            graph.nodes.push(node);
+        }
+        for (rel, target) in inputs.iter().zip(input_targets) {
+            match target.and_then(|id| node_of.get(&Target::File(id))) {
+                Some(node) => graph.inputs.push(*node),
+                None => warnings.push(format!(
+                    "{rel}: not in the repository (missing, excluded or outside the root)"
+                )),
+            }
+        }
+        let mut seen_globals = HashSet::new();
+        for (target, reason) in globals {
+            if let Some(node) = node_of.get(&target) {
+                if seen_globals.insert(*node) {
+                    graph.globals.push((*node, reason));
+                }
+            }
+        }
+        unresolved.sort_by(|a: &Unresolved, b| {
+            (&a.file, a.line, &a.module).cmp(&(&b.file, b.line, &b.module))
+        });
+        graph.unresolved = unresolved;
+        graph.warnings = warnings;
+        Built {
+            graph,
+            fresh,
+            scans,
+        }
+    }
+
+    /// Global dependencies and the entry points every input depends on.
+    fn global_roots(&self) -> (Vec<(Target, Reason)>, Vec<String>) {
+        let mut roots = Vec::new();
+        let mut warnings = Vec::new();
+        let inferred = self.config.inferred.contains(&"global_deps");
+        for pattern in &self.config.rules.global_deps {
+            let reason = Reason::GlobalDep {
+                pattern: pattern.clone(),
+            };
+            for target in self.expand(pattern) {
+                if let Target::Absent(path) = &target {
+                    if inferred {
+                        continue; // a default that does not apply to this project
+                    }
+                    warnings.push(format!(
+                        "global dependency {path} does not exist; hashed as absent"
+                    ));
+                }
+                roots.push((target, reason.clone()));
+            }
+        }
+        for entry_point in &self.entry_points {
+            let global = match self.config.rules.entry_points {
+                EntryPointPolicy::Global => true,
+                EntryPointPolicy::Loaders => entry_point.group == "pytest11",
+                EntryPointPolicy::Off => false,
+            };
+            if global {
+                roots.extend(self.entry_point_targets(entry_point));
+            }
+        }
+        (roots, warnings)
+    }
+
+    fn entry_point_targets(&self, entry_point: &EntryPoint) -> Vec<(Target, Reason)> {
+        let reason = Reason::EntryPoint {
+            spec: entry_point.spec.clone(),
+            declared_in: entry_point.declared_in.clone(),
+        };
+        match self.resolver.resolve_longest_prefix(&entry_point.module) {
+            Some((_, files)) => files
+                .into_iter()
+                .map(|f| (Target::File(f), reason.clone()))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn visit(&self, id: FileId) -> Visit {
+        let rel = self.index.path(id);
+        let rules: Vec<(&str, &Actions)> = self
+            .config
+            .rules
+            .path_rules
+            .iter()
+            .filter(|rule| rule.matcher.is_match(rel) && !rule.actions.excludes(rel))
+            .map(|rule| (rule.pattern.as_str(), &rule.actions))
+            .collect();
+        let mut needs = Needs::default();
+        for (_, actions) in &rules {
+            accumulate_needs(actions, &mut needs);
+        }
+        let facts = read_facts(&self.index.absolute(id), rel, needs, self.state);
+        let mut visit = Visit {
+            facts,
+            edges: Vec::new(),
+            unresolved: Vec::new(),
+            warnings: Vec::new(),
+        };
+        if let Some(fallback) = visit.facts.scan.as_ref().and_then(|s| s.fallback.as_ref()) {
+            visit.warnings.push(format!(
+                "{rel}:{}: cannot tokenize ({}); used a conservative import scan",
+                fallback.line, fallback.reason
+            ));
+        }
+        for (rule, actions) in rules {
+            self.apply(rel, rule, actions, None, &mut visit);
+        }
+        visit
+    }
+
+    /// Applies `actions` of `rule` to the file `rel`; `regex` and `captures`
+    /// are set inside a regex rule, once per match.
+    fn apply(
+        &self,
+        rel: &str,
+        rule: &str,
+        actions: &Actions,
+        regex: Option<(&str, &Captures)>,
+        visit: &mut Visit,
+    ) {
+        let fill = |template: &Template| match regex {
+            Some((_, captures)) => template.expand(|group| {
+                captures
+                    .get(group)
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                    .unwrap_or_default()
+            }),
+            None => template.as_str().to_string(),
+        };
+        let reason = |action: &'static str| Reason::Rule {
+            rule: rule.to_string(),
+            action,
+            regex: regex.map(|(pattern, _)| pattern.to_string()),
+        };
+        for template in &actions.visit {
+            let targets = self.expand(&fill(template));
+            visit
+                .edges
+                .extend(targets.into_iter().map(|t| (t, reason("visit"))));
+        }
+        let dir = parent_dir(rel);
+        for template in &actions.visit_siblings {
+            let targets = self.expand(&join(dir, &fill(template)));
+            visit
+                .edges
+                .extend(targets.into_iter().map(|t| (t, reason("visit_siblings"))));
+        }
+        for template in &actions.visit_grand_siblings {
+            let name = fill(template);
+            // The file's folder and every folder above it, the repo root included.
+            let mut current = Some(dir);
+            while let Some(folder) = current {
+                let targets = self.expand(&join(folder, &name));
+                visit.edges.extend(
+                    targets
+                        .into_iter()
+                        .map(|t| (t, reason("visit_grand_siblings"))),
+                );
+                current = (!folder.is_empty()).then(|| parent_dir(folder));
+            }
+        }
+        if actions.visit_imported_python_modules {
+            self.apply_imports(rel, visit);
+        }
+        for template in &actions.visit_python_all_submodules_for {
+            let name = fill(template);
+            let module = self.module_for_name(&name, visit);
+            let files = module
+                .map(|m| self.resolver.all_submodules(&m))
+                .unwrap_or_default();
+            if files.is_empty() {
+                visit.warnings.push(format!(
+                    "{rel}: visit_python_all_submodules_for {name:?} names no package of the repo"
+                ));
+            }
+            let reason = Reason::Submodules { package: name };
+            visit
+                .edges
+                .extend(files.into_iter().map(|f| (Target::File(f), reason.clone())));
+        }
+        if actions.regex_rules.is_empty() {
+            return;
+        }
+        let Some(text) = visit.facts.text.clone() else {
+            return;
+        };
+        for regex_rule in &actions.regex_rules {
+            if regex_rule.actions.excludes(rel) {
+                continue;
+            }
+            for captures in regex_rule.regex.captures_iter(&text) {
+                self.apply(
+                    rel,
+                    rule,
+                    &regex_rule.actions,
+                    Some((&regex_rule.pattern, &captures)),
+                    visit,
+                );
+            }
+        }
+    }
+
+    fn apply_imports(&self, rel: &str, visit: &mut Visit) {
+        let Some(scan) = visit.facts.scan.clone() else {
+            return;
+        };
+        for import in &scan.imports {
+            let (main, submodules) = self.resolver.resolve_import(rel, import);
+            let reason = Reason::Import {
+                module: display_module(import),
+                line: import.line,
+            };
+            match main {
+                Resolution::Files(files) => visit
+                    .edges
+                    .extend(files.into_iter().map(|f| (Target::File(f), reason.clone()))),
+                Resolution::Missing if submodules.is_empty() => visit.unresolved.push(Unresolved {
+                    file: rel.to_string(),
+                    module: display_module(import),
+                    line: import.line,
+                }),
+                Resolution::Missing | Resolution::Namespace | Resolution::External => {}
+            }
+            visit.edges.extend(
+                submodules
+                    .into_iter()
+                    .map(|f| (Target::File(f), reason.clone())),
+            );
+        }
+        if self.config.rules.module_strings {
+            for string in &scan.module_strings {
+                if let Some((_, files)) = self.resolver.resolve_longest_prefix(&string.value) {
+                    let reason = Reason::ModuleString {
+                        value: string.value.clone(),
+                        line: string.line,
+                    };
+                    visit
+                        .edges
+                        .extend(files.into_iter().map(|f| (Target::File(f), reason.clone())));
+                }
+            }
+        }
+        if self.config.rules.entry_points == EntryPointPolicy::Loaders && imports_a_loader(&scan) {
+            for entry_point in &self.entry_points {
+                visit.edges.extend(self.entry_point_targets(entry_point));
+            }
+        }
+    }
+
+    /// A module name, or a name the file binds to a module (`from a import b`, `import a.b as c`).
+    fn module_for_name(&self, name: &str, visit: &Visit) -> Option<String> {
+        let top = name.split('.').next().unwrap_or(name);
+        if self.resolver.is_root_package(top) {
+            return Some(name.to_string());
+        }
+        let scan = visit.facts.scan.as_ref()?;
+        for import in scan.imports.iter().filter(|i| i.level == 0) {
+            if import.names.iter().any(|n| n == name) {
+                return Some(format!("{}.{name}", import.module));
+            }
+        }
+        let text = visit.facts.text.as_ref()?;
+        let alias = regex::bytes::Regex::new(&format!(
+            r"import\s+([\w.]+)\s+as\s+{}\b",
+            regex::escape(name)
+        ))
+        .ok()?;
+        let captures = alias.captures(text)?;
+        captures
+            .get(1)
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+    }
+
+    /// Files a path or glob names. A plain path that does not exist is an
+    /// absent target; a plain path naming a folder means every file below it.
+    fn expand(&self, pattern: &str) -> Vec<Target> {
+        let Some(pattern) = normalize(pattern) else {
+            return Vec::new();
+        };
+        if !has_glob_meta(&pattern) {
+            if let Some(id) = self.index.id(&pattern) {
+                return vec![Target::File(id)];
+            }
+            if self.index.is_dir(&pattern) && !pattern.is_empty() {
+                return self.index.files_under(&pattern).map(Target::File).collect();
+            }
+            return vec![Target::Absent(pattern)];
+        }
+        let cached = self
+            .glob_cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&pattern).cloned());
+        let files = match cached {
+            Some(files) => files,
+            None => {
+                let files = Arc::new(self.match_glob(&pattern));
+                if let Ok(mut cache) = self.glob_cache.lock() {
+                    cache.insert(pattern.clone(), files.clone());
+                }
+                files
+            }
+        };
+        files.iter().map(|id| Target::File(*id)).collect()
+    }
+
+    fn match_glob(&self, pattern: &str) -> Vec<FileId> {
+        let Ok(glob) = crate::config::build_glob(pattern) else {
+            return Vec::new();
+        };
+        let matcher = glob.compile_matcher();
+        // Only files below the pattern's literal folder prefix can match.
+        let literal_end = pattern.find(['*', '?', '[', '{']).unwrap_or(pattern.len());
+        let prefix = pattern[..literal_end]
+            .rsplit_once('/')
+            .map_or("", |(dir, _)| dir);
+        self.index
+            .files_under(prefix)
+            .filter(|id| matcher.is_match(self.index.path(*id)))
+            .collect()
+    }
+}
+
+fn accumulate_needs(actions: &Actions, needs: &mut Needs) {
+    needs.imports |= actions.visit_imported_python_modules
+        || !actions.visit_python_all_submodules_for.is_empty();
+    needs.text |=
+        !actions.regex_rules.is_empty() || !actions.visit_python_all_submodules_for.is_empty();
+    for rule in &actions.regex_rules {
+        accumulate_needs(&rule.actions, needs);
+    }
+}
+
+fn imports_a_loader(scan: &ScanResult) -> bool {
+    scan.imports.iter().any(|i| {
+        i.level == 0
+            && (ENTRY_POINT_LOADERS.contains(&i.module.as_str())
+                || (i.module == "importlib" && i.names.iter().any(|n| n == "metadata")))
+    })
+}
+
+/// `from ..a import b` is shown as `..a`.
+fn display_module(import: &ImportRef) -> String {
+    format!("{}{}", ".".repeat(import.level as usize), import.module)
+}
+
+fn has_glob_meta(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{'])
+}
+
+/// Resolves `.` and `..` in a relative path; `None` when it leaves the repo root.
+fn normalize(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}

@@ -1,0 +1,126 @@
+//! The dependency graph: which files each visited file depends on directly
+//! (and why), built from the configuration's rules and the files' imports,
+//! and the transitive closure of every input. Cycles are normal.
+
+mod build;
+mod closure;
+pub mod entry_points;
+pub mod explain;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::files::FileDigest;
+
+pub use build::{build, BuildInput};
+pub use closure::Closures;
+
+/// Index of a node in `DepGraph::nodes` (nodes are sorted by path).
+pub type NodeId = u32;
+
+/// Why a file depends on another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// An import statement (or a literal dynamic import) resolved to this file.
+    Import { module: String, line: u32 },
+    /// A string literal naming a module of a root package (`"pkg.mod:attr"`).
+    ModuleString { value: String, line: u32 },
+    /// A declared entry point whose target lives in the repo.
+    EntryPoint { spec: String, declared_in: String },
+    /// An action of a configured rule.
+    Rule {
+        rule: String,
+        action: &'static str,
+        regex: Option<String>,
+    },
+    /// `visit_python_all_submodules_for`
+    Submodules { package: String },
+    /// A configured global dependency.
+    GlobalDep { pattern: String },
+}
+
+impl Reason {
+    /// Edges that came from a name rather than an import statement or a rule.
+    pub fn is_by_name(&self) -> bool {
+        matches!(
+            self,
+            Reason::ModuleString { .. } | Reason::EntryPoint { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Import { module, line } => write!(f, "line {line}: import {module}"),
+            Reason::ModuleString { value, line } => {
+                write!(f, "line {line}: string {value:?} names a module")
+            }
+            Reason::EntryPoint { spec, declared_in } => {
+                write!(f, "entry point {spec} declared in {declared_in}")
+            }
+            Reason::Rule {
+                rule,
+                action,
+                regex: None,
+            } => write!(f, "rule {rule:?}: {action}"),
+            Reason::Rule {
+                rule,
+                action,
+                regex: Some(regex),
+            } => {
+                write!(f, "rule {rule:?}, regex {regex:?}: {action}")
+            }
+            Reason::Submodules { package } => write!(f, "all submodules of {package}"),
+            Reason::GlobalDep { pattern } => write!(f, "global dependency {pattern:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub to: NodeId,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Relative to the repo root, `/`-separated.
+    pub path: String,
+    pub digest: FileDigest,
+    /// Direct dependencies, sorted by target.
+    pub edges: Vec<Edge>,
+}
+
+/// An import inside a root package (or a relative one) that names no file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unresolved {
+    pub file: String,
+    pub module: String,
+    pub line: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct DepGraph {
+    pub nodes: Vec<Node>,
+    node_by_path: HashMap<String, NodeId>,
+    /// The inputs, in the order given.
+    pub inputs: Vec<NodeId>,
+    /// Nodes every input depends on (global dependencies, global entry points).
+    pub globals: Vec<(NodeId, Reason)>,
+    pub unresolved: Vec<Unresolved>,
+    /// Things the user should know (parse fallbacks, missing global deps, unreadable files).
+    pub warnings: Vec<String>,
+}
+
+impl DepGraph {
+    pub fn node(&self, path: &str) -> Option<NodeId> {
+        self.node_by_path.get(path).copied()
+    }
+
+    pub fn path(&self, node: NodeId) -> &str {
+        &self.nodes[node as usize].path
+    }
+}
