@@ -51,6 +51,7 @@ pub(super) struct Collector<'s> {
 }
 
 impl TokenSink for Collector<'_> {
+    #[inline]
     fn token(&mut self, token: Token) {
         if let TokenKind::String(flags) = token.kind {
             self.record_module_string(token, flags);
@@ -140,7 +141,7 @@ impl<'s> Collector<'s> {
             }
             return;
         }
-        if token.kind != TokenKind::Name {
+        if token.kind != TokenKind::Name || !matches!(token.end - token.start, 4 | 6) {
             return;
         }
         let keyword = self.text(token);
@@ -305,7 +306,8 @@ impl<'s> Collector<'s> {
     }
 
     fn maybe_start_call(&mut self, token: Token) {
-        if token.kind != TokenKind::Name {
+        // A length test first: almost no name is 10 or 13 bytes of these.
+        if token.kind != TokenKind::Name || !matches!(token.end - token.start, 10 | 13) {
             return;
         }
         let callee = match self.text(token) {

@@ -169,6 +169,16 @@ impl<S: TokenSink> Lexer<'_, S> {
 
     fn lex_module(&mut self) -> Result<(), LexError> {
         while let Some(byte) = self.peek(0) {
+            // Names and indentation make up most tokens: test for them with
+            // plain branches before the jump table of the full match.
+            if is_identifier_start(byte) {
+                self.lex_name_or_prefixed_string()?;
+                continue;
+            }
+            if byte == b' ' {
+                self.skip_blanks();
+                continue;
+            }
             match byte {
                 b'\n' | b'\r' => {
                     let (start, line) = (self.pos, self.line);
@@ -213,7 +223,7 @@ impl<S: TokenSink> Lexer<'_, S> {
     /// numbers and operators other than brackets.
     fn lex_common(&mut self, byte: u8) -> Result<(), LexError> {
         match byte {
-            b' ' | b'\t' | b'\x0C' | b'\0' => self.pos += 1,
+            b' ' | b'\t' | b'\x0C' | b'\0' => self.skip_blanks(),
             b'#' => self.skip_comment(),
             b'\\' => self.lex_backslash(),
             b'\'' | b'"' => self.lex_string(self.pos, StringFlags::default())?,
@@ -246,6 +256,13 @@ impl<S: TokenSink> Lexer<'_, S> {
             _ => self.emit_single(TokenKind::Other),
         }
         Ok(())
+    }
+
+    /// Indentation is a large share of Python source: skip a run at once.
+    fn skip_blanks(&mut self) {
+        while let Some(b' ' | b'\t' | b'\x0C' | b'\0') = self.peek(0) {
+            self.pos += 1;
+        }
     }
 
     fn skip_comment(&mut self) {

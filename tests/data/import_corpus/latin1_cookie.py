@@ -1,0 +1,5 @@
+# -*- coding: latin-1 -*-
+"""Café module."""
+import café
+from pkg import naïve
+NAME = 'pkg.modulé'

@@ -1,0 +1,2 @@
+﻿import after_bom
+NAME = 'pkg.modül'
