@@ -1,5 +1,4 @@
 import pytest
-
 from shop.catalog import Product
 from shop.pricing.discounts import line_price, percent_off
 

@@ -1,1 +1,66 @@
-"""pytest entry point: registers options; the work happens only with --dryci."""
+"""pytest entry point (`pytest11`): options only. The work, and the native
+module, are loaded only when DryCI is on, so the plugin costs nothing otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dryci", "DryCI: skip tests that already passed with identical inputs")
+    group.addoption(
+        "--dryci",
+        action="store_true",
+        default=None,
+        help="skip tests that passed before with identical inputs; publish new passes",
+    )
+    group.addoption(
+        "--dryci-no-publish",
+        action="store_true",
+        default=False,
+        help="query and skip, but publish nothing",
+    )
+    group.addoption(
+        "--dryci-no-skip",
+        action="store_true",
+        default=False,
+        help="run every test, still publish the passes",
+    )
+    group.addoption(
+        "--dryci-config",
+        metavar="PATH",
+        default=None,
+        help="repo_dagger.yaml or pyproject.toml to read rules from "
+        "(default: found in the root directory)",
+    )
+    group.addoption(
+        "--dryci-strict",
+        action="store_true",
+        default=False,
+        help="turn every cache failure into an error (for debugging; off by default)",
+    )
+    group.addoption(
+        "--dryci-no-env-hash",
+        action="store_true",
+        default=False,
+        help="do not hash the installed Python distributions into the cache key",
+    )
+    parser.addini("dryci", type="bool", default=False, help="turn DryCI on (like --dryci)")
+    parser.addini("dryci_config", default="", help="DryCI rules file (like --dryci-config)")
+    parser.addini(
+        "dryci_hash_environment",
+        type="bool",
+        default=True,
+        help="hash the installed Python distributions into the cache key",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    enabled = config.getoption("dryci")
+    if enabled is None:
+        enabled = config.getini("dryci")
+    if not enabled:
+        return
+    from pytest_dryci.session import DryciSession
+
+    config.pluginmanager.register(DryciSession(config), "dryci-session")

@@ -1,3 +1,10 @@
-//! The cache interface the plugin sees.
+//! The cache interface the plugin sees: keys (`keys`), the embedded local
+//! store (`local`), the team server's HTTP client (`http`), and the layered
+//! cache that composes them and never fails (`layered`).
 
 pub mod http;
+pub mod keys;
+pub mod layered;
+pub mod local;
+
+pub use layered::{Cache, CacheSettings, ServerSettings};

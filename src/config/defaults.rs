@@ -121,7 +121,7 @@ fn find_top_level_packages(root: &Path, source_roots: &[String]) -> Vec<String> 
 }
 
 fn holds_python(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map_or(false, |entries| {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.flatten().any(|e| {
             let p = e.path();
             p.extension().is_some_and(|ext| ext == "py" || ext == "pyi")

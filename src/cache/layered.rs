@@ -1,0 +1,186 @@
+//! The cache the plugin talks to: the local store, the team server, or the
+//! local store in front of the server. It never fails: a layer that cannot
+//! be opened or does not answer becomes a warning, and its answer is "no
+//! test passed before", so the tests simply run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::protocol::v2::PassedTest;
+use crate::protocol::RunCounts;
+
+use super::http::HttpClient;
+use super::local::LocalStore;
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub url: String,
+    pub token: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CacheSettings {
+    /// The local store's file; `None` for no local layer.
+    pub local: Option<PathBuf>,
+    pub server: Option<ServerSettings>,
+}
+
+pub struct Cache {
+    local: Option<LocalStore>,
+    remote: Option<HttpClient>,
+    /// Set once the server has answered 404 to a v2 call: it speaks v1 only.
+    remote_is_v1: bool,
+}
+
+/// Something the caller should tell the user; the run goes on.
+pub type Warnings = Vec<String>;
+
+impl Cache {
+    pub fn open(settings: &CacheSettings) -> (Cache, Warnings) {
+        let mut warnings = Vec::new();
+        let local = settings
+            .local
+            .as_ref()
+            .and_then(|path| match LocalStore::open(path) {
+                Ok((store, warning)) => {
+                    warnings.extend(warning);
+                    Some(store)
+                }
+                Err(err) => {
+                    warnings.push(format!("{err}; the local cache is off for this run"));
+                    None
+                }
+            });
+        let remote = settings.server.as_ref().and_then(|server| {
+            if server.token.is_none() {
+                warnings.push(format!(
+                    "DRYCI_SERVER is {} but DRYCI_TOKEN is not set; the server is not used",
+                    server.url
+                ));
+                return None;
+            }
+            match HttpClient::new(&server.url, server.token.clone(), server.timeout) {
+                Ok(client) => Some(client),
+                Err(err) => {
+                    warnings.push(format!("{err}; the server is not used"));
+                    None
+                }
+            }
+        });
+        (
+            Cache {
+                local,
+                remote,
+                remote_is_v1: false,
+            },
+            warnings,
+        )
+    }
+
+    pub fn has_layers(&self) -> bool {
+        self.local.is_some() || self.remote.is_some()
+    }
+
+    /// For each file key, the tests that passed under it in any layer.
+    pub fn query(&mut self, file_keys: &[String]) -> (Vec<Vec<PassedTest>>, Warnings) {
+        let mut warnings = Vec::new();
+        let mut merged: Vec<Vec<PassedTest>> = vec![Vec::new(); file_keys.len()];
+        if file_keys.is_empty() {
+            return (merged, warnings);
+        }
+        if let Some(local) = &self.local {
+            match local.query(file_keys) {
+                Ok(answers) => merge(&mut merged, answers),
+                Err(err) => warnings.push(err.to_string()),
+            }
+        }
+        if let Some(remote) = &self.remote {
+            match query_remote(remote, file_keys, &mut self.remote_is_v1) {
+                Ok(answers) => merge(&mut merged, answers),
+                Err(err) => warnings.push(format!(
+                    "{err}; running the tests the server would have skipped"
+                )),
+            }
+        }
+        (merged, warnings)
+    }
+
+    /// Publishes to every layer; returns how many tests were sent and the warnings.
+    pub fn publish(
+        &mut self,
+        passed: &BTreeMap<String, Vec<PassedTest>>,
+        counts: RunCounts,
+    ) -> (usize, Warnings) {
+        let mut warnings = Vec::new();
+        let total: usize = passed.values().map(Vec::len).sum();
+        if let Some(local) = &self.local {
+            if let Err(err) = local.publish(passed) {
+                warnings.push(err.to_string());
+            }
+        }
+        if let Some(remote) = &self.remote {
+            let result = if self.remote_is_v1 {
+                publish_v1(remote, passed, counts)
+            } else {
+                match remote.publish_v2(passed.clone(), counts) {
+                    Err(err) if err.status() == Some(404) => {
+                        self.remote_is_v1 = true;
+                        publish_v1(remote, passed, counts)
+                    }
+                    other => other.map(|_| ()),
+                }
+            };
+            if let Err(err) = result {
+                warnings.push(format!("{err}; this run's passes were not shared"));
+            }
+        }
+        (total, warnings)
+    }
+}
+
+fn query_remote(
+    remote: &HttpClient,
+    file_keys: &[String],
+    is_v1: &mut bool,
+) -> Result<Vec<Vec<PassedTest>>, super::http::HttpError> {
+    if !*is_v1 {
+        match remote.query_passed_v2(file_keys) {
+            Err(err) if err.status() == Some(404) => *is_v1 = true,
+            other => return other,
+        }
+    }
+    let answers = remote.query_passed_v1(file_keys)?;
+    Ok(answers
+        .into_iter()
+        .map(|ids| {
+            ids.into_iter()
+                .map(|node_id| PassedTest {
+                    node_id,
+                    duration_ms: None,
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn publish_v1(
+    remote: &HttpClient,
+    passed: &BTreeMap<String, Vec<PassedTest>>,
+    counts: RunCounts,
+) -> Result<(), super::http::HttpError> {
+    let ids = passed
+        .iter()
+        .map(|(k, tests)| (k.clone(), tests.iter().map(|t| t.node_id.clone()).collect()))
+        .collect();
+    remote.publish_v1(ids, counts).map(|_| ())
+}
+
+/// Adds `answers` to `merged`, keeping the first duration seen for a test.
+fn merge(merged: &mut [Vec<PassedTest>], answers: Vec<Vec<PassedTest>>) {
+    for (slot, answer) in merged.iter_mut().zip(answers) {
+        let known: HashSet<String> = slot.iter().map(|p| p.node_id.clone()).collect();
+        slot.extend(answer.into_iter().filter(|p| !known.contains(&p.node_id)));
+    }
+}

@@ -1,0 +1,260 @@
+//! The embedded local store: zero set-up, one SQLite file inside the
+//! repository (`.dryci/results-v1.sqlite`). WAL and a busy timeout keep it
+//! correct when two pytest processes run at once; a corrupt file is moved
+//! aside and the store starts afresh. Entries not read for `RETENTION` are
+//! pruned on publish, so the file does not grow forever.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::protocol::v2::PassedTest;
+
+const RETENTION: Duration = Duration::from_secs(60 * 60 * 24 * 30);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS passed (
+    file_key    TEXT NOT NULL,
+    node_key    TEXT NOT NULL,
+    duration_ms INTEGER,
+    last_used   INTEGER NOT NULL,
+    PRIMARY KEY (file_key, node_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS passed_last_used ON passed (last_used);
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("local cache {path}: {source}")]
+pub struct LocalError {
+    pub path: PathBuf,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+pub struct LocalStore {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl LocalStore {
+    /// Opens (or creates) the store; a corrupt file is renamed to
+    /// `<name>.corrupt` and replaced, with a warning in the second value.
+    pub fn open(path: &Path) -> Result<(LocalStore, Option<String>), LocalError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match Self::open_checked(path) {
+            Ok(store) => Ok((store, None)),
+            Err(err) if is_corruption(&err.source) => {
+                let aside = path.with_extension("sqlite.corrupt");
+                let _ = std::fs::rename(path, &aside);
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                let store = Self::open_checked(path)?;
+                let warning = format!(
+                    "{}: corrupt ({}); moved to {} and started afresh",
+                    path.display(),
+                    err.source,
+                    aside.display()
+                );
+                Ok((store, Some(warning)))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<LocalStore, LocalError> {
+        let wrap = |source| LocalError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        // journal_mode answers with a row; query it rather than execute it.
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(wrap)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;")
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        // A quick check reads the pages the schema statements did not touch.
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(wrap)?;
+        if verdict != "ok" {
+            return Err(wrap(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(verdict),
+            )));
+        }
+        Ok(LocalStore {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For each file key, the tests that passed under it.
+    pub fn query(&self, file_keys: &[String]) -> Result<Vec<Vec<PassedTest>>, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT node_key, duration_ms FROM passed WHERE file_key = ?1")
+            .map_err(wrap)?;
+        let mut answers = Vec::with_capacity(file_keys.len());
+        for key in file_keys {
+            let rows = select
+                .query_map([key], |row| {
+                    Ok(PassedTest {
+                        node_id: row.get(0)?,
+                        duration_ms: row.get(1)?,
+                    })
+                })
+                .map_err(wrap)?;
+            answers.push(rows.collect::<Result<Vec<_>, _>>().map_err(wrap)?);
+        }
+        drop(select);
+        // Remember what was read, for retention; a failure here costs nothing but pruning accuracy.
+        let hits: Vec<&String> = file_keys
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        if !hits.is_empty() {
+            let _ = self.touch(&hits);
+        }
+        Ok(answers)
+    }
+
+    fn touch(&self, file_keys: &[&String]) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE passed SET last_used = ?2 WHERE file_key = ?1")?;
+            let now = now_secs();
+            for key in file_keys {
+                update.execute(params![key, now])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Stores the passes; returns how many were new. Committed before it returns.
+    pub fn publish(&self, passed: &BTreeMap<String, Vec<PassedTest>>) -> Result<usize, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let tx = self.conn.unchecked_transaction().map_err(wrap)?;
+        let mut added = 0;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO passed (file_key, node_key, duration_ms, last_used) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (file_key, node_key) DO UPDATE SET duration_ms = excluded.duration_ms, last_used = excluded.last_used",
+                )
+                .map_err(wrap)?;
+            let mut exists = tx
+                .prepare_cached("SELECT 1 FROM passed WHERE file_key = ?1 AND node_key = ?2")
+                .map_err(wrap)?;
+            let now = now_secs();
+            for (file_key, tests) in passed {
+                for test in tests {
+                    if !exists
+                        .exists(params![file_key, test.node_id])
+                        .map_err(wrap)?
+                    {
+                        added += 1;
+                    }
+                    upsert
+                        .execute(params![file_key, test.node_id, test.duration_ms, now])
+                        .map_err(wrap)?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM passed WHERE last_used < ?1",
+                [now - RETENTION.as_secs() as i64],
+            )
+            .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(added)
+    }
+}
+
+fn is_corruption(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passed(node: &str, ms: u64) -> PassedTest {
+        PassedTest {
+            node_id: node.into(),
+            duration_ms: Some(ms),
+        }
+    }
+
+    #[test]
+    fn publish_then_query_and_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let (store, warning) = LocalStore::open(&path).unwrap();
+        assert!(warning.is_none());
+        let batch: BTreeMap<String, Vec<PassedTest>> =
+            [("f1".to_string(), vec![passed("a", 5), passed("b", 7)])].into();
+        assert_eq!(store.publish(&batch).unwrap(), 2);
+        assert_eq!(
+            store.publish(&batch).unwrap(),
+            0,
+            "ids already stored are not new"
+        );
+        let (other, _) = LocalStore::open(&path).unwrap(); // a second process
+        let answers = other.query(&["f1".to_string(), "f2".to_string()]).unwrap();
+        assert_eq!(answers[0].len(), 2);
+        assert!(answers[1].is_empty());
+        assert_eq!(
+            answers[0]
+                .iter()
+                .find(|p| p.node_id == "b")
+                .unwrap()
+                .duration_ms,
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        std::fs::write(&path, b"this is not a database, just garbage bytes.......").unwrap();
+        let (store, warning) = LocalStore::open(&path).unwrap();
+        assert!(warning.unwrap().contains("started afresh"));
+        assert!(store.query(&["x".to_string()]).unwrap()[0].is_empty());
+        assert!(path.with_extension("sqlite.corrupt").exists());
+    }
+}

@@ -1,0 +1,229 @@
+"""`pytest --dryci` end to end, in subprocesses, on projects the tests write."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import summary
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider", *args)
+
+
+def test_first_run_publishes_second_run_skips_everything(project):
+    first = run(project)
+    first.assert_outcomes(passed=6)
+    assert summary(first) == {"ran": 6, "cached": 0, "published": 6}
+    second = run(project, "-rs")
+    second.assert_outcomes(skipped=6)
+    assert second.ret == 0
+    assert summary(second) == {"ran": 0, "cached": 6, "published": 0}
+    second.stdout.fnmatch_lines(["*dryci: passed before with identical inputs (*)*"])
+
+
+def test_editing_a_module_reruns_exactly_its_dependents(project):
+    run(project).assert_outcomes(passed=6)
+    (project.path / "app/strings.py").write_text(
+        "def shout(s):\n    return s.upper() + '!'  # v2\n"
+    )
+    result = run(project, "-v")
+    result.assert_outcomes(passed=1, skipped=5)
+    result.stdout.fnmatch_lines(["*test_strings.py::TestShout::test_shout PASSED*"])
+
+
+def test_editing_a_data_file_named_by_a_rule_reruns_its_tests(project):
+    run(project).assert_outcomes(passed=6)
+    (project.path / "app/limits.json").write_text('{"max": 3, "min": 0}\n')
+    result = run(project, "-v")
+    result.assert_outcomes(passed=1, skipped=5)
+    result.stdout.fnmatch_lines(["*test_data.py::test_max PASSED*"])
+
+
+def test_editing_conftest_reruns_the_tests_below_it(project):
+    run(project).assert_outcomes(passed=6)
+    (project.path / "tests/conftest.py").write_text("# changed\n")
+    run(project).assert_outcomes(passed=6)
+
+
+def test_a_failing_test_is_never_skipped(project):
+    project.makepyfile(test_fails="def test_fails():\n    assert False\n")
+    run(project).assert_outcomes(passed=6, failed=1)
+    result = run(project)
+    result.assert_outcomes(skipped=6, failed=1)
+    assert result.ret == 1
+
+
+def test_a_flaky_test_is_not_published(project):
+    project.makepyfile(
+        test_flaky=(
+            "import pathlib\n"
+            "def test_flaky():\n"
+            "    marker = pathlib.Path(__file__).with_name('ran-once')\n"
+            "    if not marker.exists():\n"
+            "        marker.write_text('x')\n"
+            "        assert False, 'first attempt fails'\n"
+        )
+    )
+    first = run(project, "-p", "rerunfailures", "--reruns", "1")
+    outcomes = first.parseoutcomes()
+    assert (outcomes["passed"], outcomes["rerun"]) == (7, 1)
+    assert summary(first)["published"] == 6
+    second = run(project, "-p", "rerunfailures", "--reruns", "1")
+    second.assert_outcomes(passed=1, skipped=6)
+
+
+def test_skips_xfail_and_xpass_are_never_published(project):
+    project.makepyfile(
+        test_marks=(
+            "import pytest\n"
+            "@pytest.mark.skip(reason='no')\ndef test_skip(): pass\n"
+            "@pytest.mark.xfail\ndef test_xfail(): assert False\n"
+            "@pytest.mark.xfail\ndef test_xpass(): pass\n"
+            "def test_ok(): pass\n"
+        )
+    )
+    assert summary(run(project))["published"] == 7
+    result = run(project, "-rs")
+    result.assert_outcomes(skipped=8, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines(["*no*"])
+
+
+def test_no_publish_queries_but_stores_nothing(project):
+    first = run(project, "--dryci-no-publish")
+    first.assert_outcomes(passed=6)
+    first.stdout.fnmatch_lines(["*nothing published*"])
+    run(project).assert_outcomes(passed=6)
+
+
+def test_no_skip_runs_everything_and_still_publishes(project):
+    run(project).assert_outcomes(passed=6)
+    run(project, "--dryci-no-skip").assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+
+
+def test_plugin_is_inert_without_dryci(project):
+    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    assert "dryci:" not in result.stdout.str()
+    assert not (project.path / ".dryci").exists()
+
+
+def test_ini_option_turns_it_on(project):
+    project.makeini("[pytest]\ndryci = true\n")
+    project.runpytest_subprocess().assert_outcomes(passed=6)
+    project.runpytest_subprocess().assert_outcomes(skipped=6)
+
+
+def test_salt_and_environment_are_part_of_the_key(project, monkeypatch):
+    run(project).assert_outcomes(passed=6)
+    monkeypatch.setenv("DRYCI_SALT", "bust")
+    run(project).assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+    run(project, "--dryci-no-env-hash").assert_outcomes(passed=6)
+
+
+def test_selection_options_and_test_styles(project):
+    project.makepyfile(
+        test_styles=(
+            "import unittest\nimport pytest\n"
+            "class TestCase(unittest.TestCase):\n"
+            "    def test_unit(self):\n        self.assertEqual(1, 1)\n"
+            "@pytest.mark.slow\ndef test_marked(): pass\n"
+            "def test_named(): pass\n"
+        )
+    )
+    run(project, "-k", "named").assert_outcomes(passed=1)
+    run(project, "-m", "slow").assert_outcomes(passed=1)
+    run(project, "test_styles.py::TestCase::test_unit").assert_outcomes(passed=1)
+    result = run(project, "test_styles.py")
+    result.assert_outcomes(skipped=3)
+    run(project).assert_outcomes(passed=6, skipped=3)
+
+
+def test_last_failed_still_runs_the_failure(project):
+    project.makepyfile(test_fails="def test_fails():\n    assert False\n")
+    project.runpytest_subprocess("--dryci").assert_outcomes(passed=6, failed=1)
+    result = project.runpytest_subprocess("--dryci", "--lf")
+    result.assert_outcomes(failed=1)
+
+
+def test_doctest_modules_are_cached_by_their_source_module(project):
+    (project.path / "app/doc.py").write_text('def f():\n    """\n    >>> 1 + 1\n    2\n    """\n')
+    first = run(project, "--doctest-modules", "app")
+    first.assert_outcomes(passed=1)
+    run(project, "--doctest-modules", "app").assert_outcomes(skipped=1)
+    (project.path / "app/doc.py").write_text('def f():\n    """\n    >>> 2 + 2\n    4\n    """\n')
+    run(project, "--doctest-modules", "app").assert_outcomes(passed=1)
+
+
+def test_tests_outside_the_configured_inputs_are_cached_too(project):
+    (project.path / "checks").mkdir()
+    (project.path / "checks/check_app.py").write_text("def test_check(): pass\n")
+    args = ("-o", "python_files=check_*.py test_*.py", "checks")
+    run(project, *args).assert_outcomes(passed=1)
+    run(project, *args).assert_outcomes(skipped=1)
+
+
+def test_running_from_a_subfolder_gives_the_same_hashes(project):
+    run(project).assert_outcomes(passed=6)
+    result = project.runpytest_subprocess(
+        "--dryci", "-p", "no:cacheprovider", "--rootdir", str(project.path), "tests/test_core.py"
+    )
+    result.assert_outcomes(skipped=4)
+
+
+def test_xdist_decides_once_in_the_controller_like_a_serial_run(project):
+    serial = run(project, "-p", "no:randomly")
+    serial.assert_outcomes(passed=6)
+    (project.path / "app/core.py").write_text("def add(a, b):\n    return b + a\n")
+    result = run(project, "-n", "2", "-p", "no:randomly", "-v")
+    result.assert_outcomes(passed=4, skipped=2)
+    assert summary(result) == {"ran": 4, "cached": 2, "published": 4}
+    run(project, "-n", "2").assert_outcomes(skipped=6)
+
+
+def test_invalid_configuration_degrades_to_running_everything(project):
+    (project.path / "repo_dagger.yaml").write_text("path_rules:\n  '**/*.py':\n    vist: true\n")
+    result = run(project)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*dryci: degraded:*repo_dagger.yaml:3*unknown field*vist*"])
+    assert result.ret == 0
+
+
+def test_strict_mode_turns_a_failure_into_an_error(project):
+    (project.path / "repo_dagger.yaml").write_text("path_rules:\n  '**/*.py':\n    vist: true\n")
+    result = run(project, "--dryci-strict")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: dryci (strict):*repo_dagger.yaml:3*unknown field*vist*"])
+
+
+def test_unwritable_local_store_degrades(project):
+    (project.path / ".dryci").write_text("a file where the store's folder should be\n")
+    result = run(project)
+    result.assert_outcomes(passed=6)
+    assert "dryci: degraded:" in result.stdout.str()
+    assert result.ret == 0
+
+
+def test_corrupt_local_store_starts_afresh(project):
+    run(project).assert_outcomes(passed=6)
+    (project.path / ".dryci/results-v1.sqlite").write_bytes(b"garbage" * 100)
+    for suffix in ("-wal", "-shm"):
+        (project.path / f".dryci/results-v1.sqlite{suffix}").unlink(missing_ok=True)
+    result = run(project)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*degraded*corrupt*started afresh*"])
+    run(project).assert_outcomes(skipped=6)
+
+
+def test_two_processes_at_once_share_the_store(project):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pytest", "--dryci", "-p", "no:cacheprovider", "-q"]
+    procs = [
+        subprocess.Popen([*cmd, f"tests/test_{n}.py"], cwd=project.path)
+        for n in ("core", "strings")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    run(project).assert_outcomes(passed=1, skipped=5)
