@@ -80,6 +80,14 @@ pub fn fill(raw: &mut RawConfig, root: &Path) -> Vec<&'static str> {
         raw.root_python_packages = Some(OneOrMany::Many(find_top_level_packages(root, &roots)));
         inferred.push("root_python_packages");
     }
+    if raw.module_strings.is_none() {
+        raw.module_strings = Some(true);
+        inferred.push("module_strings");
+    }
+    if raw.entry_points.is_none() {
+        raw.entry_points = Some("global".to_string());
+        inferred.push("entry_points");
+    }
     if raw.path_rules.is_none() {
         raw.path_rules = Some(default_path_rules());
         inferred.push("path_rules");

@@ -44,7 +44,7 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. } => Some("check the path given with --config"),
             ConfigError::Syntax { .. } => {
-                Some("valid keys: base_dir, inputs, global_deps, global_exclude, root_python_packages, path_rules, source_roots, module_strings, entry_points")
+                Some("the keys and their meaning are listed in README.md, section Configuration")
             }
             ConfigError::Invalid { .. } => None,
         }

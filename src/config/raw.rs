@@ -39,17 +39,26 @@ impl OneOrMany {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub global_deps: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub global_exclude: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub root_python_packages: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path_rules: Option<BTreeMap<String, RawActions>>,
     /// Folders below the repo root in which root packages live (default `.` and `src`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_roots: Option<OneOrMany>,
     /// Whether string literals naming a module of a root package are dependencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub module_strings: Option<bool>,
     /// Who depends on the project's declared entry points: `global`, `loaders` or `off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entry_points: Option<String>,
 }
 
@@ -57,11 +66,18 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawActions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visit: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visit_siblings: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visit_grand_siblings: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visit_imported_python_modules: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visit_python_all_submodules_for: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exclude: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub regex_rules: Option<BTreeMap<String, RawActions>>,
 }
