@@ -65,7 +65,7 @@ fn story(backend: &Backend, dir: &std::path::Path) {
 
     // Same tenant, read-only token: reads the team's results, cannot publish.
     assert_eq!(
-        bob_c.query_passed_v1(&[h1.clone()]).unwrap(),
+        bob_c.query_passed_v1(std::slice::from_ref(&h1)).unwrap(),
         vec![vec![a.clone(), b.clone(), c.clone()]]
     );
     let mut passed = BTreeMap::new();
@@ -76,18 +76,18 @@ fn story(backend: &Backend, dir: &std::path::Path) {
 
     // Another tenant sees nothing of it, and its own publish stays its own.
     assert_eq!(
-        eve_c.query_passed_v1(&[h1.clone()]).unwrap(),
+        eve_c.query_passed_v1(std::slice::from_ref(&h1)).unwrap(),
         vec![Vec::<String>::new()]
     );
     let mut eve_passed = BTreeMap::new();
     eve_passed.insert(h1.clone(), vec![node_id("eve")]);
     eve_c.publish_v1(eve_passed, counts(1)).unwrap();
     assert_eq!(
-        eve_c.query_passed_v1(&[h1.clone()]).unwrap(),
+        eve_c.query_passed_v1(std::slice::from_ref(&h1)).unwrap(),
         vec![vec![node_id("eve")]]
     );
     assert_eq!(
-        alice_c.query_passed_v1(&[h1.clone()]).unwrap(),
+        alice_c.query_passed_v1(std::slice::from_ref(&h1)).unwrap(),
         vec![vec![a.clone(), b.clone(), c.clone()]]
     );
 
@@ -110,7 +110,7 @@ fn story(backend: &Backend, dir: &std::path::Path) {
         ]
     );
     assert_eq!(
-        alice_c.query_passed_v1(&[h3.clone()]).unwrap(),
+        alice_c.query_passed_v1(std::slice::from_ref(&h3)).unwrap(),
         vec![vec![a.clone(), b.clone()]]
     );
 
@@ -118,13 +118,17 @@ fn story(backend: &Backend, dir: &std::path::Path) {
     let id = server.last_token_id(&bob);
     let (code, _, err) = server.admin(&["revoke-token", &id]);
     assert_eq!(code, 0, "{err}");
-    let err = bob_c.query_passed_v1(&[h1.clone()]).unwrap_err();
+    let err = bob_c
+        .query_passed_v1(std::slice::from_ref(&h1))
+        .unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert!(err.to_string().contains("revoked"), "{err}");
     let id = server.last_token_id(&eve);
     let (code, _, err) = server.admin(&["expire-token", &id]);
     assert_eq!(code, 0, "{err}");
-    let err = eve_c.query_passed_v1(&[h1.clone()]).unwrap_err();
+    let err = eve_c
+        .query_passed_v1(std::slice::from_ref(&h1))
+        .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
 
     // Survives a restart.

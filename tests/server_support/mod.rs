@@ -87,43 +87,40 @@ impl Server {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Owned by `Server` from here on, so its Drop kills and reaps the child on any panic.
+        let mut server = Server {
+            child,
+            url: String::new(),
+            admin_token: None,
+            backend: backend.clone(),
+            log,
+        };
         let (tx, rx) = mpsc::channel();
         // Keeps draining stdout for the server's whole life so it never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // The test stopped listening; keep draining.
-                }
+                // A send error only means the test stopped listening; keep draining.
+                let _ = tx.send(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut admin_token = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "server did not start; log:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    )
-                }
+            let Ok(line) = rx.recv_timeout(left) else {
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
+                )
             };
             if let Some(token) =
                 line.strip_prefix("initial admin token (shown only once, store it now): ")
             {
-                admin_token = Some(token.trim().to_string());
+                server.admin_token = Some(token.trim().to_string());
             }
             if let Some(addr) = line.strip_prefix("dryci server listening on ") {
-                return Server {
-                    child,
-                    url: addr.trim().to_string(),
-                    admin_token,
-                    backend: backend.clone(),
-                    log,
-                };
+                server.url = addr.trim().to_string();
+                return server;
             }
         }
     }

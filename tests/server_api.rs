@@ -1,0 +1,401 @@
+//! API v1/v2 behaviour and every error path, against the real binary on a
+//! temporary SQLite file: tokens (missing, malformed, unknown, expired,
+//! revoked, read-only), bodies (oversized, not JSON, unknown fields, wrong
+//! hash and id lengths), tenancy, docs, health, metrics, retention, usage
+//! and graceful shutdown.
+#![cfg(feature = "server")]
+
+mod server_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dryci::protocol::RunCounts;
+use server_support::*;
+
+fn sqlite(dir: &tempfile::TempDir) -> Backend {
+    Backend::Sqlite(dir.path().join("dryci.sqlite"))
+}
+
+fn publish_body(hash: &str, ids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "passed_node_ids_per_test_file": {hash: ids},
+        "total_test_count": 1, "passed_test_count": 1, "failed_test_count": 0,
+        "skipped_test_count": 0, "skipped_by_cache_test_count": 0
+    }))
+    .unwrap()
+}
+
+fn detail(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"))
+}
+
+#[test]
+fn first_start_prints_an_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir);
+    let server = Server::start(&backend, dir.path(), &[]);
+    let token = server
+        .admin_token
+        .clone()
+        .expect("initial admin token on first start");
+    assert!(token.starts_with("dryci-") && token.len() == 32, "{token}");
+    let admin = server.client(Some(&token));
+    assert_eq!(
+        admin.query_passed_v1(&[file_hash("x")]).unwrap(),
+        vec![Vec::<String>::new()]
+    );
+    drop(server);
+    let again = Server::start(&backend, dir.path(), &[]);
+    assert_eq!(
+        again.admin_token, None,
+        "the admin token must be shown only once"
+    );
+    // The token is stored hashed: its text is nowhere in the database file.
+    let db = std::fs::read(dir.path().join("dryci.sqlite")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+}
+
+#[test]
+fn token_errors_are_401_and_read_only_cannot_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let url = format!("{}/api/v1/query-passed", server.url);
+    let body = br#"{"test_file_hashes": []}"#.to_vec();
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "missing Authorization"),
+        (Some("Basic dXNlcjpwdw==".into()), "not `Bearer`"),
+        (Some("Bearer".into()), "expected `Bearer <token>`"),
+        (Some("Bearer abc".into()), "does not start with `dryci-`"),
+        (Some("Bearer dryci-tooshort".into()), "26 base32"),
+        (
+            Some("Bearer dryci-aaaaaaaaaaaaaaaaaaaaaaaaa1".into()),
+            "26 base32",
+        ),
+        (
+            Some("Bearer dryci-aaaaaaaaaaaaaaaaaaaaaaaaaa".into()),
+            "unknown token",
+        ),
+    ];
+    for (header, expected) in cases {
+        let (status, text) = raw_post(&url, header.as_deref(), body.clone());
+        assert_eq!(status, 401, "{header:?}: {text}");
+        let d = detail(&text)["detail"].as_str().unwrap().to_string();
+        assert!(d.contains(expected), "{header:?}: {d}");
+    }
+
+    server.admin(&["create-user", "ci"]);
+    let expired = server.token("ci", "read-write", &["--expires-in-days", "1"]);
+    let id = server.last_token_id("ci");
+    assert!(server
+        .client(Some(&expired))
+        .query_passed_v1(&[file_hash("a")])
+        .is_ok());
+    assert_eq!(server.admin(&["expire-token", &id]).0, 0);
+    let err = server
+        .client(Some(&expired))
+        .query_passed_v1(&[file_hash("a")])
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(err.to_string().contains("token expired"), "{err}");
+
+    let revoked = server.token("ci", "read-write", &[]);
+    let id = server.last_token_id("ci");
+    assert_eq!(server.admin(&["revoke-token", &id]).0, 0);
+    let err = server
+        .client(Some(&revoked))
+        .query_passed_v1(&[file_hash("a")])
+        .unwrap_err();
+    assert!(err.to_string().contains("token revoked"), "{err}");
+
+    let read_only = server.token("ci", "read-only", &[]);
+    let ro = server.client(Some(&read_only));
+    assert!(ro.query_passed_v1(&[file_hash("a")]).is_ok());
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("a"), vec![node_id("1")]);
+    let err = ro
+        .publish_v1(passed.clone(), RunCounts::default())
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    let err = ro
+        .publish_v2(BTreeMap::new(), RunCounts::default())
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    // The read-only attempt stored nothing.
+    let rw = server.client(Some(&server.token("ci", "read-write", &[])));
+    assert_eq!(
+        rw.query_passed_v1(&[file_hash("a")]).unwrap(),
+        vec![Vec::<String>::new()]
+    );
+
+    // Admin-only endpoint.
+    let (status, _) = raw_get(
+        &format!("{}/api/v2/admin/usage", server.url),
+        Some(&format!("Bearer {read_only}")),
+    );
+    assert_eq!(status, 403);
+
+    // Unknown or bad users and tokens in the admin CLI are errors, not panics.
+    let (code, _, err) = server.admin(&["create-token", "nobody"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("user \"nobody\" not found"), "{err}");
+    let (code, _, err) = server.admin(&["create-user", "ci"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = server.admin(&["revoke-token", "999999"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("token \"999999\" not found"), "{err}");
+    let (code, _, err) = server.admin(&["create-token", "ci", "--scope", "root"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown scope"), "{err}");
+}
+
+#[test]
+fn bad_bodies_are_413_or_422_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--max-ids-per-hash", "4"]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let q = format!("{}/api/v1/query-passed", server.url);
+    let p = format!("{}/api/v1/publish", server.url);
+    let h = file_hash("h");
+
+    // 8 MiB + 1 byte of otherwise valid JSON.
+    let mut big = br#"{"test_file_hashes": [""#.to_vec();
+    big.resize(8 * 1024 * 1024 + 1 - 3, b'a');
+    big.extend_from_slice(br#""]}"#);
+    let (status, text) = raw_post(&q, Some(&auth), big);
+    assert_eq!(status, 413, "{text}");
+
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (&q, b"not json".to_vec(), "body".to_string()),
+        (&q, b"".to_vec(), "body".to_string()),
+        (&q, br#"{"test_file_hashes": ["a"], "extra": 1}"#.to_vec(), "extra".to_string()),
+        (&q, br#"{"test_file_hashes": "a"}"#.to_vec(), "test_file_hashes".to_string()),
+        (&q, format!(r#"{{"test_file_hashes": ["{h}", "{}"]}}"#, &h[..63]).into_bytes(), "test_file_hashes[1]".to_string()),
+        (&q, format!(r#"{{"test_file_hashes": ["{}"]}}"#, h.to_uppercase()).into_bytes(), "test_file_hashes[0]".to_string()),
+        (&q, format!(r#"{{"test_file_hashes": ["{h}0"]}}"#).into_bytes(), "test_file_hashes[0]".to_string()),
+        (&p, publish_body(&h[..10], &[node_id("a")]), format!("passed_node_ids_per_test_file.{}", &h[..10])),
+        (&p, publish_body(&h, &[node_id("a"), "xyz".into()]), format!("passed_node_ids_per_test_file.{h}[1]")),
+        (&p, publish_body(&h, &(0..5).map(|i| node_id(&i.to_string())).collect::<Vec<_>>()), format!("passed_node_ids_per_test_file.{h}")),
+        (&p, br#"{"passed_node_ids_per_test_file": {}}"#.to_vec(), "body".to_string()),
+        (&p, br#"{"passed_node_ids_per_test_file": {}, "total_test_count": -1, "passed_test_count": 0, "failed_test_count": 0, "skipped_test_count": 0, "skipped_by_cache_test_count": 0}"#.to_vec(), "total_test_count".to_string()),
+    ];
+    for (url, body, field) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        let (status, text) = raw_post(url, Some(&auth), body);
+        assert_eq!(status, 422, "{shown}: {text}");
+        let d = detail(&text);
+        assert_eq!(d["field"], field, "{shown}: {text}");
+    }
+    // Nothing of the rejected publishes was stored, and the server is still well.
+    let c = server.client(server.admin_token.as_deref());
+    assert_eq!(c.query_passed_v1(&[h]).unwrap(), vec![Vec::<String>::new()]);
+    assert_eq!(raw_get(&format!("{}/healthz", server.url), None).0, 200);
+}
+
+#[test]
+fn docs_health_metrics_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--flush-interval-ms", "100"]);
+    for path in ["/", "/api"] {
+        let (status, text) = raw_get(&format!("{}{path}", server.url), None);
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("POST /api/v1/query-passed") && text.contains("413"),
+            "{text}"
+        );
+    }
+    let (status, text) = raw_get(&format!("{}/api/openapi.json", server.url), None);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/v1/query-passed",
+        "/api/v1/publish",
+        "/api/v2/query-passed",
+        "/api/v2/publish",
+    ] {
+        assert!(
+            doc["paths"][path]["post"]["responses"]["422"].is_object(),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        raw_get(&format!("{}/healthz", server.url), None),
+        (200, "ok\n".to_string())
+    );
+    let (status, text) = raw_get(&format!("{}/no/such/path", server.url), None);
+    assert_eq!(status, 404, "{text}");
+
+    let token = server.admin_token.clone().unwrap();
+    let c = server.client(Some(&token));
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("m"), vec![node_id("1"), node_id("2")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    c.query_passed_v1(&[file_hash("m"), file_hash("n"), file_hash("o")])
+        .unwrap();
+
+    let (_, metrics) = raw_get(&format!("{}/metrics", server.url), None);
+    for needle in [
+        r#"dryci_http_requests_total{route="/api/v1/query-passed",method="POST",status="200"} 1"#,
+        r#"dryci_http_requests_total{route="/api/v1/publish",method="POST",status="200"} 1"#,
+        "dryci_cache_hits_total 1",
+        "dryci_cache_misses_total 2",
+        "dryci_published_ids_total 2",
+        "dryci_http_request_duration_seconds_bucket",
+        "dryci_store_bytes",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+
+    let (status, text) = raw_get(
+        &format!("{}/api/v2/admin/usage", server.url),
+        Some(&format!("Bearer {token}")),
+    );
+    assert_eq!(status, 200, "{text}");
+    let usage: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let admin = &usage["users"][0];
+    assert_eq!(admin["user"], "admin");
+    assert_eq!(admin["requests"], 2);
+    assert_eq!(admin["queried_hashes"], 3);
+    assert_eq!(admin["hits"], 1);
+    assert_eq!(admin["published_ids"], 2);
+    let (code, out, _) = server.admin(&["usage"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("admin") && l.split_whitespace().nth(1) == Some("2")),
+        "{out}"
+    );
+}
+
+#[test]
+fn tenants_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let a = server.client(Some(&server.user_token("a", None, "read-write")));
+    let b = server.client(Some(&server.user_token("b", None, "read-write")));
+    let a2 = server.client(Some(&server.user_token("a2", Some("a"), "read-write")));
+    let h = file_hash("shared");
+    let mut passed = BTreeMap::new();
+    passed.insert(h.clone(), vec![node_id("from-a")]);
+    a.publish_v1(passed, RunCounts::default()).unwrap();
+    assert_eq!(
+        b.query_passed_v1(std::slice::from_ref(&h)).unwrap(),
+        vec![Vec::<String>::new()]
+    );
+    assert_eq!(
+        a2.query_passed_v1(std::slice::from_ref(&h)).unwrap(),
+        vec![vec![node_id("from-a")]]
+    );
+    let mut passed = BTreeMap::new();
+    passed.insert(h.clone(), vec![node_id("from-b")]);
+    b.publish_v1(passed, RunCounts::default()).unwrap();
+    assert_eq!(
+        a.query_passed_v1(std::slice::from_ref(&h)).unwrap(),
+        vec![vec![node_id("from-a")]]
+    );
+    assert_eq!(
+        b.query_passed_v1(std::slice::from_ref(&h)).unwrap(),
+        vec![vec![node_id("from-b")]]
+    );
+}
+
+#[test]
+fn retention_evicts_unread_entries_and_keeps_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--evict-unread-secs",
+            "3",
+            "--eviction-interval-secs",
+            "1",
+            "--touch-granularity-secs",
+            "0",
+            "--flush-interval-ms",
+            "100",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let (kept, dropped) = (file_hash("kept"), file_hash("dropped"));
+    let mut passed = BTreeMap::new();
+    passed.insert(kept.clone(), vec![node_id("k")]);
+    passed.insert(dropped.clone(), vec![node_id("d")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    // Read `kept` regularly for 6 s; `dropped` is never read.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            c.query_passed_v1(std::slice::from_ref(&kept)).unwrap(),
+            vec![vec![node_id("k")]]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        c.query_passed_v1(&[kept, dropped]).unwrap(),
+        vec![vec![node_id("k")], vec![]]
+    );
+    drop(server);
+
+    // Size limit: 2 ids take 40 bytes, so a 50-byte store keeps one entry: the most recently read.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--max-store-bytes",
+            "50",
+            "--eviction-interval-secs",
+            "1",
+            "--touch-granularity-secs",
+            "0",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let (old, new) = (file_hash("old"), file_hash("new"));
+    for h in [&old, &new] {
+        let mut passed = BTreeMap::new();
+        passed.insert(h.clone(), vec![node_id("1"), node_id("2")]);
+        c.publish_v1(passed, RunCounts::default()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        c.query_passed_v1(&[old, new]).unwrap(),
+        vec![vec![], vec![node_id("1"), node_id("2")]]
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let c = server.client(server.admin_token.as_deref());
+    c.query_passed_v1(&[file_hash("x")]).unwrap();
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn bad_configuration_is_refused_at_start() {
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--db", "mysql://x", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--max-body-bytes", "0", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-body-bytes must be greater than 0")
+    );
+}
