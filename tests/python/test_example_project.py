@@ -1,0 +1,44 @@
+"""The walkthrough of example_project/README.md, step by step."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
+
+
+@pytest.fixture
+def shop(pytester: pytest.Pytester) -> pytest.Pytester:
+    shutil.copytree(
+        EXAMPLE,
+        pytester.path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".dryci", "__pycache__"),
+    )
+    return pytester
+
+
+def run(shop: pytest.Pytester) -> pytest.RunResult:
+    return shop.runpytest_subprocess("--dryci", "-p", "no:cacheprovider", "-v")
+
+
+def test_readme_walkthrough(shop):
+    run(shop).assert_outcomes(passed=12)
+    run(shop).assert_outcomes(skipped=12)
+
+    with open(shop.path / "shop/pricing/tax.py", "a") as tax:
+        tax.write("# edited\n")
+    result = run(shop)
+    result.assert_outcomes(passed=5, skipped=7)
+    ran = {line.split("::")[0] for line in result.outlines if "PASSED" in line}
+    assert ran == {"tests/test_tax.py", "tests/test_cart.py"}
+
+    with open(shop.path / "shop/catalog/data/products.json", "a") as data:
+        data.write(" \n")
+    result = run(shop)
+    result.assert_outcomes(passed=10, skipped=2)
+    skipped = {line.split("::")[0] for line in result.outlines if "SKIPPED" in line}
+    assert skipped == {"tests/test_tax.py"}
