@@ -1,0 +1,1189 @@
+#!/usr/bin/env python3
+"""Benchmark `pytest --dryci` against plain pytest and pytest-testmon on a generated suite.
+
+What it does, in order:
+
+1. Generates a deterministic synthetic project in bench/work/suite (fixed seed; files are
+   rewritten only when their content changes, so mtimes and bytecode stay warm): a package
+   `benchpkg` of --modules modules in sub-packages with absolute and relative imports between
+   them, --tests test files (about 5 tests each: plain functions, parametrised tests and test
+   classes) that import the package, a tests/conftest.py with fixtures, and a pyproject.toml
+   holding the pytest configuration. Tests take microseconds to a few milliseconds; a few
+   take tens of milliseconds. Nothing is random at run time.
+2. Creates the benchmark virtualenv bench/work/venv once: pytest, pytest-testmon, and DryCI
+   built in release mode by `pip install` (maturin). By default it builds a snapshot of the
+   committed HEAD (`git archive`), so half-edited sources of a concurrent session never end
+   up in the figures; --from-worktree builds the work tree instead. --reinstall rebuilds.
+3. Times each scenario --runs times (default 5), interleaved round by round, wall time from
+   time.perf_counter around the child and CPU time and max RSS from os.wait4 on it:
+   plain      pytest -q -p no:cacheprovider -p no:testmon        (the baseline)
+   first      pytest --dryci, .dryci/ removed before each run     (first-run overhead)
+   cached     pytest --dryci, everything cached                   (the no-change re-run)
+   edit       pytest --dryci after editing one module that a handful of test files use
+   tm-first   pytest --testmon, .testmondata removed before each run
+   tm-rerun   pytest --testmon, no change since its first run
+   Every run's exit code and outcome counts are checked (the cached run must report every
+   test served from the cache, the edit run exactly the dependents of the edited module,
+   and so on); any mismatch or `dryci: degraded` line stops the benchmark loudly.
+4. Profiles the fully cached run: a tiny timing plugin stamps pytest's phases (start-up,
+   collection, DryCI's decision, the run loop, publishing, the summary) and times every
+   DryCI hook implementation; one run under cProfile names the heaviest functions.
+5. Prints a table, writes bench/results/plugin.json (and plugin-LABEL.json with --label) and
+   replaces its own section of BENCHMARKS.md, keeping every other section.
+
+Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/plugin_bench.py --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+WORK = HERE / "work"
+SUITE = WORK / "suite"
+VENV = WORK / "venv"
+RESULTS = HERE / "results"
+BENCHMARKS_MD = PROJECT / "BENCHMARKS.md"
+SECTION_TITLE = "## pytest plugin (pytest --dryci vs plain pytest vs pytest-testmon)"
+GENERATOR_VERSION = 1
+PACKAGE = "benchpkg"
+MODULES_PER_SUBPACKAGE = 25
+BUILD_MARKER = ".dryci-bench-build.json"
+PHASE_PLUGIN = "dryci_bench_phases"
+
+# ---------------------------------------------------------------------------------------------
+# 1. The synthetic project
+
+
+@dataclass
+class Layout:
+    """What the generator made, and what the runs must report."""
+
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> content
+    module_deps: dict[int, list[int]] = field(default_factory=dict)
+    test_imports: dict[str, list[int]] = field(default_factory=dict)  # test file -> modules
+    test_items: dict[str, int] = field(default_factory=dict)  # test file -> pytest items
+    conftest_imports: list[int] = field(default_factory=list)
+    subpackages: int = 0
+
+    @property
+    def total_tests(self) -> int:
+        return sum(self.test_items.values())
+
+
+def subpackage_of(index: int, modules: int, subpackages: int) -> int:
+    return index * subpackages // modules
+
+
+def module_dotted(index: int, modules: int, subpackages: int) -> str:
+    return f"{PACKAGE}.sub{subpackage_of(index, modules, subpackages):02d}.m{index:04d}"
+
+
+def module_path(index: int, modules: int, subpackages: int) -> str:
+    return f"src/{PACKAGE}/sub{subpackage_of(index, modules, subpackages):02d}/m{index:04d}.py"
+
+
+def import_line(rng: random.Random, importer: int, target: int, modules: int, subs: int) -> str:
+    """One import of `target` bound to the name mNNNN, in one of four styles."""
+    name = f"m{target:04d}"
+    target_sub = subpackage_of(target, modules, subs)
+    same = target_sub == subpackage_of(importer, modules, subs)
+    style = rng.random()
+    if style < 0.45:
+        return f"from {PACKAGE}.sub{target_sub:02d} import {name}"
+    if style < 0.7:
+        return f"from . import {name}" if same else f"from ..sub{target_sub:02d} import {name}"
+    if style < 0.9:
+        return f"import {PACKAGE}.sub{target_sub:02d}.{name} as {name}"
+    return f"from {PACKAGE}.sub{target_sub:02d}.{name} import base as _base_{target:04d}\n" + (
+        f"from {PACKAGE}.sub{target_sub:02d} import {name}"
+    )
+
+
+def module_source(rng: random.Random, index: int, deps: list[int], modules: int, subs: int) -> str:
+    weight = rng.randint(2, 97)
+    offset = rng.randint(0, 1000)
+    rounds = rng.choice((20, 50, 100, 200, 400))
+    lines = [
+        f'"""Generated module {index} of sub-package {subpackage_of(index, modules, subs)}."""'
+    ]
+    lines.append("")
+    lines.append("from __future__ import annotations")
+    lines.append("")
+    for dep in deps:
+        lines.append(import_line(rng, index, dep, modules, subs))
+    if deps:
+        lines.append("")
+    lines.append(f"WEIGHT = {weight}")
+    lines.append(f"OFFSET = {offset}")
+    lines.append(f"ROUNDS = {rounds}")
+    dep_sum = " + ".join(f"m{d:04d}.base(x)" for d in deps) or "0"
+    lines.append(
+        textwrap.dedent(
+            f"""
+
+            def base(x: int) -> int:
+                return (x * WEIGHT) % 97
+
+
+            def compute(x: int, rounds: int = ROUNDS) -> int:
+                total = OFFSET
+                for i in range(rounds):
+                    total = (total * 31 + x + i) % 1000003
+                return total
+
+
+            def combine(x: int) -> int:
+                return compute(x) + {dep_sum}
+
+
+            class Thing:
+                def __init__(self, n: int) -> None:
+                    self.n = n
+
+                def value(self) -> int:
+                    return self.n * WEIGHT + OFFSET
+
+                def __repr__(self) -> str:
+                    return f"Thing{index}({{self.n}})"
+            """
+        ).rstrip()
+    )
+    return "\n".join(lines) + "\n"
+
+
+def test_rounds(rng: random.Random) -> int:
+    """Loop rounds for one test: mostly microseconds, some milliseconds."""
+    roll = rng.random()
+    if roll < 0.6:
+        return rng.choice((10, 30, 100, 300))
+    if roll < 0.95:
+        return rng.choice((1000, 2000, 3000))
+    return rng.choice((6000, 10000))
+
+
+def test_source(
+    rng: random.Random, number: int, imports: list[int], modules: int, subs: int, slow: bool
+) -> tuple[str, int]:
+    """A test file and the number of pytest items it holds (about 5)."""
+    names = [f"m{i:04d}" for i in imports]
+    lines = [f'"""Generated tests, file {number}."""', ""]
+    lines.append("import pytest")
+    lines.append("")
+    for i in sorted(imports):
+        lines.append(f"from {PACKAGE}.sub{subpackage_of(i, modules, subs):02d} import m{i:04d}")
+    items = 0
+    plain = rng.choice((1, 2, 2, 3))
+    for k in range(plain):
+        mod = rng.choice(names)
+        rounds = test_rounds(rng)
+        if k == 0:
+            body = (
+                f"    assert {mod}.base(bench_seed) == (bench_seed * {mod}.WEIGHT) % 97\n"
+                f"    assert 0 <= {mod}.compute(bench_seed, {rounds}) < 1000003"
+            )
+            args = "bench_seed"
+        elif k == 1:
+            body = (
+                f"    assert {mod}.combine(3) >= {mod}.compute(3)\n"
+                f'    assert registry["seed"] == 1234'
+            )
+            args = "registry"
+        else:
+            body = (
+                f"    values = [{mod}.compute(x, {rounds}) for x in range(3)]\n"
+                f"    assert len(values) == 3"
+            )
+            args = ""
+        lines += ["", "", f"def test_f{number:04d}_{k}({args}):", body]
+        items += 1
+    params = rng.choice((0, 2, 3, 3, 4))
+    if params:
+        mod = rng.choice(names)
+        rounds = test_rounds(rng)
+        values = ", ".join(str(rng.randint(0, 50)) for _ in range(params))
+        lines += [
+            "",
+            "",
+            f'@pytest.mark.parametrize("x", [{values}])',
+            f"def test_param_{number:04d}(x, tmp_bench_dir):",
+            f"    assert {mod}.compute(x, {rounds}) == {mod}.compute(x, {rounds})",
+            "    assert tmp_bench_dir.endswith(str(x % 1)) or True",
+        ]
+        items += params
+    methods = rng.choice((0, 1, 2, 2))
+    if methods:
+        mod = rng.choice(names)
+        lines += ["", "", f"class TestThing{number:04d}:"]
+        for k in range(methods):
+            n = rng.randint(1, 9)
+            if k:
+                lines.append("")
+            lines += [
+                f"    def test_value_{k}(self):",
+                f"        thing = {mod}.Thing({n})",
+                f"        assert thing.value() == {n} * {mod}.WEIGHT + {mod}.OFFSET",
+                '        assert repr(thing).startswith("Thing")',
+            ]
+        items += methods
+    if slow:
+        mod = names[0]
+        lines += [
+            "",
+            "",
+            f"def test_slow_{number:04d}():",
+            f"    assert {mod}.compute(1, 60000) >= 0",
+        ]
+        items += 1
+    return "\n".join(lines) + "\n", items
+
+
+CONFTEST = '''"""Shared fixtures of the generated suite."""
+
+import pytest
+
+from {package}.sub00 import m0000
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return {{"seed": 1234, "weight": m0000.WEIGHT}}
+
+
+@pytest.fixture
+def bench_seed():
+    return 1234 % 97
+
+
+@pytest.fixture
+def tmp_bench_dir():
+    return "bench-0"
+'''
+
+PYPROJECT = """[tool.pytest.ini_options]
+testpaths = ["tests"]
+pythonpath = ["src"]
+"""
+
+
+def generate_layout(modules: int, tests: int, seed: int) -> Layout:
+    rng = random.Random(seed)
+    subs = max(1, (modules + MODULES_PER_SUBPACKAGE - 1) // MODULES_PER_SUBPACKAGE)
+    layout = Layout(subpackages=subs)
+    files = layout.files
+    files["pyproject.toml"] = PYPROJECT
+    files[f"src/{PACKAGE}/__init__.py"] = '"""The generated package."""\n'
+    for s in range(subs):
+        files[f"src/{PACKAGE}/sub{s:02d}/__init__.py"] = f'"""Sub-package {s}."""\n'
+    bounds: dict[int, tuple[int, int]] = {}
+    for i in range(modules):
+        s = subpackage_of(i, modules, subs)
+        lo, hi = bounds.get(s, (i, i))
+        bounds[s] = (min(lo, i), max(hi, i))
+    for i in range(modules):
+        count = rng.choice((0, 1, 1, 2, 2, 3, 4)) if i else 0
+        lo = bounds[subpackage_of(i, modules, subs)][0]
+        deps: set[int] = set()
+        for _ in range(count):
+            if i > lo and rng.random() < 0.7:
+                deps.add(rng.randrange(lo, i))  # same sub-package, lower index
+            else:
+                deps.add(rng.randrange(0, i))
+        layout.module_deps[i] = sorted(deps)
+        files[module_path(i, modules, subs)] = module_source(
+            rng, i, layout.module_deps[i], modules, subs
+        )
+    layout.conftest_imports = [0]
+    files["tests/conftest.py"] = CONFTEST.format(package=PACKAGE)
+    for t in range(tests):
+        s = t % subs
+        lo, hi = bounds[s]
+        count = rng.choice((1, 1, 2, 2, 3))
+        picks: set[int] = set()
+        for _ in range(count):
+            if rng.random() < 0.8:
+                picks.add(rng.randint(lo, hi))
+            else:
+                picks.add(rng.randrange(0, modules))
+        path = f"tests/sub{s:02d}/test_f{t:04d}.py"
+        slow = rng.random() < 0.005
+        source, items = test_source(rng, t, sorted(picks), modules, subs, slow)
+        files[path] = source
+        layout.test_imports[path] = sorted(picks)
+        layout.test_items[path] = items
+    return layout
+
+
+def write_layout(layout: Layout, root: Path) -> tuple[int, int]:
+    """Writes files whose content changed and removes stale .py files: (written, removed)."""
+    written = removed = 0
+    for rel, content in layout.files.items():
+        path = root / rel
+        try:
+            if path.read_text() == content:
+                continue
+        except OSError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        written += 1
+    wanted = set(layout.files)
+    for top in ("src", "tests"):
+        for path in (root / top).rglob("*.py"):
+            if "__pycache__" not in path.parts and path.relative_to(root).as_posix() not in wanted:
+                path.unlink()
+                removed += 1
+    return written, removed
+
+
+def dependents(layout: Layout, modules: int) -> dict[int, set[str]]:
+    """module -> test files whose import closure (conftest included) holds it."""
+
+    closure_memo: dict[int, set[int]] = {}
+
+    def closure(i: int) -> set[int]:
+        if i not in closure_memo:
+            seen = {i}
+            for d in layout.module_deps[i]:
+                seen |= closure(d)
+            closure_memo[i] = seen
+        return closure_memo[i]
+
+    for i in range(modules):  # deps point to lower indices: fill bottom-up, no deep recursion
+        closure(i)
+    common: set[int] = set()
+    for i in layout.conftest_imports:
+        common |= closure(i)
+    result: dict[int, set[str]] = {i: set() for i in range(modules)}
+    for test, imported in layout.test_imports.items():
+        reach = set(common)
+        for i in imported:
+            reach |= closure(i)
+        for i in reach:
+            result[i].add(test)
+    return result
+
+
+def pick_edit_module(layout: Layout, modules: int) -> tuple[int, list[str]]:
+    """A module that a handful (ideally 5) of test files depend on."""
+    deps = dependents(layout, modules)
+    candidates = [(abs(len(files) - 5), i) for i, files in deps.items() if len(files) >= 2]
+    _, best = min(candidates)
+    return best, sorted(deps[best])
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The benchmark virtualenv
+
+
+def venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def run_checked(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    print("  $ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
+    return subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def ensure_venv(reinstall: bool, from_worktree: bool) -> dict[str, Any]:
+    py = venv_python()
+    if not py.exists():
+        print(f"creating the benchmark virtualenv {VENV}", flush=True)
+        run_checked([sys.executable, "-m", "venv", VENV])
+        run_checked([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    have = subprocess.run(
+        [py, "-c", "import pytest, testmon"], capture_output=True, text=True
+    ).returncode
+    if have != 0:
+        run_checked([py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon"])
+    marker = VENV / BUILD_MARKER
+    importable = (
+        subprocess.run([py, "-c", "import pytest_dryci._native"], capture_output=True).returncode
+        == 0
+    )
+    if reinstall or not marker.exists() or not importable:
+        build = build_dryci(from_worktree)
+        marker.write_text(json.dumps(build, indent=2) + "\n")
+    build = json.loads(marker.read_text())
+    location = subprocess.run(
+        [py, "-c", "import pytest_dryci, os; print(os.path.dirname(pytest_dryci.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(location).resolve().is_relative_to(VENV.resolve()):
+        raise SystemExit(f"pytest_dryci is imported from {location}, not from the bench venv")
+    build["module_dir"] = location
+    return build
+
+
+def build_dryci(from_worktree: bool) -> dict[str, Any]:
+    """pip install DryCI (maturin, release) into the bench venv; returns what was built."""
+    env = dict(os.environ)
+    env["CARGO_TARGET_DIR"] = str(WORK / "cargo-target")  # reused between rebuilds
+    started = time.perf_counter()
+    if from_worktree:
+        source = PROJECT
+        what = {"source": "worktree", "commit": git("rev-parse", "HEAD"), "dirty": True}
+    else:
+        source = WORK / "dryci-src"
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        commit = git("rev-parse", "HEAD")
+        with tempfile.TemporaryFile() as archive:
+            subprocess.run(["git", "archive", commit], cwd=PROJECT, stdout=archive, check=True)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                tar.extractall(source)
+        what = {"source": "HEAD snapshot", "commit": commit, "dirty": False}
+    print(f"building DryCI (release) from {source}; this takes minutes on 2 cores", flush=True)
+    run_checked(
+        [
+            venv_python(),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--force-reinstall",
+            "--no-deps",
+            source,
+        ],
+        env=env,
+    )
+    what["build_seconds"] = round(time.perf_counter() - started, 1)
+    what["built_at"] = utc_now()
+    return what
+
+
+def pytest11_plugins() -> dict[str, str]:
+    code = (
+        "import json\nfrom importlib.metadata import entry_points\n"
+        "eps = entry_points()\n"
+        "group = (eps.select(group='pytest11') if hasattr(eps, 'select')\n"
+        "         else eps.get('pytest11', []))\n"
+        "print(json.dumps({e.name: e.value for e in group}))"
+    )
+    out = subprocess.run(
+        [venv_python(), "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str]:
+    code = (
+        "import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
+        "out = {}\nfor n in sys.argv[1:]:\n"
+        "    try:\n        out[n] = version(n)\n"
+        "    except PackageNotFoundError:\n        out[n] = None\n"
+        "print(json.dumps(out))"
+    )
+    out = subprocess.run(
+        [venv_python(), "-c", code, *names], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Running pytest
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    maxrss_mib: float
+    returncode: int
+    counts: dict[str, int]
+    output: str
+
+
+SUMMARY_WORDS = {
+    "passed": "passed",
+    "failed": "failed",
+    "skipped": "skipped",
+    "deselected": "deselected",
+    "error": "errors",
+    "errors": "errors",
+    "xfailed": "xfailed",
+    "xpassed": "xpassed",
+    "warning": "warnings",
+    "warnings": "warnings",
+    "rerun": "rerun",
+}
+
+
+def parse_counts(output: str) -> dict[str, int]:
+    """The counts on pytest's closing line (`12 passed, 3 skipped in 1.2s`)."""
+    counts: dict[str, int] = {}
+    for line in reversed(output.splitlines()):
+        found = re.findall(r"(\d+) (\w+)", line)
+        if found and re.search(r"\bin [\d.]+s\b", line):
+            for number, word in found:
+                if word in SUMMARY_WORDS:
+                    counts[SUMMARY_WORDS[word]] = int(number)
+            break
+    return counts
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith(("DRYCI_", "PYTEST_")) or name in ("PYTHONPATH", "VIRTUAL_ENV"):
+            del env[name]
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def run_pytest(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
+    cmd = [str(VENV / "bin" / "pytest"), *args]
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=SUITE, stdout=out, stderr=subprocess.STDOUT, env=env or child_env()
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    return Run(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        maxrss_mib=usage.ru_maxrss / 1024,
+        returncode=proc.returncode,
+        counts=parse_counts(output),
+        output=output,
+    )
+
+
+class BenchFailure(SystemExit):
+    pass
+
+
+def fail(scenario: str, run: Run, why: str) -> None:
+    tail = "\n".join(run.output.splitlines()[-40:])
+    raise BenchFailure(
+        f"\nBENCHMARK FAILED in scenario {scenario!r}: {why}\n"
+        f"exit code {run.returncode}, counts {run.counts}\n--- last lines of output ---\n{tail}"
+    )
+
+
+def dryci_line(output: str, pattern: str) -> int | None:
+    match = re.search(pattern, output)
+    return int(match.group(1)) if match else None
+
+
+def check_run(scenario: str, run: Run, expect: dict[str, Any]) -> None:
+    counts = run.counts
+    if not counts:
+        fail(scenario, run, "no pytest summary line found")
+    if counts.get("failed") or counts.get("errors"):
+        fail(scenario, run, "tests failed or errored")
+    total = expect["total"]
+    if "dryci: degraded" in run.output:
+        fail(scenario, run, "DryCI degraded; the figures would not measure the real path")
+    if scenario in ("plain", "first", "tm-first") and (
+        run.returncode != 0 or counts.get("passed") != total
+    ):
+        fail(scenario, run, f"expected {total} passed")
+    if scenario == "first":
+        published = dryci_line(run.output, r"dryci: (\d+) passes published")
+        if published != total:
+            fail(scenario, run, f"expected 'dryci: {total} passes published', got {published}")
+    if scenario == "cached":
+        served = dryci_line(run.output, r"dryci: (\d+) tests served from the cache")
+        ran = dryci_line(run.output, r"dryci: (\d+) tests ran")
+        if run.returncode != 0 or counts.get("passed", 0) != 0 or served != total or ran != 0:
+            fail(scenario, run, f"expected every one of {total} tests served from the cache")
+    if scenario == "edit":
+        served = dryci_line(run.output, r"dryci: (\d+) tests served from the cache")
+        passed = counts.get("passed", 0)
+        want = expect["edit_tests"]
+        if run.returncode != 0 or passed < want or (served or 0) + passed != total:
+            fail(scenario, run, f"expected {want} tests to run and the rest served from the cache")
+        if passed != want:
+            expect.setdefault("notes", set()).add(
+                f"edit run re-ran {passed} tests where the import graph gives {want}"
+            )
+    if scenario == "tm-rerun" and (run.returncode not in (0, 5) or counts.get("passed", 0)):
+        fail(scenario, run, "expected testmon to run no test on a no-change rerun")
+
+
+SCENARIOS = ("plain", "first", "cached", "edit", "tm-first", "tm-rerun")
+SCENARIO_TEXT = {
+    "plain": "plain pytest (baseline)",
+    "first": "pytest --dryci, empty cache",
+    "cached": "pytest --dryci, all cached",
+    "edit": "pytest --dryci, one module edited",
+    "tm-first": "pytest --testmon, first run",
+    "tm-rerun": "pytest --testmon, no-change rerun",
+}
+
+
+def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
+    common = ["-q", "-p", "no:cacheprovider"]
+    if "randomly" in plugins:
+        common += ["-p", "no:randomly"]
+    testmon = [name for name, value in plugins.items() if value.startswith("testmon")]
+    dryci = [name for name, value in plugins.items() if value.startswith("pytest_dryci")]
+    no_testmon = [a for name in testmon for a in ("-p", f"no:{name}")]
+    no_dryci = [a for name in dryci for a in ("-p", f"no:{name}")]
+    return {
+        "plain": [*common, *no_testmon],
+        "first": [*common, *no_testmon, "--dryci"],
+        "cached": [*common, *no_testmon, "--dryci"],
+        "edit": [*common, *no_testmon, "--dryci"],
+        "tm-first": [*common, *no_dryci, "--testmon"],
+        "tm-rerun": [*common, *no_dryci, "--testmon"],
+    }
+
+
+def reset_testmon() -> None:
+    for path in SUITE.glob(".testmondata*"):
+        path.unlink()
+
+
+def edit_module(path: Path, original: str, serial: int) -> None:
+    """A real change (a new constant), of a different length each time."""
+    path.write_text(original + f"\nEDITED_{serial} = {'7' * (serial + 1)}\n")
+
+
+def run_rounds(
+    runs: int, args: dict[str, list[str]], expect: dict[str, Any], edit_path: Path
+) -> dict[str, list[Run]]:
+    results: dict[str, list[Run]] = {s: [] for s in SCENARIOS}
+    original = edit_path.read_text()
+    dryci_dir = SUITE / ".dryci"
+    try:
+        for r in range(runs):
+            print(f"round {r + 1}/{runs}", flush=True)
+            for scenario in SCENARIOS:
+                if scenario == "first":
+                    shutil.rmtree(dryci_dir, ignore_errors=True)
+                elif scenario == "edit":
+                    edit_module(edit_path, original, r)
+                elif scenario == "tm-first":
+                    reset_testmon()
+                run = run_pytest(args[scenario])
+                if scenario == "edit":
+                    edit_path.write_text(original)
+                check_run(scenario, run, expect)
+                results[scenario].append(run)
+                print(
+                    f"  {scenario:<9} {run.wall:7.2f} s  cpu {run.cpu:6.2f} s  "
+                    f"rss {run.maxrss_mib:5.0f} MiB  {run.counts}",
+                    flush=True,
+                )
+    finally:
+        edit_path.write_text(original)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Profiling the cached run
+
+PHASE_PLUGIN_SOURCE = '''"""Stamps pytest's phases, times DryCI's hooks (benchmark only)."""
+
+import functools
+import json
+import os
+import time
+
+import pytest
+
+STAMPS = {"plugin_imported": time.time()}
+HOOKS = {}
+NATIVE = {}
+
+
+def _timed(table, name, function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            slot = table.setdefault(name, [0.0, 0])
+            slot[0] += time.perf_counter() - started
+            slot[1] += 1
+
+    return wrapper
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    STAMPS["configured"] = time.time()
+    pm = config.pluginmanager
+    for plugin_name in ("dryci-session", "dryci"):
+        plugin = pm.get_plugin(plugin_name)
+        if plugin is None:
+            continue
+        for caller in pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.hookwrapper and not impl.wrapper:
+                    impl.function = _timed(HOOKS, caller.name, impl.function)
+    try:
+        from pytest_dryci import _native
+    except ImportError:
+        return
+    for name in ("compute_hashes", "node_keys", "file_key"):
+        if hasattr(_native, name):
+            setattr(_native, name, _timed(NATIVE, name, getattr(_native, name)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    STAMPS["sessionstart"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session):
+    STAMPS["collection_start"] = time.time()
+    yield
+    STAMPS["collection_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    STAMPS["runtestloop_start"] = time.time()
+    yield
+    STAMPS["runtestloop_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session):
+    STAMPS["sessionfinish_start"] = time.time()
+    yield
+    STAMPS["sessionfinish_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_terminal_summary(terminalreporter):
+    STAMPS["summary_start"] = time.time()
+    yield
+    STAMPS["summary_end"] = time.time()
+
+
+def pytest_unconfigure(config):
+    STAMPS["unconfigure"] = time.time()
+    with open(os.environ["DRYCI_BENCH_PHASES_OUT"], "w") as out:
+        json.dump({"stamps": STAMPS, "hooks": HOOKS, "native": NATIVE}, out)
+'''
+
+PSTATS_SCRIPT = r"""
+import json, pstats, sys
+stats = pstats.Stats(sys.argv[1]).stats
+total = max(v[3] for v in stats.values())
+def cum(pred):
+    best = 0.0
+    for (file, line, name), (cc, nc, tt, ct, callers) in stats.items():
+        if pred(file, name):
+            best = max(best, ct)
+    return best
+def tot(pred):
+    return sum(v[2] for (file, line, name), v in stats.items() if pred(file, name))
+out = {
+    "total": total,
+    "collect (Session.perform_collect)": cum(lambda f, n: n == "perform_collect"),
+    "import of test modules": cum(lambda f, n: n in ("importtestmodule", "_importtestmodule")),
+    "runtestloop": cum(lambda f, n: n == "pytest_runtestloop" and "_pytest" in f),
+    "dryci: decide (hash + query)": cum(lambda f, n: n == "decide" and "pytest_dryci" in f),
+    "dryci: apply (skip markers)": cum(lambda f, n: n == "apply" and "pytest_dryci" in f),
+    "dryci: native compute_hashes": cum(lambda f, n: "compute_hashes" in n),
+    "dryci: all pytest_dryci code (self time)": tot(lambda f, n: "pytest_dryci" in f),
+    "assertion rewriting (self time)": tot(lambda f, n: "assertion/rewrite" in f),
+}
+top = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]
+out["top_self"] = [
+    {"function": f"{name} ({'/'.join(file.rsplit('/', 2)[-2:])}:{line})",
+     "self_s": round(v[2], 3), "calls": v[1]}
+    for (file, line, name), v in top
+]
+print(json.dumps(out))
+"""
+
+
+def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dict[str, Any]:
+    """Phase stamps (median of `repeats` runs) and one cProfile run of the cached scenario."""
+    plugin_dir = WORK / "profile"
+    plugin_dir.mkdir(parents=True, exist_ok=True)
+    (plugin_dir / f"{PHASE_PLUGIN}.py").write_text(PHASE_PLUGIN_SOURCE)
+    phases: dict[str, list[float]] = {}
+    hooks: dict[str, list[float]] = {}
+    walls: list[float] = []
+    items = expect["total"]
+    for _ in range(repeats):
+        env = child_env()
+        env["PYTHONPATH"] = str(plugin_dir)
+        stamps_file = plugin_dir / "phases.json"
+        env["DRYCI_BENCH_PHASES_OUT"] = str(stamps_file)
+        launched = time.time()
+        run = run_pytest([*args, "-p", PHASE_PLUGIN], env=env)
+        ended = launched + run.wall
+        check_run("cached", run, expect)
+        data = json.loads(stamps_file.read_text())
+        s = data["stamps"]
+        walls.append(run.wall)
+        spans = {
+            "interpreter + pytest import + plugin loading": s["plugin_imported"] - launched,
+            "configure (options, conftest-free setup)": s["configured"] - s["plugin_imported"],
+            "collection (import 2000+ files, build items)": s["collection_end"]
+            - s["collection_start"],
+            "run loop (per-test protocol of skipped items)": s["runtestloop_end"]
+            - s["runtestloop_start"],
+            "session finish (publish)": s["sessionfinish_end"] - s["sessionfinish_start"],
+            "terminal summary": s["summary_end"] - s["summary_start"],
+            "exit (after unconfigure)": ended - s["unconfigure"],
+        }
+        accounted = sum(spans.values())
+        spans["other (between phases)"] = run.wall - accounted
+        for name, value in spans.items():
+            phases.setdefault(name, []).append(value)
+        for name, (seconds, calls) in data["hooks"].items():
+            hooks.setdefault(f"hook {name} ({calls} calls)", []).append(seconds)
+        for name, (seconds, calls) in data["native"].items():
+            hooks.setdefault(f"native {name} ({calls} calls)", []).append(seconds)
+    prof_file = WORK / "profile" / "cached.prof"
+    env = child_env()
+    cmd = [
+        str(venv_python()),
+        "-m",
+        "cProfile",
+        "-o",
+        str(prof_file),
+        str(VENV / "bin" / "pytest"),
+        *args,
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=SUITE, env=env, capture_output=True, text=True)
+    profiled_wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise BenchFailure(f"cProfile run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    cprofile = json.loads(
+        subprocess.run(
+            [venv_python(), "-c", PSTATS_SCRIPT, str(prof_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    cprofile["wall_under_cprofile"] = profiled_wall
+    median_phases = {k: statistics.median(v) for k, v in phases.items()}
+    median_hooks = {k: statistics.median(v) for k, v in hooks.items()}
+    run_loop = median_phases["run loop (per-test protocol of skipped items)"]
+    return {
+        "repeats": repeats,
+        "wall_median": statistics.median(walls),
+        "phases": median_phases,
+        "dryci_hooks": median_hooks,
+        "per_item_run_loop_us": run_loop / items * 1e6,
+        "cprofile": cprofile,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Reporting
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = "unknown"
+    mem_kib = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": subprocess.run(
+            [venv_python(), "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
+        "date": utc_now(),
+    }
+
+
+def summarize(runs: list[Run]) -> dict[str, Any]:
+    walls = [r.wall for r in runs]
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+        "cpu_median_s": statistics.median(r.cpu for r in runs),
+        "maxrss_median_mib": statistics.median(r.maxrss_mib for r in runs),
+        "walls_s": [round(w, 3) for w in walls],
+        "counts": runs[-1].counts,
+    }
+
+
+def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    base = stats["plain"]["median_s"]
+    first = stats["first"]["median_s"] / base - 1
+    cached = stats["cached"]["median_s"] / base
+    tm_rerun = stats["tm-rerun"]["median_s"]
+    return [
+        {
+            "goal": "first run costs at most 5% more than plain pytest",
+            "value": f"{first * 100:+.1f}%",
+            "met": first <= 0.05,
+        },
+        {
+            "goal": "fully cached run costs at most 10% of plain pytest",
+            "value": f"{cached * 100:.1f}%",
+            "met": cached <= 0.10,
+        },
+        {
+            "goal": "fully cached run is faster than testmon's no-change rerun",
+            "value": f"{stats['cached']['median_s']:.2f} s vs {tm_rerun:.2f} s",
+            "met": stats["cached"]["median_s"] < tm_rerun,
+        },
+    ]
+
+
+def table_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
+    base = stats["plain"]["median_s"]
+    lines = [
+        "| scenario | median | min | max | vs plain | CPU (median) | max RSS | outcome |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in SCENARIOS:
+        st = stats[s]
+        counts = ", ".join(f"{v} {k}" for k, v in st["counts"].items() if k != "warnings")
+        lines.append(
+            f"| {SCENARIO_TEXT[s]} | {st['median_s']:.2f} s | {st['min_s']:.2f} s | "
+            f"{st['max_s']:.2f} s | {st['median_s'] / base * 100:.1f}% | "
+            f"{st['cpu_median_s']:.2f} s | {st['maxrss_median_mib']:.0f} MiB | {counts} |"
+        )
+    return lines
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    wall = profile["wall_median"]
+    lines = [
+        f"Fully cached run, median of {profile['repeats']} runs with a phase-stamping plugin "
+        f"(wall {wall:.2f} s):",
+        "",
+        "| phase | time | share |",
+        "|---|---:|---:|",
+    ]
+    for name, seconds in profile["phases"].items():
+        lines.append(f"| {name} | {seconds:.2f} s | {seconds / wall * 100:.0f}% |")
+    lines += ["", "DryCI's own hook implementations and native calls in that run:", ""]
+    lines += ["| DryCI code | time |", "|---|---:|"]
+    for name, seconds in sorted(profile["dryci_hooks"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {seconds * 1000:.0f} ms |")
+    lines.append("")
+    lines.append(
+        f"Run loop per skipped item: {profile['per_item_run_loop_us']:.0f} µs. "
+        f"One run under cProfile ({profile['cprofile']['wall_under_cprofile']:.2f} s wall, "
+        "inflated by profiling) attributes cumulative time as follows:"
+    )
+    lines += ["", "| cProfile | seconds |", "|---|---:|"]
+    for name, value in profile["cprofile"].items():
+        if isinstance(value, float) and name != "wall_under_cprofile":
+            lines.append(f"| {name} | {value:.2f} |")
+    lines += ["", "Heaviest functions by self time under cProfile:", ""]
+    lines += ["| function | self s | calls |", "|---|---:|---:|"]
+    for row in profile["cprofile"]["top_self"][:10]:
+        lines.append(f"| `{row['function']}` | {row['self_s']:.2f} | {row['calls']} |")
+    return lines
+
+
+def markdown_section(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    b = result["build"]
+    s = result["suite"]
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"Command: `{result['command']}`"
+        + (f" (label `{result['label']}`)" if result["label"] else ""),
+        "",
+        f"Machine: {m['nproc']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}, "
+        f"Python {m['python']}; {m['date']}. DryCI {b['source']} {b['commit'][:10]} built in "
+        f"release mode by pip/maturin; pytest {result['versions'].get('pytest')}, "
+        f"pytest-testmon {result['versions'].get('pytest-testmon')}.",
+        "",
+        f"Suite: {s['modules']} modules in {s['subpackages']} sub-packages, {s['test_files']} test "
+        f"files, {s['tests']} tests (seed {s['seed']}); the edit run changes `{s['edit_module']}`, "
+        f"which {len(s['edit_dependents'])} test files ({s['edit_tests']} tests) depend on. "
+        f"Wall times over {result['runs']} runs per scenario, interleaved round by round; every "
+        "run's exit code and outcome counts are checked.",
+        "",
+        *table_lines(result["stats"]),
+        "",
+        "| goal | value | met |",
+        "|---|---:|---|",
+    ]
+    for g in result["goals"]:
+        lines.append(f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |")
+    lines += ["", *profile_lines(result["profile"])]
+    if result["notes"]:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def update_benchmarks_md(section: str) -> None:
+    """Replace our section (up to the next `## ` heading) and keep every other section."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    start = text.find(SECTION_TITLE)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        nxt = text.find("\n## ", start + len(SECTION_TITLE))
+        tail = text[nxt + 1 :] if nxt != -1 else ""
+        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    BENCHMARKS_MD.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", type=int, default=500, help="package modules (500)")
+    parser.add_argument("--tests", type=int, default=2_000, help="test files (2,000)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per scenario (5)")
+    parser.add_argument("--profile-runs", type=int, default=3, help="phase-stamped runs (3)")
+    parser.add_argument("--seed", type=int, default=20240601, help="generator seed")
+    parser.add_argument("--label", default="", help="tag this result set (plugin-LABEL.json)")
+    parser.add_argument("--reinstall", action="store_true", help="rebuild DryCI into the venv")
+    parser.add_argument(
+        "--from-worktree",
+        action="store_true",
+        help="build the work tree rather than a snapshot of HEAD (with --reinstall)",
+    )
+    parser.add_argument(
+        "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
+    )
+    args = parser.parse_args(argv)
+    if args.modules < 10 or args.tests < 1 or args.runs < 1 or args.profile_runs < 1:
+        parser.error("need --modules >= 10, --tests >= 1, --runs >= 1, --profile-runs >= 1")
+    if args.label and not re.fullmatch(r"[\w.-]+", args.label):
+        parser.error("--label: letters, digits, '.', '_' and '-' only")
+    command = "python3 bench/plugin_bench.py" + "".join(
+        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+
+    build = ensure_venv(args.reinstall, args.from_worktree)
+    print(f"DryCI: {build['source']} {build['commit'][:10]} ({build['module_dir']})", flush=True)
+    plugins = pytest11_plugins()
+    versions = package_versions(["pytest", "pytest-testmon", "coverage", "dryci"])
+    print(f"pytest11 plugins in the bench venv: {sorted(plugins)}; {versions}", flush=True)
+
+    started = time.perf_counter()
+    layout = generate_layout(args.modules, args.tests, args.seed)
+    written, removed = write_layout(layout, SUITE)
+    edit_index, edit_files = pick_edit_module(layout, args.modules)
+    edit_rel = module_path(edit_index, args.modules, layout.subpackages)
+    expect: dict[str, Any] = {
+        "total": layout.total_tests,
+        "edit_tests": sum(layout.test_items[f] for f in edit_files),
+    }
+    print(
+        f"suite {SUITE}: {args.modules} modules, {len(layout.test_items)} test files, "
+        f"{layout.total_tests} tests ({written} files written, {removed} removed, "
+        f"{time.perf_counter() - started:.1f} s); edit module {edit_rel}: "
+        f"{len(edit_files)} dependent files, {expect['edit_tests']} tests",
+        flush=True,
+    )
+
+    scen_args = scenario_args(plugins)
+    print("warm-up run (bytecode caches)", flush=True)
+    check_run("plain", run_pytest(scen_args["plain"]), expect)
+    results = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel)
+
+    print("profiling the fully cached run", flush=True)
+    profile = profile_cached(scen_args["cached"], args.profile_runs, expect)
+
+    stats = {s: summarize(runs) for s, runs in results.items()}
+    result: dict[str, Any] = {
+        "label": args.label,
+        "command": command,
+        "machine": machine_facts(),
+        "build": build,
+        "versions": versions,
+        "runs": args.runs,
+        "suite": {
+            "modules": args.modules,
+            "subpackages": layout.subpackages,
+            "test_files": len(layout.test_items),
+            "tests": layout.total_tests,
+            "seed": args.seed,
+            "edit_module": edit_rel,
+            "edit_dependents": edit_files,
+            "edit_tests": expect["edit_tests"],
+        },
+        "args": {s: scen_args[s] for s in SCENARIOS},
+        "stats": stats,
+        "goals": goals(stats),
+        "profile": profile,
+        "notes": sorted(expect.get("notes", ())),
+    }
+
+    print()
+    print("\n".join(table_lines(stats)))
+    print()
+    for g in result["goals"]:
+        print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['goal']}: {g['value']}")
+    print()
+    print("\n".join(profile_lines(profile)))
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(result, indent=2) + "\n"
+    (RESULTS / "plugin.json").write_text(payload)
+    if args.label:
+        (RESULTS / f"plugin-{args.label}.json").write_text(payload)
+    if not args.no_markdown:
+        update_benchmarks_md(markdown_section(result))
+        print(f"updated {BENCHMARKS_MD}")
+    print(f"wrote {RESULTS / 'plugin.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
