@@ -30,14 +30,14 @@ lint: venv ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --features server -- -D warnings
 	cargo clippy --lib --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests bench example_project
-	$(VENV)/bin/ruff format --check python tests bench example_project
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 .PHONY: fmt
 fmt: venv ## format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests bench example_project
-	$(VENV)/bin/ruff check --fix python tests bench example_project
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test-rust
 test-rust: ## Rust unit and integration tests

@@ -48,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("dryci", type="bool", default=False, help="turn DryCI on (like --dryci)")
     parser.addini("dryci_config", default="", help="DryCI rules file (like --dryci-config)")
     parser.addini(
+        "dryci_skip_collection",
+        type="bool",
+        default=True,
+        help="do not import test files all of whose tests passed before with identical inputs",
+    )
+    parser.addini(
         "dryci_hash_environment",
         type="bool",
         default=True,

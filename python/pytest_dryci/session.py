@@ -1,16 +1,20 @@
 """The DryCI session: hash the test files, ask the cache which tests passed
 under those hashes, skip them, and publish this run's passes at the end.
 
-Serial runs hash exactly the collected files. Under pytest-xdist the
-controller discovers the test files, builds the graph and queries the cache
-once, before the workers start; workers only apply its decisions, and the
-controller, which sees every report, publishes once. Every cache failure
-degrades to running the tests (unless --dryci-strict).
+Before collection the controller (the only process of a serial run) finds
+the files pytest will collect, builds the graph and queries the cache once;
+files whose every test passed before are not even imported (`collection`).
+After collection, a serial run hashes the collected files it had not
+foreseen (doctest modules, say) in one more call. Under pytest-xdist the
+workers only apply the controller's decisions, and the controller, which sees
+every report, publishes once. Every cache failure degrades to running the
+tests (unless --dryci-strict).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from pytest_dryci import _native
+from pytest_dryci.collection import cached_file
 from pytest_dryci.environment import environment_fingerprint
 from pytest_dryci.errors import DryciError
+from pytest_dryci.options import options_fingerprint
 from pytest_dryci.outcomes import OutcomeTracker
 
 WORKER_INPUT_KEY = "dryci"
@@ -93,16 +99,23 @@ class DryciSession:
         self.strict = bool(config.getoption("dryci_strict"))
         self.settings = Settings.from_pytest(config, self.degrade)
         self.workerinput = getattr(config, "workerinput", None)
-        # nodeid file part -> dependency hash; dependency hash -> {node key: duration ms}
+        # Decisions, shared with xdist workers:
+        # nodeid file part -> dependency hash; dependency hash -> {node key: duration ms};
+        # nodeid file part -> node ids of a complete file (served without collecting it).
         self.file_hashes: dict[str, str] = {}
         self.passed_before: dict[str, dict[str, int | None]] = {}
+        self.complete: dict[str, list[str]] = {}
         self.unhashed: dict[str, str] = {}
         self.cache: _native.ResultCache | None = None
         self.store_root: Path = self.settings.root
+        # What this run saw (controller only).
         self.tracker = OutcomeTracker()
         self.cached_nodeids: set[str] = set()
+        # nodeid file part -> node ids as the file produced them, and as they were kept
+        self.produced: dict[str, list[str]] = defaultdict(list)
+        self.collected: dict[str, list[str]] = defaultdict(list)
+        self.served_files: set[str] = set()
         self.published = 0
-        self.decided = False
 
     # -- failures -------------------------------------------------------------
 
@@ -120,63 +133,102 @@ class DryciSession:
             decisions = self.workerinput.get(WORKER_INPUT_KEY) or {}
             self.file_hashes = decisions.get("file_hashes", {})
             self.passed_before = decisions.get("passed_before", {})
-            self.decided = True
-        elif session.config.pluginmanager.has_plugin("dsession"):
-            # xdist controller: workers collect; decide for every test file now.
-            self.decide(self.discover_test_files(session))
+            self.complete = decisions.get("complete", {})
+            return
+        self.decide(self.discover_test_files(session))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[WORKER_INPUT_KEY] = {
             "file_hashes": self.file_hashes,
             "passed_before": self.passed_before,
+            "complete": self.complete,
         }
+
+    def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
+        """Serves a complete file from the cache instead of importing it."""
+        if not self.complete:
+            return None
+        part = self.nodeid_part(module_path)
+        node_ids = self.complete.get(part) if part else None
+        if not node_ids or not self.may_serve_whole_files():
+            return None
+        self.served_files.add(part)
+        reason = f"{SKIP_REASON_PREFIX} ({self.file_hashes[part][:12]})"
+        return cached_file(parent, module_path, node_ids, reason)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        if not self.decided:
-            files = {}
+        if self.workerinput is None:
+            unforeseen = {}
             for item in items:
-                files.setdefault(file_part(item.nodeid), Path(item.path))
-            self.decide(files)
+                part = file_part(item.nodeid)
+                if part not in self.file_hashes and part not in self.unhashed:
+                    unforeseen.setdefault(part, Path(item.path))
+            self.decide(unforeseen)
+        for item in items:
+            self.collected[file_part(item.nodeid)].append(item.nodeid)
         self.apply(items)
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self.produced[file_part(item.nodeid)].append(item.nodeid)
+
+    def may_serve_whole_files(self) -> bool:
+        """Not when the selection looks inside files (names, markers, node ids)."""
+        option = self.config.option
+        if not self.settings.skip or option.keyword or option.markexpr:
+            return False
+        if not self.config.getini("dryci_skip_collection"):
+            return False
+        return not any("::" in arg for arg in self.config.args)
 
     def decide(self, files: dict[str, Path]) -> None:
         """Hashes `files` (nodeid file part -> path) and asks the cache about them."""
-        self.decided = True
         if not files:
             return
         settings = self.settings
+        salt = f"{settings.salt}\noptions:{options_fingerprint(self.config)}"
         try:
             report = _native.compute_hashes(
                 str(settings.root),
                 [str(path) for path in files.values()],
                 config=settings.config_path,
-                salt=settings.salt,
+                salt=salt,
                 python_env=environment_fingerprint() if settings.hash_environment else None,
             )
         except DryciError as err:
             self.degrade(f"cannot compute dependency hashes, every test runs: {err}")
+            self.unhashed.update((part, "no dependency graph") for part in files)
             return
         self.store_root = Path(report.root)
+        hashed = {}
         for part, path in files.items():
             dep_hash = report.hashes.get(str(path))
             if dep_hash:
-                self.file_hashes[part] = dep_hash
+                hashed[part] = dep_hash
             else:
                 self.unhashed[part] = report.problems.get(str(path), "no hash")
+        self.file_hashes.update(hashed)
         if not settings.skip:
             return
         cache = self.open_cache()
         if cache is None:
             return
-        unique = sorted(set(self.file_hashes.values()))
-        answers, warnings = cache.query([_native.file_key(h) for h in unique])
+        unique = sorted(set(hashed.values()))
+        file_keys = [_native.file_key(h) for h in unique]
+        answers, warnings = cache.query(file_keys)
         for warning in warnings:
             self.degrade(warning)
-        self.passed_before = {h: answer for h, answer in zip(unique, answers) if answer}
+        self.passed_before.update((h, answer) for h, answer in zip(unique, answers) if answer)
+        complete, warnings = cache.complete_files(file_keys)
+        for warning in warnings:
+            self.degrade(warning)
+        complete_by_hash = {h: json.loads(ids) for h, ids in zip(unique, complete) if ids}
+        for part, dep_hash in hashed.items():
+            if dep_hash in complete_by_hash and dep_hash in self.passed_before:
+                self.complete[part] = complete_by_hash[dep_hash]
 
     def open_cache(self) -> _native.ResultCache | None:
         if self.cache is None:
@@ -202,7 +254,7 @@ class DryciSession:
         for part, group in by_file.items():
             dep_hash = self.file_hashes.get(part)
             passed = self.passed_before.get(dep_hash) if dep_hash else None
-            if not passed:
+            if not passed or part in self.served_files:
                 continue
             keys = _native.node_keys([item.nodeid for item in group], dep_hash)
             marker = pytest.mark.skip(reason=f"{SKIP_REASON_PREFIX} ({dep_hash[:12]})")
@@ -210,8 +262,15 @@ class DryciSession:
                 if keys[item.nodeid] in passed:
                     item.add_marker(marker)
 
+    def nodeid_part(self, path: Path) -> str | None:
+        try:
+            rel = Path(path).resolve().relative_to(Path(self.config.rootpath).resolve())
+        except ValueError:
+            return None
+        return rel.as_posix()
+
     def discover_test_files(self, session: pytest.Session) -> dict[str, Path]:
-        """The files pytest would collect (python_files under the arguments), for xdist."""
+        """The files pytest will collect: python_files under the arguments."""
         config = session.config
         patterns = config.getini("python_files")
         norecurse = config.getini("norecursedirs")
@@ -220,11 +279,9 @@ class DryciSession:
         found: dict[str, Path] = {}
 
         def add(path: Path) -> None:
-            try:
-                rel = path.resolve().relative_to(Path(config.rootpath).resolve())
-            except ValueError:
-                return  # outside the root: its tests run uncached
-            found[rel.as_posix()] = path
+            part = self.nodeid_part(path)
+            if part is not None:  # outside the root: its tests run uncached
+                found[part] = path
 
         for arg in args:
             path = (invocation_dir / file_part(arg)).resolve()
@@ -255,27 +312,61 @@ class DryciSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.workerinput is not None or not self.settings.publish:
             return
+        publishable = self.tracker.publishable()
         by_hash: dict[str, dict[str, int]] = defaultdict(dict)
-        for nodeid, seconds in self.tracker.publishable().items():
+        for nodeid, seconds in publishable.items():
             dep_hash = self.file_hashes.get(file_part(nodeid))
             if dep_hash:
                 by_hash[dep_hash][nodeid] = int(seconds * 1000)
-        if not by_hash:
+        complete = self.complete_files(publishable) if self.may_record_whole_files() else {}
+        if not by_hash and not complete:
+            return
+        cache = self.open_cache()
+        if cache is None:
             return
         payload = {}
         for dep_hash, durations in by_hash.items():
             keys = _native.node_keys(list(durations), dep_hash)
             payload[_native.file_key(dep_hash)] = {keys[n]: ms for n, ms in durations.items()}
-        cache = self.open_cache()
-        if cache is None:
-            return
         total, failed, skipped = self.tracker.counts()
         cached = len(self.cached_nodeids)
         passed = sum(len(tests) for tests in payload.values())
-        sent, warnings = cache.publish(payload, (total + cached, passed, failed, skipped, cached))
-        for warning in warnings:
+        if payload:
+            sent, warnings = cache.publish(
+                payload, (total + cached, passed, failed, skipped, cached)
+            )
+            for warning in warnings:
+                self.degrade(warning)
+            self.published = sent if not warnings else 0
+        for warning in cache.record_complete_files(complete):
             self.degrade(warning)
-        self.published = sent if not warnings else 0
+
+    def may_record_whole_files(self) -> bool:
+        """Only a serial run sees what each file produced before anything was
+        deselected, and only a run not narrowed to node ids collects whole files."""
+        serial = self.workerinput is None and not self.config.pluginmanager.has_plugin("dsession")
+        return (
+            serial
+            and self.config.getini("dryci_skip_collection")
+            and not any("::" in arg for arg in self.config.args)
+        )
+
+    def complete_files(self, publishable: dict[str, float]) -> dict[str, str]:
+        """file key -> JSON node ids, for every file all of whose tests passed
+        (now or before, under the same hash) and of which nothing was deselected
+        or dropped by any plugin."""
+        complete = {}
+        for part, nodeids in self.collected.items():
+            dep_hash = self.file_hashes.get(part)
+            if (
+                not dep_hash
+                or part in self.served_files
+                or sorted(nodeids) != sorted(self.produced.get(part, ()))
+                or not all(n in publishable or n in self.cached_nodeids for n in nodeids)
+            ):
+                continue
+            complete[_native.file_key(dep_hash)] = json.dumps(self.produced[part])
+        return complete
 
     # -- reporting --------------------------------------------------------------
 
@@ -297,9 +388,10 @@ class DryciSession:
         total, _, _ = self.tracker.counts()
         write = terminalreporter.write_line
         write(f"dryci: {total} tests ran")
+        served = f", {len(self.served_files)} files not even collected" if self.served_files else ""
         write(
             f"dryci: {len(self.cached_nodeids)} tests served from the cache "
-            f"(they took {self.saved_seconds():.2f}s when they last ran)"
+            f"(they took {self.saved_seconds():.2f}s when they last ran{served})"
         )
         if self.settings.publish:
             write(f"dryci: {self.published} passes published")

@@ -107,6 +107,30 @@ impl Cache {
         (merged, warnings)
     }
 
+    /// Node ids (JSON lists) of the complete files recorded locally, per file key.
+    pub fn complete_files(&self, file_keys: &[String]) -> (Vec<Option<String>>, Warnings) {
+        match &self.local {
+            Some(local) => match local.complete_files(file_keys) {
+                Ok(found) => (found, Vec::new()),
+                Err(err) => (vec![None; file_keys.len()], vec![err.to_string()]),
+            },
+            None => (vec![None; file_keys.len()], Vec::new()),
+        }
+    }
+
+    /// Records complete files in the local store (plain ids stay on this machine).
+    pub fn record_complete_files(&self, complete: &BTreeMap<String, String>) -> Warnings {
+        match &self.local {
+            Some(local) if !complete.is_empty() => local
+                .record_complete_files(complete)
+                .err()
+                .map(|e| e.to_string())
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Publishes to every layer; returns how many tests were sent and the warnings.
     pub fn publish(
         &mut self,

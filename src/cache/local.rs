@@ -3,12 +3,18 @@
 //! correct when two pytest processes run at once; a corrupt file is moved
 //! aside and the store starts afresh. Entries not read for `RETENTION` are
 //! pruned on publish, so the file does not grow forever.
+//!
+//! Besides the passes it keeps, per test file, the plain node ids of a run
+//! in which the whole file was collected and every test passed ("complete
+//! files"), so that the next run can skip collecting (importing) that file
+//! and still report each test. Plain ids never leave the machine: the
+//! server only ever sees hashed keys.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::protocol::v2::PassedTest;
 
@@ -24,6 +30,11 @@ CREATE TABLE IF NOT EXISTS passed (
     PRIMARY KEY (file_key, node_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS passed_last_used ON passed (last_used);
+CREATE TABLE IF NOT EXISTS complete_files (
+    file_key  TEXT PRIMARY KEY NOT NULL,
+    node_ids  TEXT NOT NULL,
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +163,59 @@ impl LocalStore {
         tx.commit()
     }
 
+    /// For each file key, the node ids of its complete record (a JSON list), if any.
+    pub fn complete_files(&self, file_keys: &[String]) -> Result<Vec<Option<String>>, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT node_ids FROM complete_files WHERE file_key = ?1")
+            .map_err(wrap)?;
+        file_keys
+            .iter()
+            .map(|key| {
+                select
+                    .query_row([key], |row| row.get(0))
+                    .optional()
+                    .map_err(wrap)
+            })
+            .collect()
+    }
+
+    /// Records complete files: file key -> JSON list of node ids.
+    pub fn record_complete_files(
+        &self,
+        complete: &BTreeMap<String, String>,
+    ) -> Result<(), LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let tx = self.conn.unchecked_transaction().map_err(wrap)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO complete_files (file_key, node_ids, last_used) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (file_key) DO UPDATE SET node_ids = excluded.node_ids, last_used = excluded.last_used",
+                )
+                .map_err(wrap)?;
+            let now = now_secs();
+            for (file_key, node_ids) in complete {
+                upsert
+                    .execute(params![file_key, node_ids, now])
+                    .map_err(wrap)?;
+            }
+            tx.execute(
+                "DELETE FROM complete_files WHERE last_used < ?1",
+                [now - RETENTION.as_secs() as i64],
+            )
+            .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)
+    }
+
     /// Stores the passes; returns how many were new. Committed before it returns.
     pub fn publish(&self, passed: &BTreeMap<String, Vec<PassedTest>>) -> Result<usize, LocalError> {
         let wrap = |source| LocalError {
@@ -245,6 +309,19 @@ mod tests {
                 .duration_ms,
             Some(7)
         );
+    }
+
+    #[test]
+    fn complete_files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let record: BTreeMap<String, String> =
+            [("f1".to_string(), "[\"t.py::a\"]".to_string())].into();
+        store.record_complete_files(&record).unwrap();
+        let found = store
+            .complete_files(&["f1".to_string(), "f2".to_string()])
+            .unwrap();
+        assert_eq!(found, [Some("[\"t.py::a\"]".to_string()), None]);
     }
 
     #[test]

@@ -189,6 +189,33 @@ impl ResultCache {
         })
     }
 
+    /// For each file key, the JSON list of node ids of its complete-file record, or None.
+    fn complete_files(
+        &self,
+        py: Python<'_>,
+        file_keys: Vec<String>,
+    ) -> (Vec<Option<String>>, Vec<String>) {
+        py.detach(|| match self.inner.lock() {
+            Ok(cache) => cache.complete_files(&file_keys),
+            Err(_) => (
+                vec![None; file_keys.len()],
+                vec!["cache lock poisoned".to_string()],
+            ),
+        })
+    }
+
+    /// Records complete files: {file key: JSON list of node ids}; returns warnings.
+    fn record_complete_files(
+        &self,
+        py: Python<'_>,
+        complete: BTreeMap<String, String>,
+    ) -> Vec<String> {
+        py.detach(|| match self.inner.lock() {
+            Ok(cache) => cache.record_complete_files(&complete),
+            Err(_) => vec!["cache lock poisoned".to_string()],
+        })
+    }
+
     /// Publishes {file key: {node key: duration ms}} with the run's counts
     /// (total, passed, failed, skipped, skipped by cache); returns (tests sent, warnings).
     fn publish(

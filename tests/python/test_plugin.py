@@ -227,3 +227,95 @@ def test_two_processes_at_once_share_the_store(project):
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     run(project).assert_outcomes(passed=1, skipped=5)
+
+
+IMPORT_SPY = (
+    "import pathlib\n"
+    "pathlib.Path(__file__).with_name('imported').write_text('yes')\n"
+    "import pytest\n"
+    "@pytest.mark.parametrize('n', [1, 2])\n"
+    "def test_spy(n): pass\n"
+    "class TestGroup:\n"
+    "    def test_in_class(self): pass\n"
+)
+
+
+def test_a_file_whose_every_test_passed_is_not_even_imported(project):
+    project.makepyfile(test_spy=IMPORT_SPY)
+    spy = project.path / "imported"
+    run(project).assert_outcomes(passed=9)
+    spy.unlink()
+    result = run(project, "-v", "-rs")
+    result.assert_outcomes(skipped=9)
+    assert not spy.exists(), "a complete cached file must not be imported"
+    result.stdout.fnmatch_lines(
+        [
+            "*test_spy.py::test_spy[[]1[]] SKIPPED*",
+            "*test_spy.py::TestGroup::test_in_class SKIPPED*",
+            "*files not even collected*",
+        ]
+    )
+    # Selecting by name or marker looks inside files: they are collected again.
+    run(project, "-k", "spy").assert_outcomes(skipped=3, deselected=6)
+    assert spy.exists()
+
+
+def test_a_node_id_run_does_not_record_a_partial_file_as_complete(project):
+    project.makepyfile(test_spy=IMPORT_SPY)
+    run(project, "test_spy.py::TestGroup::test_in_class").assert_outcomes(passed=1)
+    result = run(project, "test_spy.py")
+    result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_a_plugin_dropping_items_prevents_a_complete_record(project, monkeypatch):
+    project.makepyfile(test_spy=IMPORT_SPY)
+    project.makeconftest(
+        "import os\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    if os.environ.get('ONLY_ONE'):\n"
+        "        del items[1:]\n"
+    )
+    spy = project.path / "imported"
+    monkeypatch.setenv("ONLY_ONE", "1")
+    run(project, "-p", "no:randomly", "test_spy.py").assert_outcomes(passed=1)
+    monkeypatch.delenv("ONLY_ONE")
+    spy.unlink()
+    result = run(project, "test_spy.py")
+    assert spy.exists(), "the file was collected, not served from a partial record"
+    result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_skip_collection_can_be_turned_off(project):
+    project.makepyfile(test_spy=IMPORT_SPY)
+    project.makeini("[pytest]\ndryci_skip_collection = false\n")
+    run(project).assert_outcomes(passed=9)
+    (project.path / "imported").unlink()
+    run(project).assert_outcomes(skipped=9)
+    assert (project.path / "imported").exists()
+
+
+def test_a_file_with_a_failure_is_collected_again(project):
+    project.makepyfile(
+        test_mixed=IMPORT_SPY + "def test_bad():\n    assert False\n",
+    )
+    spy = project.path / "imported"
+    run(project).assert_outcomes(passed=9, failed=1)
+    spy.unlink()
+    run(project).assert_outcomes(skipped=9, failed=1)
+    assert spy.exists()
+
+
+def test_options_that_may_change_outcomes_are_part_of_the_key(project):
+    run(project).assert_outcomes(passed=6)
+    run(project, "-q", "-n", "2", "-p", "no:randomly", "--tb=line").assert_outcomes(skipped=6)
+    run(project, "-v", "-rA", "--durations=3").assert_outcomes(skipped=6)
+    run(project, "-W", "error::DeprecationWarning").assert_outcomes(passed=6)
+    run(project, "-W", "error::DeprecationWarning").assert_outcomes(skipped=6)
+
+
+def test_junit_report_lists_cached_tests(project):
+    run(project).assert_outcomes(passed=6)
+    run(project, "--junitxml=report.xml").assert_outcomes(skipped=6)
+    xml = (project.path / "report.xml").read_text()
+    assert xml.count("<testcase") == 6
+    assert "dryci: passed before with identical inputs" in xml

@@ -67,15 +67,19 @@ def test_a_misbehaving_server_degrades_to_running_the_tests(project, server_env,
 
 
 def test_a_hanging_server_costs_at_most_the_timeout_per_call(project, server_env):
+    started = time.monotonic()
+    run(project, "--dryci-no-publish").assert_outcomes(passed=6)
+    baseline = time.monotonic() - started
     with FakeCache("hang") as fake:
         server_env(fake.url, timeout="1")
         started = time.monotonic()
-        result = run(project)
+        result = run(project, "--dryci-no-skip")
         elapsed = time.monotonic() - started
         result.assert_outcomes(passed=6)
         result.stdout.fnmatch_lines(["*degraded*no answer within*"])
-        # One query and one publish, each bounded by the 1 s timeout, whatever the file count.
-        assert elapsed < 8, elapsed
+        # Only the publish waits (no query with --dryci-no-skip): one timeout, not
+        # one per test file. The margin absorbs a loaded machine's noise.
+        assert elapsed < baseline + 1 + 4, (elapsed, baseline)
 
 
 def test_a_server_that_is_down_degrades(project, server_env):
