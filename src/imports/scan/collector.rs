@@ -56,6 +56,16 @@ impl TokenSink for Collector<'_> {
         if let TokenKind::String(flags) = token.kind {
             self.record_module_string(token, flags);
         }
+        // Fast path for nearly every token: nothing is being collected and
+        // the token is not a name as long as a keyword or callee we look for
+        // (`from`, `import`, `cimport`, `__import__`, `import_module`).
+        let idle = self.statement.is_empty() && self.call_state == CallState::Idle;
+        let may_start =
+            token.kind == TokenKind::Name && matches!(token.end - token.start, 4 | 6 | 7 | 10 | 13);
+        if idle && !may_start {
+            self.previous = Some(token);
+            return;
+        }
         self.feed_call(token);
         self.feed_statement(token);
         self.previous = Some(token);
@@ -134,23 +144,27 @@ impl<'s> Collector<'s> {
 
     fn feed_statement(&mut self, token: Token) {
         if !self.statement.is_empty() {
-            if matches!(token.kind, TokenKind::Newline | TokenKind::Op(b';')) {
+            // No import statement holds a `:`, so one ends a `from` that was
+            // `yield from` in a compound statement's header and lets the body
+            // after it start an import: `if (yield from g()): import x`.
+            if matches!(token.kind, TokenKind::Newline | TokenKind::Op(b';' | b':')) {
                 self.finish_statement();
             } else {
                 self.statement.push(token);
             }
             return;
         }
-        if token.kind != TokenKind::Name || !matches!(token.end - token.start, 4 | 6) {
+        if token.kind != TokenKind::Name || !matches!(token.end - token.start, 4 | 6 | 7) {
             return;
         }
         let keyword = self.text(token);
         // `import` and `from` are hard keywords, so outside strings they
         // always start an import; `x.import` is not one (and not Python).
+        // Cython's `cimport` (in .pyx/.pxd files) counts as `import`.
         let after_dot = self
             .previous
             .is_some_and(|previous| previous.kind == TokenKind::Op(b'.'));
-        if (keyword == b"import" || keyword == b"from") && !after_dot {
+        if matches!(keyword, b"import" | b"from" | b"cimport") && !after_dot {
             self.statement_line = match self.previous {
                 Some(previous) if self.is_name(Some(&previous), b"lazy") => previous.line,
                 _ => token.line,
@@ -161,7 +175,7 @@ impl<'s> Collector<'s> {
 
     fn finish_statement(&mut self) {
         let statement = std::mem::take(&mut self.statement);
-        if self.text(statement[0]) == b"import" {
+        if self.text(statement[0]) != b"from" {
             self.parse_import_statement(&statement[1..]);
         } else {
             self.parse_from_statement(&statement[1..]);
@@ -190,8 +204,9 @@ impl<'s> Collector<'s> {
         }
     }
 
-    /// `from ..p.q import (r as s, t,)`, `from . import *`. Also sees `yield
-    /// from x` and `raise E from x`, which lack the `import` and yield nothing.
+    /// `from ..p.q import (r as s, t,)`, `from . import *`, Cython's
+    /// `from a cimport b`. Also sees `yield from x` and `raise E from x`,
+    /// which lack the `import` and yield nothing.
     fn parse_from_statement(&mut self, tokens: &[Token]) {
         let mut at = 0;
         let mut level = 0u32;
@@ -206,7 +221,7 @@ impl<'s> Collector<'s> {
             }
             None => String::new(),
         };
-        if (module.is_empty() && level == 0) || !self.is_name(tokens.get(at), b"import") {
+        if (module.is_empty() && level == 0) || !self.is_import_keyword(tokens.get(at)) {
             return;
         }
         at += 1;
@@ -245,6 +260,10 @@ impl<'s> Collector<'s> {
         names
     }
 
+    fn is_import_keyword(&self, token: Option<&Token>) -> bool {
+        self.is_name(token, b"import") || self.is_name(token, b"cimport")
+    }
+
     /// Skips `as alias` at `at`, returning the index after it.
     fn skip_alias(&self, tokens: &[Token], at: usize) -> usize {
         if self.is_name(tokens.get(at), b"as") {
@@ -256,12 +275,12 @@ impl<'s> Collector<'s> {
 
     /// Reads `name(.name)*` at `at`, joining the parts with dots (they may be
     /// separated by spaces or continuations in the source), and returns it
-    /// with the index after it. The keyword `import` is never a module part.
+    /// with the index after it. `import`/`cimport` are never module parts.
     fn read_dotted_name(&self, tokens: &[Token], mut at: usize) -> Option<(String, usize)> {
         let mut bytes: Vec<u8> = Vec::new();
         loop {
             let token = tokens.get(at)?;
-            if token.kind != TokenKind::Name || self.text(*token) == b"import" {
+            if token.kind != TokenKind::Name || self.is_import_keyword(Some(token)) {
                 return None;
             }
             bytes.extend_from_slice(self.text(*token));

@@ -243,7 +243,7 @@ impl<'s> FallbackScanner<'s> {
             let word = self.text(token);
             if word == b"from" {
                 self.parse_from(token.line);
-            } else if word == b"import" {
+            } else if word == b"import" || word == b"cimport" {
                 self.parse_import_list(token.line);
             } else if let Some(kind) = dynamic_callee(word) {
                 self.parse_dynamic_call(token, kind);
@@ -285,7 +285,7 @@ impl<'s> FallbackScanner<'s> {
                     let dots = u32::try_from(token.end - token.start).unwrap_or(u32::MAX);
                     level = level.saturating_add(dots);
                 }
-                CrudeKind::Word if self.text(token) == b"import" => {
+                CrudeKind::Word if matches!(self.text(token), b"import" | b"cimport") => {
                     complete = !module.is_empty() || level > 0;
                     break;
                 }

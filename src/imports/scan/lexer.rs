@@ -266,12 +266,10 @@ impl<S: TokenSink> Lexer<'_, S> {
     }
 
     fn skip_comment(&mut self) {
-        while let Some(byte) = self.peek(0) {
-            if byte == b'\n' || byte == b'\r' {
-                break;
-            }
-            self.pos += 1;
-        }
+        self.pos += self.src[self.pos..]
+            .iter()
+            .position(|&byte| byte == b'\n' || byte == b'\r')
+            .unwrap_or(self.src.len() - self.pos);
     }
 
     /// A backslash before a line end joins the lines; anywhere else it is a
@@ -304,9 +302,10 @@ impl<S: TokenSink> Lexer<'_, S> {
 
     fn lex_name_or_prefixed_string(&mut self) -> Result<(), LexError> {
         let start = self.pos;
-        while self.peek(0).is_some_and(is_identifier_byte) {
-            self.pos += 1;
-        }
+        self.pos += self.src[self.pos..]
+            .iter()
+            .position(|&byte| !is_identifier_byte(byte))
+            .unwrap_or(self.src.len() - self.pos);
         if matches!(self.peek(0), Some(b'\'' | b'"')) {
             if let Some(flags) = string_prefix_flags(&self.src[start..self.pos]) {
                 return self.lex_string(start, flags);
@@ -330,6 +329,15 @@ impl<S: TokenSink> Lexer<'_, S> {
         let interpolated = flags.formatted || flags.template;
         let mut saw_field = false;
         loop {
+            // Most of a string is plain text: skip to the next byte that matters.
+            self.pos += self.src[self.pos..]
+                .iter()
+                .position(|&byte| {
+                    byte == quote.byte
+                        || matches!(byte, b'\\' | b'\n' | b'\r')
+                        || (interpolated && byte == b'{')
+                })
+                .unwrap_or(self.src.len() - self.pos);
             let Some(byte) = self.peek(0) else {
                 return Err(unterminated_string(start_line));
             };

@@ -264,6 +264,21 @@ const IMPORT_CASES: &[(&str, &str, &[&str])] = &[
         &[],
     ),
     (
+        "yield from in a compound statement header",
+        "if (yield from g()): import a\nfor x in (yield from g()): from b import c\n",
+        &["L1 import a", "L2 from b [c]"],
+    ),
+    (
+        "cython cimport",
+        "cimport numpy as cnp\nfrom libc.stdlib cimport malloc, free\n",
+        &["L1 import numpy", "L2 from libc.stdlib [malloc, free]"],
+    ),
+    (
+        "cimport as an ordinary name",
+        "cimport = 1\nprint(cimport, x)\n",
+        &[],
+    ),
+    (
         "escaped quotes",
         "s = 'it\\'s import a'\nimport b\n",
         &["L2 import b"],
