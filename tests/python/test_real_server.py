@@ -1,0 +1,110 @@
+"""`pytest --dryci` against the real `dryci server` (SQLite), started from the
+installed package the way a team would, on a loopback port."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import summary
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    db = tmp_path / "server.sqlite"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest_dryci",
+            "server",
+            "--db",
+            str(db),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    token = url = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if match := re.search(r"initial admin token.*: (dryci-\S+)", line):
+            token = match.group(1)
+        if match := re.search(r"listening on (http://\S+)", line):
+            url = match.group(1)
+            break
+    assert token and url, "the server did not start"
+
+    def admin(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_dryci", "admin", "--db", str(db), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    yield url, token, admin
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider", *args)
+
+
+def forget_local(project: pytest.Pytester) -> None:
+    for path in (project.path / ".dryci").glob("results-v1.sqlite*"):
+        path.unlink()
+
+
+def test_ci_publishes_and_a_developer_skips(project, server, monkeypatch):
+    url, token, _ = server
+    monkeypatch.setenv("DRYCI_SERVER", url)
+    monkeypatch.setenv("DRYCI_TOKEN", token)
+    run(project).assert_outcomes(passed=6)
+    forget_local(project)  # another machine: only the server knows
+    result = run(project)
+    result.assert_outcomes(skipped=6)
+    assert summary(result)["cached"] == 6
+    assert "degraded" not in result.stdout.str()
+
+
+def test_a_read_only_token_can_skip_but_not_poison(project, server, monkeypatch):
+    url, _, admin = server
+    admin("create-user", "main-ci", "--tenant", "team")
+    admin("create-user", "fork-ci", "--tenant", "team")
+    main = admin("create-token", "main-ci").strip().splitlines()[-1]
+    fork = admin("create-token", "fork-ci", "--scope", "read-only").strip().splitlines()[-1]
+    assert fork.startswith("dryci-")
+    monkeypatch.setenv("DRYCI_SERVER", url)
+    # A pull request from a fork edits a module and cannot publish its passes.
+    (project.path / "app/core.py").write_text("def add(a, b):\n    return a + b  # fork\n")
+    monkeypatch.setenv("DRYCI_TOKEN", fork)
+    result = run(project)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*degraded*403*"])
+    assert result.ret == 0
+    forget_local(project)
+    monkeypatch.setenv("DRYCI_TOKEN", main)
+    run(project).assert_outcomes(passed=6)  # nothing of the fork's run was stored
+    forget_local(project)
+    monkeypatch.setenv("DRYCI_TOKEN", fork)
+    run(project).assert_outcomes(skipped=6)  # but the fork reads the team's results
+
+
+def test_tenants_do_not_see_each_other(project, server, monkeypatch):
+    url, admin_token, admin = server
+    admin("create-user", "other")
+    other = admin("create-token", "other").strip().splitlines()[-1]
+    monkeypatch.setenv("DRYCI_SERVER", url)
+    monkeypatch.setenv("DRYCI_TOKEN", admin_token)
+    run(project).assert_outcomes(passed=6)
+    forget_local(project)
+    monkeypatch.setenv("DRYCI_TOKEN", other)
+    run(project).assert_outcomes(passed=6)
