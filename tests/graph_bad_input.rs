@@ -130,3 +130,35 @@ fn an_input_outside_the_root_has_no_hash_and_says_why() {
         .contains("outside the repository root"));
     assert!(analysis.inputs[1].hash.is_some());
 }
+
+#[test]
+fn concurrent_runs_sharing_the_state_cache_agree() {
+    let repo = Repo::new(&[
+        ("app/__init__.py", ""),
+        ("app/a.py", "from . import b\n"),
+        ("app/b.py", ""),
+        ("tests/test_a.py", "import app.a\n"),
+    ]);
+    let mut request = repo.request(None);
+    request.state_cache = dryci::analysis::StateCacheMode::Default;
+    let expected = repo.hashes(None);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let analysis = dryci::analysis::analyze(&request).expect("analysis");
+                analysis
+                    .inputs
+                    .iter()
+                    .map(|i| (i.path.clone(), i.hash.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.join().expect("thread"), expected);
+    }
+    // The cache file written by the last of them is whole and gives the same answer.
+    let analysis = dryci::analysis::analyze(&request).unwrap();
+    assert!(analysis.warnings.is_empty(), "{:?}", analysis.warnings);
+}

@@ -126,8 +126,9 @@ impl StateCache {
         self.scans.get(digest).cloned()
     }
 
-    /// Records what this run learned and writes the cache (atomically).
-    /// `seen` lists every file visited this run with its digest and scan.
+    /// Records what this run learned (`fresh`: files read this run with their
+    /// stamp and digest; `scans`: their scanned imports) and writes the cache
+    /// atomically.
     pub fn save(
         &self,
         fresh: impl IntoIterator<Item = (String, FileStamp, Digest)>,
@@ -263,8 +264,11 @@ fn decode(bytes: &[u8]) -> Result<Stored, String> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    // Unique per process and per call, so concurrent writers never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let sequence = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{sequence}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
         std::process::id()
     ));

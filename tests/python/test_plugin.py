@@ -21,22 +21,25 @@ def test_first_run_publishes_second_run_skips_everything(project):
     second.stdout.fnmatch_lines(["*dryci: passed before with identical inputs (*)*"])
 
 
-def test_editing_a_module_reruns_exactly_its_dependents(project):
+@pytest.mark.parametrize(
+    ("edited", "text", "rerun"),
+    [
+        # a module: exactly its dependents run again
+        (
+            "app/strings.py",
+            "def shout(s):\n    return s.upper() + '!'  # v2\n",
+            "test_strings.py::TestShout::test_shout",
+        ),
+        # a data file named by a rule: the tests that read it run again
+        ("app/limits.json", '{"max": 3, "min": 0}\n', "test_data.py::test_max"),
+    ],
+)
+def test_an_edit_reruns_exactly_the_dependents(project, edited, text, rerun):
     run(project).assert_outcomes(passed=6)
-    (project.path / "app/strings.py").write_text(
-        "def shout(s):\n    return s.upper() + '!'  # v2\n"
-    )
+    (project.path / edited).write_text(text)
     result = run(project, "-v")
     result.assert_outcomes(passed=1, skipped=5)
-    result.stdout.fnmatch_lines(["*test_strings.py::TestShout::test_shout PASSED*"])
-
-
-def test_editing_a_data_file_named_by_a_rule_reruns_its_tests(project):
-    run(project).assert_outcomes(passed=6)
-    (project.path / "app/limits.json").write_text('{"max": 3, "min": 0}\n')
-    result = run(project, "-v")
-    result.assert_outcomes(passed=1, skipped=5)
-    result.stdout.fnmatch_lines(["*test_data.py::test_max PASSED*"])
+    result.stdout.fnmatch_lines([f"*{rerun} PASSED*"])
 
 
 def test_editing_conftest_reruns_the_tests_below_it(project):
