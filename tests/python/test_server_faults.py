@@ -106,3 +106,17 @@ def test_bad_timeout_value_is_a_warning(project, monkeypatch):
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*DRYCI_TIMEOUT='soon'*"])
     assert summary(result)["published"] == 6
+
+
+def test_xdist_queries_and_publishes_once_from_the_controller(project, server_env):
+    with FakeCache() as fake:
+        server_env(fake.url)
+        run(project, "-n", "2").assert_outcomes(passed=6)
+        assert [p for p in fake.paths() if p.startswith("/api/v1/")] == [
+            "/api/v1/query-passed",
+            "/api/v1/publish",
+        ]
+        for path in (project.path / ".dryci").glob("results-v1.sqlite*"):
+            path.unlink()
+        run(project, "-n", "2").assert_outcomes(skipped=6)
+        assert [p for p in fake.paths() if p.startswith("/api/v1/")][2:] == ["/api/v1/query-passed"]
