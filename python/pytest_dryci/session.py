@@ -106,6 +106,7 @@ class DryciSession:
         self.passed_before: dict[str, dict[str, int | None]] = {}
         self.complete: dict[str, list[str]] = {}
         self.unhashed: dict[str, str] = {}
+        self.graph_warnings: list[str] = []
         self.cache: _native.ResultCache | None = None
         self.store_root: Path = self.settings.root
         # What this run saw (controller only).
@@ -203,6 +204,7 @@ class DryciSession:
             self.unhashed.update((part, "no dependency graph") for part in files)
             return
         self.store_root = Path(report.root)
+        self.graph_warnings.extend(report.warnings)
         hashed = {}
         for part, path in files.items():
             dep_hash = report.hashes.get(str(path))
@@ -400,6 +402,11 @@ class DryciSession:
         if self.unhashed:
             sample = "; ".join(f"{p}: {why}" for p, why in sorted(self.unhashed.items())[:3])
             write(f"dryci: {len(self.unhashed)} test files could not be hashed and ran: {sample}")
+        if self.graph_warnings:
+            write(
+                f"dryci: {len(self.graph_warnings)} dependency graph warnings "
+                f"(`dryci graph -v` lists them), first: {self.graph_warnings[0]}"
+            )
         for message in self.degradations[:MAX_DEGRADATION_LINES]:
             write(f"dryci: degraded: {message}", yellow=True)
         if len(self.degradations) > MAX_DEGRADATION_LINES:

@@ -322,3 +322,12 @@ def test_junit_report_lists_cached_tests(project):
     xml = (project.path / "report.xml").read_text()
     assert xml.count("<testcase") == 6
     assert "dryci: passed before with identical inputs" in xml
+
+
+def test_graph_warnings_are_summarised(project):
+    (project.path / "repo_dagger.yaml").write_text(
+        (project.path / "repo_dagger.yaml").read_text() + "global_deps: [missing.lock]\n"
+    )
+    result = run(project)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*dependency graph warnings*missing.lock does not exist*"])
