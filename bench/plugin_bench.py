@@ -175,11 +175,11 @@ def module_source(rng: random.Random, index: int, deps: list[int], modules: int,
 def test_rounds(rng: random.Random) -> int:
     """Loop rounds for one test: mostly microseconds, some milliseconds."""
     roll = rng.random()
-    if roll < 0.6:
+    if roll < 0.7:
         return rng.choice((10, 30, 100, 300))
-    if roll < 0.95:
-        return rng.choice((1000, 2000, 3000))
-    return rng.choice((6000, 10000))
+    if roll < 0.97:
+        return rng.choice((500, 1000, 2000))
+    return rng.choice((5000, 8000))
 
 
 def test_source(
@@ -515,6 +515,7 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
 
 @dataclass
 class Run:
+    load: float  # 1-minute load average when the run started
     wall: float
     cpu: float
     maxrss_mib: float
@@ -563,6 +564,7 @@ def child_env() -> dict[str, str]:
 
 def run_pytest(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
     cmd = [str(VENV / "bin" / "pytest"), *args]
+    load = os.getloadavg()[0]
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -574,6 +576,7 @@ def run_pytest(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
         out.seek(0)
         output = out.read().decode("utf-8", "replace")
     return Run(
+        load=load,
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
         maxrss_mib=usage.ru_maxrss / 1024,
@@ -675,8 +678,22 @@ def edit_module(path: Path, original: str, serial: int) -> None:
     path.write_text(original + f"\nEDITED_{serial} = {'7' * (serial + 1)}\n")
 
 
+def wait_for_quiet(max_load: float, patience: float = 900.0) -> None:
+    """Waits (at most `patience` seconds) until the 1-minute load average is below max_load."""
+    if max_load <= 0:
+        return
+    deadline = time.monotonic() + patience
+    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        print(f"  load {os.getloadavg()[0]:.2f} > {max_load}: waiting", flush=True)
+        time.sleep(30)
+
+
 def run_rounds(
-    runs: int, args: dict[str, list[str]], expect: dict[str, Any], edit_path: Path
+    runs: int,
+    args: dict[str, list[str]],
+    expect: dict[str, Any],
+    edit_path: Path,
+    max_load: float,
 ) -> dict[str, list[Run]]:
     results: dict[str, list[Run]] = {s: [] for s in SCENARIOS}
     original = edit_path.read_text()
@@ -684,6 +701,7 @@ def run_rounds(
     try:
         for r in range(runs):
             print(f"round {r + 1}/{runs}", flush=True)
+            wait_for_quiet(max_load)
             for scenario in SCENARIOS:
                 if scenario == "first":
                     shutil.rmtree(dryci_dir, ignore_errors=True)
@@ -698,7 +716,7 @@ def run_rounds(
                 results[scenario].append(run)
                 print(
                     f"  {scenario:<9} {run.wall:7.2f} s  cpu {run.cpu:6.2f} s  "
-                    f"rss {run.maxrss_mib:5.0f} MiB  {run.counts}",
+                    f"load {run.load:5.2f}  rss {run.maxrss_mib:5.0f} MiB  {run.counts}",
                     flush=True,
                 )
     finally:
@@ -954,39 +972,49 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
         "cpu_median_s": statistics.median(r.cpu for r in runs),
         "maxrss_median_mib": statistics.median(r.maxrss_mib for r in runs),
         "walls_s": [round(w, 3) for w in walls],
+        "cpus_s": [round(r.cpu, 3) for r in runs],
+        "loads": [round(r.load, 2) for r in runs],
         "counts": runs[-1].counts,
     }
 
 
 def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    base = stats["plain"]["median_s"]
-    first = stats["first"]["median_s"] / base - 1
-    cached = stats["cached"]["median_s"] / base
-    tm_rerun = stats["tm-rerun"]["median_s"]
+    """Judged on wall time, as the issue states them; CPU time is shown beside it because
+    a loaded machine stretches wall time far more than CPU time."""
+
+    def ratio(scenario: str, key: str) -> float:
+        return stats[scenario][key] / stats["plain"][key]
+
+    first, first_cpu = ratio("first", "median_s") - 1, ratio("first", "cpu_median_s") - 1
+    cached, cached_cpu = ratio("cached", "median_s"), ratio("cached", "cpu_median_s")
+    c, t = stats["cached"], stats["tm-rerun"]
     return [
         {
             "goal": "first run costs at most 5% more than plain pytest",
-            "value": f"{first * 100:+.1f}%",
+            "value": f"{first * 100:+.1f}% (CPU {first_cpu * 100:+.1f}%)",
             "met": first <= 0.05,
         },
         {
             "goal": "fully cached run costs at most 10% of plain pytest",
-            "value": f"{cached * 100:.1f}%",
+            "value": f"{cached * 100:.1f}% (CPU {cached_cpu * 100:.1f}%)",
             "met": cached <= 0.10,
         },
         {
             "goal": "fully cached run is faster than testmon's no-change rerun",
-            "value": f"{stats['cached']['median_s']:.2f} s vs {tm_rerun:.2f} s",
-            "met": stats["cached"]["median_s"] < tm_rerun,
+            "value": f"{c['median_s']:.2f} s vs {t['median_s']:.2f} s "
+            f"(CPU {c['cpu_median_s']:.2f} s vs {t['cpu_median_s']:.2f} s)",
+            "met": c["median_s"] < t["median_s"],
         },
     ]
 
 
 def table_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
     base = stats["plain"]["median_s"]
+    base_cpu = stats["plain"]["cpu_median_s"]
     lines = [
-        "| scenario | median | min | max | vs plain | CPU (median) | max RSS | outcome |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | median | min | max | vs plain | CPU (median) | CPU vs plain "
+        "| max RSS | load | outcome |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in SCENARIOS:
         st = stats[s]
@@ -994,7 +1022,9 @@ def table_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {SCENARIO_TEXT[s]} | {st['median_s']:.2f} s | {st['min_s']:.2f} s | "
             f"{st['max_s']:.2f} s | {st['median_s'] / base * 100:.1f}% | "
-            f"{st['cpu_median_s']:.2f} s | {st['maxrss_median_mib']:.0f} MiB | {counts} |"
+            f"{st['cpu_median_s']:.2f} s | {st['cpu_median_s'] / base_cpu * 100:.1f}% | "
+            f"{st['maxrss_median_mib']:.0f} MiB | {statistics.median(st['loads']):.1f} | "
+            f"{counts} |"
         )
     return lines
 
@@ -1050,7 +1080,9 @@ def markdown_section(result: dict[str, Any]) -> str:
         f"files, {s['tests']} tests (seed {s['seed']}); the edit run changes `{s['edit_module']}`, "
         f"which {len(s['edit_dependents'])} test files ({s['edit_tests']} tests) depend on. "
         f"Wall times over {result['runs']} runs per scenario, interleaved round by round; every "
-        "run's exit code and outcome counts are checked.",
+        "run's exit code and outcome counts are checked. `load` is the 1-minute load average "
+        "when the runs started: on a shared 2-core machine a high load stretches wall time far "
+        "more than CPU time, so both are given.",
         "",
         *table_lines(result["stats"]),
         "",
@@ -1082,12 +1114,22 @@ def update_benchmarks_md(section: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SUITE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", type=int, default=500, help="package modules (500)")
     parser.add_argument("--tests", type=int, default=2_000, help="test files (2,000)")
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario (5)")
     parser.add_argument("--profile-runs", type=int, default=3, help="phase-stamped runs (3)")
     parser.add_argument("--seed", type=int, default=20240601, help="generator seed")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=0.0,
+        help="before each round wait (15 min at most) until the 1-minute load is below this",
+    )
+    parser.add_argument(
+        "--suite", type=Path, default=SUITE, help="where to generate the suite (bench/work/suite)"
+    )
     parser.add_argument("--label", default="", help="tag this result set (plugin-LABEL.json)")
     parser.add_argument("--reinstall", action="store_true", help="rebuild DryCI into the venv")
     parser.add_argument(
@@ -1107,6 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
     )
 
+    SUITE = args.suite.resolve()
     build = ensure_venv(args.reinstall, args.from_worktree)
     print(f"DryCI: {build['source']} {build['commit'][:10]} ({build['module_dir']})", flush=True)
     plugins = pytest11_plugins()
@@ -1133,7 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scen_args = scenario_args(plugins)
     print("warm-up run (bytecode caches)", flush=True)
     check_run("plain", run_pytest(scen_args["plain"]), expect)
-    results = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel)
+    results = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel, args.max_load)
 
     print("profiling the fully cached run", flush=True)
     profile = profile_cached(scen_args["cached"], args.profile_runs, expect)
