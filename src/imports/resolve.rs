@@ -146,19 +146,25 @@ impl<'a> ModuleResolver<'a> {
     /// the submodules `M.a` and `M.b` that exist. Returns the statement's own
     /// module resolution and the files of the submodules found.
     pub fn resolve_import(&self, importer: &str, import: &ImportRef) -> (Resolution, Vec<FileId>) {
-        let resolve = |module: &str| {
-            if import.level == 0 {
-                self.resolve_absolute(module)
-            } else {
-                self.resolve_relative(importer, import.level, module)
-            }
+        let resolve = |module: &str| match import.level {
+            0 => match self.resolve_absolute(module) {
+                Resolution::External => self.resolve_from_script_folder(importer, module),
+                other => other,
+            },
+            level => self.resolve_relative(importer, level, module),
         };
         let main = resolve(&import.module);
         if matches!(main, Resolution::External) {
             return (main, Vec::new());
         }
         let mut submodules = Vec::new();
-        for name in import.names.iter().filter(|n| n.as_str() != "*") {
+        for name in &import.names {
+            if name == "*" {
+                if let Resolution::Files(files) = &main {
+                    submodules.extend(self.star_submodules(import, files));
+                }
+                continue;
+            }
             let sub = if import.module.is_empty() {
                 name.clone()
             } else {
@@ -169,6 +175,56 @@ impl<'a> ModuleResolver<'a> {
             }
         }
         (main, submodules)
+    }
+
+    /// pytest's default import mode puts the first folder above a test file
+    /// (or conftest.py) that is not a package on `sys.path`, and Python does
+    /// the same for a script's folder: `import helpers` then finds a
+    /// `helpers.py` there even though `helpers` is no root package. Only a
+    /// module found there counts; anything else is someone else's code.
+    fn resolve_from_script_folder(&self, importer: &str, module: &str) -> Resolution {
+        let mut folder = parent_dir(importer);
+        while !folder.is_empty() && self.index.id(&join(folder, "__init__.py")).is_some() {
+            folder = parent_dir(folder);
+        }
+        match self.resolve_path(folder, &module.replace('.', "/")) {
+            found @ Resolution::Files(_) => found,
+            _ => Resolution::External,
+        }
+    }
+
+    /// `from pkg import *` imports the submodules named in `pkg.__all__`,
+    /// which only running the code can tell: every direct submodule counts.
+    fn star_submodules(&self, import: &ImportRef, main: &[FileId]) -> Vec<FileId> {
+        let suffix = if import.module.is_empty() {
+            "__init__.py".to_string()
+        } else {
+            format!("{}/__init__.py", import.module.replace('.', "/"))
+        };
+        let package_init = main
+            .iter()
+            .map(|id| self.index.path(*id))
+            .filter(|path| path.ends_with(&suffix))
+            .max_by_key(|path| path.len());
+        let Some(package_init) = package_init else {
+            return Vec::new();
+        };
+        let folder = parent_dir(package_init);
+        let prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        self.index
+            .files_under(folder)
+            .filter(|id| {
+                let rest = &self.index.path(*id)[prefix.len()..];
+                match rest.split_once('/') {
+                    None => MODULE_SUFFIXES.iter().any(|s| rest.ends_with(s)),
+                    Some((_, tail)) => tail == "__init__.py",
+                }
+            })
+            .collect()
     }
 
     /// The longest prefix of `dotted` (e.g. `pkg.mod.Class`) that names a

@@ -159,3 +159,44 @@ fn all_submodules_lists_python_files_below_a_package() {
         .collect();
     assert_eq!(files, ["app/core/__init__.py", "app/core/models.py"]);
 }
+
+#[test]
+fn a_test_imports_a_sibling_helper_the_way_pytest_prepend_mode_allows() {
+    let idx = index(&[
+        "tests/helpers.py",
+        "tests/test_a.py",
+        "tests/unit/__init__.py",
+        "tests/unit/test_b.py",
+        "tests/helpers2/__init__.py",
+    ]);
+    let r = resolver(&idx);
+    let (main, _) = r.resolve_import("tests/test_a.py", &import("helpers", 0, &[]));
+    assert_eq!(names(&idx, &main), ["tests/helpers.py"]);
+    // In a package, the folder above the package is the one on sys.path.
+    let (main, _) = r.resolve_import("tests/unit/test_b.py", &import("helpers2", 0, &[]));
+    assert_eq!(names(&idx, &main), ["tests/helpers2/__init__.py"]);
+    let (third_party, _) = r.resolve_import("tests/test_a.py", &import("requests", 0, &[]));
+    assert_eq!(third_party, Resolution::External);
+}
+
+#[test]
+fn star_import_of_a_package_depends_on_its_direct_submodules() {
+    let idx = index(REPO);
+    let r = resolver(&idx);
+    let (_, subs) = r.resolve_import("tests/test_a.py", &import("app", 0, &["*"]));
+    let mut subs: Vec<&str> = subs.iter().map(|id| idx.path(*id)).collect();
+    subs.sort();
+    assert_eq!(
+        subs,
+        [
+            "app/__init__.py",
+            "app/core/__init__.py",
+            "app/fast.c",
+            "app/fast.pxd",
+            "app/fast.pyx"
+        ]
+    );
+    // A star import of a plain module adds nothing more.
+    let (_, subs) = r.resolve_import("tests/test_a.py", &import("app.fast", 0, &["*"]));
+    assert!(subs.is_empty());
+}
