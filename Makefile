@@ -55,8 +55,12 @@ test-python: develop ## pytester end-to-end tests of the plugin
 test: lint test-rust stubtest test-python ## every check and every test suite (what CI runs)
 
 .PHONY: demo
-demo: ## install DryCI and run example_project twice with the embedded cache
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet .
-	cd example_project && ../$(PY) -m pytest --dryci -q
-	cd example_project && ../$(PY) -m pytest --dryci -q
+demo: ## install DryCI (release wheel) and run example_project twice with the embedded cache
+	python3 -m venv .venv-demo
+	.venv-demo/bin/python -m pip install --quiet --upgrade pip
+	.venv-demo/bin/python -m pip install --quiet .
+	rm -rf example_project/.dryci
+	@echo "--- first run: every test runs and its pass is published to example_project/.dryci/"
+	cd example_project && ../.venv-demo/bin/python -m pytest --dryci -q
+	@echo "--- second run: nothing changed, every test is served from the cache"
+	cd example_project && ../.venv-demo/bin/python -m pytest --dryci -q -rs
