@@ -1047,6 +1047,15 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     lines += ["| DryCI code | time |", "|---|---:|"]
     for name, seconds in sorted(profile["dryci_hooks"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {seconds * 1000:.0f} ms |")
+    hooks = profile["dryci_hooks"]
+    modify = next((v for k, v in hooks.items() if "pytest_collection_modifyitems" in k), None)
+    native = next((v for k, v in hooks.items() if "compute_hashes" in k), None)
+    if modify is not None and native is not None:
+        lines += [
+            "",
+            f"Python side of DryCI's collection_modifyitems (the hook minus the native "
+            f"compute_hashes): {(modify - native) * 1000:.0f} ms.",
+        ]
     lines.append("")
     lines.append(
         f"Run loop per skipped item: {profile['per_item_run_loop_us']:.0f} µs. "
@@ -1143,7 +1152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite our BENCHMARKS.md section from bench/results/plugin.json; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        update_benchmarks_md(markdown_section(json.loads((RESULTS / "plugin.json").read_text())))
+        print(f"updated {BENCHMARKS_MD}")
+        return 0
     if args.modules < 10 or args.tests < 1 or args.runs < 1 or args.profile_runs < 1:
         parser.error("need --modules >= 10, --tests >= 1, --runs >= 1, --profile-runs >= 1")
     if args.label and not re.fullmatch(r"[\w.-]+", args.label):
