@@ -399,3 +399,80 @@ fn bad_configuration_is_refused_at_start() {
         String::from_utf8_lossy(&out.stderr).contains("--max-body-bytes must be greater than 0")
     );
 }
+
+/// Sends the headers of a POST and `first` bytes of its body, keeping the connection open.
+fn partial_post(
+    url: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+    first: usize,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..first]).unwrap();
+    stream.flush().unwrap();
+    stream
+}
+
+fn read_all(mut stream: std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn a_stalled_request_times_out_with_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--request-timeout-secs", "1"]);
+    let token = server.admin_token.clone().unwrap();
+    let body = br#"{"test_file_hashes": []}"#;
+    let start = std::time::Instant::now();
+    let stream = partial_post(&server.url, "/api/v1/query-passed", &token, body, 5);
+    let answer = read_all(stream);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let token = server.admin_token.clone().unwrap();
+    let h = file_hash("in-flight");
+    let body = publish_body(&h, &[node_id("1")]);
+    let mut stream = partial_post(&server.url, "/api/v1/publish", &token, &body, 10);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    stream.write_all(&body[10..]).unwrap();
+    let answer = read_all(stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("exits once the request is done");
+    assert!(status.success(), "{status:?}");
+    // The publish it acknowledged while shutting down is stored.
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let c = server.client(Some(&token));
+    assert_eq!(c.query_passed_v1(&[h]).unwrap(), vec![vec![node_id("1")]]);
+}

@@ -50,7 +50,7 @@ pub struct ServerArgs {
     #[arg(long, env = "DRYCI_FLUSH_INTERVAL_MS", default_value_t = 5000)]
     flush_interval_ms: u64,
     /// Database connections (SQLite readers, or the PostgreSQL pool size).
-    #[arg(long, env = "DRYCI_DB_CONNECTIONS", default_value_t = 8)]
+    #[arg(long, env = "DRYCI_DB_CONNECTIONS", default_value_t = 4)]
     db_connections: usize,
     /// Log format on stderr.
     #[arg(long, env = "DRYCI_LOG_FORMAT", value_enum, default_value = "text")]

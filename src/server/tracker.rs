@@ -13,6 +13,9 @@ use super::store::{FileHash, Store, StoreError, UsageDelta};
 pub struct Tracker {
     reads: Mutex<HashSet<(String, FileHash)>>,
     usage: Mutex<HashMap<i64, UsageDelta>>,
+    /// Held for a whole flush, so a reader who flushes first (the usage
+    /// endpoint) also waits for a background flush already writing.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Tracker {
@@ -34,6 +37,7 @@ impl Tracker {
 
     /// Writes what was buffered; on failure the buffers are lost (logged by the caller).
     pub async fn flush(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let reads: Vec<_> = self
             .reads
             .lock()

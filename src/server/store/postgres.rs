@@ -353,41 +353,61 @@ impl Store for PostgresStore {
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = batch;
+        // Sorted keys: concurrent publishes lock rows in the same order, so they cannot deadlock.
+        batch.sort_by_key(|entry| entry.0);
+        let keys: Vec<&[u8]> = batch.iter().map(|(h, _)| &h[..]).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Three round trips per publish whatever its size: create missing
+        // rows, lock and read them all, write back the merged ones.
         let ensure = tx
             .prepare_cached(
                 "INSERT INTO entries (tenant, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                 VALUES ($1, $2, ''::BYTEA, 0, $3, $3, $3) ON CONFLICT (tenant, file_hash) DO NOTHING",
+                 SELECT $1, k, ''::BYTEA, 0, $3, $3, $3 FROM unnest($2::BYTEA[]) AS k \
+                 ON CONFLICT (tenant, file_hash) DO NOTHING",
             )
             .await?;
+        tx.execute(&ensure, &[&tenant, &keys, &now]).await?;
         let lock = tx
             .prepare_cached(
-                "SELECT ids FROM entries WHERE tenant = $1 AND file_hash = $2 FOR UPDATE",
+                "SELECT file_hash, ids FROM entries WHERE tenant = $1 AND file_hash = ANY($2) \
+                 ORDER BY file_hash FOR UPDATE",
             )
             .await?;
-        let update = tx
-            .prepare_cached(
-                "UPDATE entries SET ids = $3, bytes = $4, updated_at = $5, last_read_at = GREATEST(last_read_at, $5) \
-                 WHERE tenant = $1 AND file_hash = $2",
-            )
-            .await?;
-        let mut batch = batch;
-        batch.sort_by_key(|entry| entry.0);
+        let mut stored = std::collections::HashMap::with_capacity(batch.len());
+        for row in tx.query(&lock, &[&tenant, &keys]).await? {
+            let hash = hash32("entries", row.get(0))?;
+            stored.insert(hash, codec::decode("entries", row.get::<_, &[u8]>(1))?);
+        }
+        let (mut hashes, mut blobs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
         let mut added = 0;
-        for (hash, ids) in batch {
-            let key = &hash[..];
-            tx.execute(&ensure, &[&tenant, &key, &now]).await?;
-            let row = tx.query_one(&lock, &[&tenant, &key]).await?;
-            let mut merged = codec::decode("entries", row.get::<_, &[u8]>(0))?;
+        for (hash, ids) in &batch {
+            let merged = stored.entry(*hash).or_default();
             let was_empty = merged.is_empty();
-            let new = merge_ids(&mut merged, &ids, max_ids);
+            let new = merge_ids(merged, ids, max_ids);
             added += new;
             if !was_empty && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
                 continue;
             }
-            let blob = codec::encode(&merged);
-            tx.execute(&update, &[&tenant, &key, &blob, &(blob.len() as i64), &now])
+            let blob = codec::encode(merged);
+            sizes.push(blob.len() as i64);
+            blobs.push(blob);
+            hashes.push(&hash[..]);
+        }
+        if !hashes.is_empty() {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE entries e SET ids = v.ids, bytes = v.bytes, updated_at = $5, \
+                     last_read_at = GREATEST(e.last_read_at, $5) \
+                     FROM unnest($2::BYTEA[], $3::BYTEA[], $4::BIGINT[]) AS v(file_hash, ids, bytes) \
+                     WHERE e.tenant = $1 AND e.file_hash = v.file_hash",
+                )
+                .await?;
+            tx.execute(&update, &[&tenant, &hashes, &blobs, &sizes, &now])
                 .await?;
         }
         tx.commit().await?;

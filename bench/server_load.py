@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Load benchmark of `dryci server` on SQLite (and PostgreSQL with --postgres URL).
+
+What it does, per backend:
+  1. starts the release binary on 127.0.0.1:0 with a fresh database;
+  2. seeds it with --hashes stored test-file hashes (8 node ids each) through
+     the v1 publish API;
+  3. runs wrk (the client, on 127.0.0.1 only) for --duration seconds of v1
+     queries of 100 hashes each (90 stored, 10 unknown), then for --duration
+     seconds of v1 publishes of 20 new hashes x 10 ids;
+  4. reads the server's peak RSS (VmHWM) and current RSS from /proc.
+Results are printed and, with --write FILE, put in FILE's "## Server" section.
+
+Bounded: every load phase is a fixed duration against a local port; nothing
+leaves the machine. Needs `wrk` (apt-get install wrk) and, for PostgreSQL,
+`psql` (the script creates and drops a database named dryci_bench).
+
+    python3 bench/server_load.py --hashes 1000000 --duration 20 \
+        --postgres "$DRYCI_TEST_POSTGRES_URL" --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IDS_PER_HASH = 8
+SEED_BATCH = 5000
+QUERY_HASHES = 100
+QUERY_HITS = 90
+PUBLISH_HASHES = 20
+PUBLISH_IDS = 10
+
+
+def file_hash(i: int) -> str:
+    return hashlib.sha256(b"h%d" % i).hexdigest()
+
+
+def node_ids(i: int, n: int) -> list[str]:
+    return ["%024x%08x" % (i, j) for j in range(n)]
+
+
+def build() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    subprocess.run(
+        ["cargo", "build", "--release", "--features", "server", "--bin", "dryci"],
+        cwd=ROOT,
+        check=True,
+    )
+    return target / "release" / "dryci"
+
+
+class Server:
+    def __init__(self, binary: Path, db: str, workdir: Path):
+        self.log = open(workdir / "server.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(binary), "server", "--db", db, "--listen", "127.0.0.1:0",
+             "--evict-unread-secs", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env={**os.environ, "DRYCI_LOG": "warn"},
+        )
+        self.token = None
+        self.port = None
+        assert self.proc.stdout is not None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            if "initial admin token" in line:
+                self.token = line.rsplit(" ", 1)[1].strip()
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if self.port is None or self.token is None:
+            self.stop()
+            raise SystemExit(f"server did not start; see {workdir / 'server.log'}")
+        # Keep draining stdout so the server never blocks on it.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def rss_kib(self) -> tuple[int, int]:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+        rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+        return hwm, rss
+
+    def post(self, path: str, body: bytes) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        conn.request("POST", path, body, {"Authorization": f"Bearer {self.token}",
+                                          "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        if resp.status != 200:
+            raise SystemExit(f"POST {path}: HTTP {resp.status}: {data[:300]!r}")
+        return data
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def seed(server: Server, n: int) -> float:
+    start = time.time()
+    counts = {"total_test_count": 0, "passed_test_count": 0, "failed_test_count": 0,
+              "skipped_test_count": 0, "skipped_by_cache_test_count": 0}
+    for lo in range(0, n, SEED_BATCH):
+        batch = {file_hash(i): node_ids(i, IDS_PER_HASH) for i in range(lo, min(n, lo + SEED_BATCH))}
+        server.post("/api/v1/publish",
+                    json.dumps({"passed_node_ids_per_test_file": batch, **counts}).encode())
+    return time.time() - start
+
+
+LUA_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\"requests\":%d,\"duration_us\":%d,\"p50_us\":%d,\"p99_us\":%d,\"max_us\":%d,"
+    .. "\"status_errors\":%d,\"socket_errors\":%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def query_script(path: Path, token: str, stored: int, bodies: int = 400) -> None:
+    rng = random.Random(42)
+    lines = [f'local hdrs = {{["Authorization"] = "Bearer {token}", '
+             '["Content-Type"] = "application/json"}', "local bodies = {"]
+    for _ in range(bodies):
+        hashes = [file_hash(rng.randrange(stored)) for _ in range(QUERY_HITS)]
+        hashes += [file_hash(stored + 10_000_000 + rng.randrange(10**9))
+                   for _ in range(QUERY_HASHES - QUERY_HITS)]
+        rng.shuffle(hashes)
+        lines.append("[[" + json.dumps({"test_file_hashes": hashes}) + "]],")
+    lines.append("}")
+    lines.append("local i = 0")
+    lines.append("request = function()\n  i = i + 1\n"
+                 '  return wrk.format("POST", "/api/v1/query-passed", hdrs, bodies[(i % #bodies) + 1])\nend')
+    path.write_text("\n".join(lines) + LUA_DONE)
+
+
+def publish_script(path: Path, token: str) -> None:
+    ids = ",".join('"%032x"' % j for j in range(PUBLISH_IDS))
+    path.write_text(
+        f'local hdrs = {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/json"}}\n'
+        f"local ids = [[{ids}]]\n"
+        "local n = 0\n"
+        'local tid = tostring(math.random(1, 2^30))\n'
+        "request = function()\n"
+        "  n = n + 1\n"
+        "  local parts = {}\n"
+        f"  for k = 1, {PUBLISH_HASHES} do\n"
+        '    local h = string.format("%048x%08x%08x", 0, n, k)\n'
+        '    h = string.sub(tid .. string.rep("f", 64), 1, 8) .. string.sub(h, 9)\n'
+        '    parts[#parts + 1] = "\\"" .. h .. "\\": [" .. ids .. "]"\n'
+        "  end\n"
+        '  local body = "{\\"passed_node_ids_per_test_file\\": {" .. table.concat(parts, ",") .. "},'
+        ' \\"total_test_count\\": 0, \\"passed_test_count\\": 0, \\"failed_test_count\\": 0,'
+        ' \\"skipped_test_count\\": 0, \\"skipped_by_cache_test_count\\": 0}"\n'
+        '  return wrk.format("POST", "/api/v1/publish", hdrs, body)\n'
+        "end\n" + LUA_DONE
+    )
+
+
+def wrk(port: int, script: Path, duration: int, connections: int, threads: int) -> dict:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout
+    m = re.search(r"RESULT (\{.*\})", out)
+    if not m:
+        raise SystemExit(f"wrk printed no result:\n{out}")
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def run_backend(name: str, binary: Path, db: str, args, workdir: Path) -> dict:
+    print(f"[{name}] starting server", flush=True)
+    server = Server(binary, db, workdir)
+    try:
+        print(f"[{name}] seeding {args.hashes} hashes x {IDS_PER_HASH} ids", flush=True)
+        seed_s = seed(server, args.hashes)
+        print(f"[{name}] seeded in {seed_s:.1f}s; query load {args.duration}s", flush=True)
+        qs, ps = workdir / "query.lua", workdir / "publish.lua"
+        query_script(qs, server.token, args.hashes)
+        publish_script(ps, server.token)
+        q = wrk(server.port, qs, args.duration, args.connections, args.wrk_threads)
+        rss_after_queries = server.rss_kib()[1]
+        print(f"[{name}] queries: {q}", flush=True)
+        p = wrk(server.port, ps, max(5, args.duration // 2), 8, 1)
+        print(f"[{name}] publishes: {p}", flush=True)
+        hwm, rss = server.rss_kib()
+        return {"backend": name, "hashes": args.hashes, "seed_s": seed_s, "query": q,
+                "publish": p, "peak_rss_kib": hwm, "rss_after_queries_kib": rss_after_queries,
+                "rss_kib": rss}
+    finally:
+        server.stop()
+
+
+def machine() -> str:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
+    return f"nproc: {os.cpu_count()}; CPU: {cpu}; {platform.system()} {platform.release()}\n\n```\n$ free -h\n{free}\n```"
+
+
+def markdown(results: list[dict], command: str) -> str:
+    rows = []
+    for r in results:
+        q, p = r["query"], r["publish"]
+        rows.append(
+            f"| {r['backend']} | {r['hashes']:,} | {q['rps']:,.0f} | {q['p50_us'] / 1000:.2f} | "
+            f"{q['p99_us'] / 1000:.2f} | {q['status_errors'] + q['socket_errors']} | {p['rps']:,.0f} | "
+            f"{p['p50_us'] / 1000:.2f} | {p['p99_us'] / 1000:.2f} | "
+            f"{p['status_errors'] + p['socket_errors']} | {r['rss_after_queries_kib'] / 1024:.0f} | "
+            f"{r['peak_rss_kib'] / 1024:.0f} |"
+        )
+    return (
+        "## Server\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} with `{command}`.\n"
+        "Client: wrk on 127.0.0.1 (same machine, sharing the cores). Queries: v1, 100 hashes "
+        f"each (90 stored, 10 unknown). Publishes: v1, {PUBLISH_HASHES} new hashes x "
+        f"{PUBLISH_IDS} ids each, 8 connections, each acknowledged only after commit. "
+        f"Stored: the given number of hashes with {IDS_PER_HASH} ids each, seeded through the API.\n\n"
+        f"Machine: {machine()}\n\n"
+        "| backend | stored hashes | queries/s | query p50 ms | query p99 ms | query errors "
+        "| publishes/s | publish p50 ms | publish p99 ms | publish errors "
+        "| RSS after queries MB | peak RSS MB |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows) + "\n\n"
+        "Peak RSS includes seeding, whose 5,000-hash publish bodies (about 2 MB each) are parsed in memory.\n"
+    )
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    m = re.search(r"^## Server\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    if m:
+        text = text[: m.start()] + section + "\n" + text[m.end():]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hashes", type=int, default=1_000_000)
+    ap.add_argument("--postgres-hashes", type=int, default=None,
+                    help="stored hashes for PostgreSQL (default: --hashes)")
+    ap.add_argument("--duration", type=int, default=20, help="seconds per load phase (max 120)")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--postgres", default=None, help="postgres:// URL of a server to create dryci_bench on")
+    ap.add_argument("--write", type=Path, default=None)
+    ap.add_argument("--binary", type=Path, default=None,
+                    help="use this dryci binary instead of `cargo build --release --features server`")
+    args = ap.parse_args()
+    args.duration = min(max(args.duration, 1), 120)
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    binary = args.binary or build()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dryci-bench-") as tmp:
+        work = Path(tmp)
+        results.append(run_backend("SQLite", binary, str(work / "bench.sqlite"), args, work))
+        if args.postgres:
+            base = args.postgres.rsplit("/", 1)[0]
+            admin = f"{base}/postgres"
+            subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=True)
+            subprocess.run(["psql", admin, "-qc", "CREATE DATABASE dryci_bench"], check=True)
+            pg_args = argparse.Namespace(**vars(args))
+            pg_args.hashes = args.postgres_hashes or args.hashes
+            try:
+                results.append(run_backend("PostgreSQL", binary, f"{base}/dryci_bench", pg_args, work))
+            finally:
+                subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=False)
+    section = markdown(results, "python3 " + " ".join(["bench/server_load.py", *sys.argv[1:]]))
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
