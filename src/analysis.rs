@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use crate::config::{self, Config, ConfigError};
 use crate::files::state::{write_atomically, StateCache};
 use crate::graph::{self, BuildInput, Closures, DepGraph, NodeId};
-use crate::hash::{dependency_hash, HashContext, Salt};
+use crate::hash::{dependency_hash, node_entries, HashContext, Salt};
 use crate::walk::{relative, RepoIndex};
 
 /// Where the per-file state cache lives.
@@ -40,6 +42,18 @@ pub struct InputResult {
     pub hash: Option<String>,
     pub problem: Option<String>,
     pub closure: Vec<NodeId>,
+}
+
+impl InputResult {
+    fn unhashed(path: String, problem: String) -> Self {
+        InputResult {
+            path,
+            node: None,
+            hash: None,
+            problem: Some(problem),
+            closure: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -113,37 +127,32 @@ pub fn analyze(request: &Request) -> Result<Analysis, AnalysisError> {
         config_fingerprint: &config.fingerprint,
         salt: request.salt.digest(),
     };
-    let mut inputs = Vec::new();
-    for entry in requested {
-        let rel = match entry {
-            Ok(rel) => rel,
-            Err((path, problem)) => {
-                inputs.push(InputResult {
-                    path,
-                    node: None,
-                    hash: None,
-                    problem: Some(problem),
-                    closure: Vec::new(),
-                });
-                continue;
+    let entries = node_entries(&graph);
+    let inputs: Vec<InputResult> = requested
+        .into_par_iter()
+        .map(|entry| {
+            let rel = match entry {
+                Ok(rel) => rel,
+                Err((path, problem)) => return InputResult::unhashed(path, problem),
+            };
+            let Some(node) = graph.node(&rel) else {
+                return InputResult::unhashed(rel, "not in the dependency graph".to_string());
+            };
+            let closure = closures.of_input(node);
+            let (hash, problem) = match dependency_hash(&context, &graph, &entries, node, &closure)
+            {
+                Ok(hash) => (Some(hash), None),
+                Err(problem) => (None, Some(problem)),
+            };
+            InputResult {
+                path: rel,
+                node: Some(node),
+                hash,
+                problem,
+                closure,
             }
-        };
-        let Some(node) = graph.node(&rel) else {
-            continue;
-        };
-        let closure = closures.of_input(node);
-        let (hash, problem) = match dependency_hash(&context, &graph, node, &closure) {
-            Ok(hash) => (Some(hash), None),
-            Err(problem) => (None, Some(problem)),
-        };
-        inputs.push(InputResult {
-            path: rel,
-            node: Some(node),
-            hash,
-            problem,
-            closure,
-        });
-    }
+        })
+        .collect();
     timings.hashes = started.elapsed();
 
     let mut warnings = index.warnings.clone();

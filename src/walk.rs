@@ -3,7 +3,7 @@
 //! Paths are relative to the repo root with `/` separators, never relative
 //! to the current directory.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
@@ -50,7 +50,7 @@ impl RepoIndex {
     /// Walks `root`, leaving out skipped folders and files matching `exclude`.
     pub fn build(root: &Path, exclude: &GlobSet) -> RepoIndex {
         let mut paths = Vec::new();
-        let mut dirs = HashSet::new();
+        let mut dirs = HashSet::default();
         let mut warnings = Vec::new();
         // Links are followed (a linked data folder is a real input); walkdir
         // detects loops and reports them as errors, which become warnings.
@@ -157,7 +157,7 @@ impl RepoIndex {
 
     /// An index of the given relative paths (tests and synthetic repos).
     pub fn from_relative_paths(root: &Path, paths: Vec<String>) -> Self {
-        let mut dirs = HashSet::new();
+        let mut dirs = HashSet::default();
         for path in &paths {
             let mut dir = parent_dir(path);
             while !dir.is_empty() && dirs.insert(dir.to_string()) {

@@ -1,48 +1,47 @@
 """Serving whole test files from the cache without collecting them.
 
 When every test of a file passed under the file's current dependency hash
-(a "complete file" record in the local store), importing the file again only
-to skip each test is wasted time: pytest's collection is its largest fixed
-cost. Such a file is replaced by a `CachedFile` whose items carry the same
-node ids and a skip marker, so reports, counts and `-rs` stay as they were.
+(a "complete file" record in the local store), importing the file and
+running pytest's protocol for each test only to skip it is wasted time:
+collection and the per-test protocol are pytest's largest fixed costs. Such a
+file yields no items at all (`ServedFile`); instead, each of its tests is
+reported as skipped with the usual reason, with its node id, through the
+reporting hooks (`report_served`), so the terminal, `-rs`, junitxml and
+other reporters still see every test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
 
-class CachedItem(pytest.Item):
-    """A test known to have passed; it is skipped by its marker, never run."""
+class ServedFile(pytest.File):
+    """A test file served from the cache: collected as nothing."""
 
-    def runtest(self) -> None:
-        raise RuntimeError(f"dryci: {self.nodeid} is served from the cache and cannot run")
-
-    def reportinfo(self):
-        return self.path, 0, self.name  # a marker skip is reported at a line
+    def collect(self) -> Iterable[pytest.Item]:
+        return ()
 
 
-class CachedFile(pytest.File):
-    """A test file served from the cache: its items without importing it."""
-
-    node_ids: list[str]
-    skip_reason: str
-
-    def collect(self) -> Iterable[CachedItem]:
-        prefix = self.nodeid + "::"
-        marker = pytest.mark.skip(reason=self.skip_reason)
-        for node_id in self.node_ids:
-            if not node_id.startswith(prefix):
-                continue
-            item = CachedItem.from_parent(self, name=node_id[len(prefix) :])
-            item.add_marker(marker)
-            yield item
-
-
-def cached_file(parent: pytest.Collector, path, node_ids: list[str], reason: str) -> CachedFile:
-    collector = CachedFile.from_parent(parent, path=path)
-    collector.node_ids = node_ids
-    collector.skip_reason = reason
-    return collector
+def report_served(config: pytest.Config, root: Path, node_ids: list[str], reason: str) -> None:
+    """Reports each of `node_ids` as a test skipped at setup, the way pytest
+    reports a test skipped by a marker, without creating an item."""
+    hook = config.hook
+    for node_id in node_ids:
+        file_part, _, name = node_id.partition("::")
+        location = (file_part, 0, name.replace("::", "."))
+        longrepr = (str(root / file_part), 1, f"Skipped: {reason}")
+        hook.pytest_runtest_logstart(nodeid=node_id, location=location)
+        for when, outcome, detail in (("setup", "skipped", longrepr), ("teardown", "passed", None)):
+            report = pytest.TestReport(
+                nodeid=node_id,
+                location=location,
+                keywords={},
+                outcome=outcome,
+                longrepr=detail,
+                when=when,
+            )
+            hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=node_id, location=location)

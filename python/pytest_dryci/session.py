@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from pytest_dryci import _native
-from pytest_dryci.collection import cached_file
+from pytest_dryci.collection import ServedFile, report_served
 from pytest_dryci.environment import environment_fingerprint
 from pytest_dryci.errors import DryciError
 from pytest_dryci.options import options_fingerprint
@@ -115,7 +115,8 @@ class DryciSession:
         # nodeid file part -> node ids as the file produced them, and as they were kept
         self.produced: dict[str, list[str]] = defaultdict(list)
         self.collected: dict[str, list[str]] = defaultdict(list)
-        self.served_files: set[str] = set()
+        # nodeid file part -> node ids, for files served without collection
+        self.served_files: dict[str, list[str]] = {}
         self.published = 0
 
     # -- failures -------------------------------------------------------------
@@ -154,9 +155,35 @@ class DryciSession:
         node_ids = self.complete.get(part) if part else None
         if not node_ids or not self.may_serve_whole_files():
             return None
-        self.served_files.add(part)
-        reason = f"{SKIP_REASON_PREFIX} ({self.file_hashes[part][:12]})"
-        return cached_file(parent, module_path, node_ids, reason)
+        self.served_files[part] = node_ids
+        return ServedFile.from_parent(parent, path=module_path)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session):
+        result = yield
+        # Served tests count as collected: a run where all were served is no "no tests ran".
+        session.testscollected += self.served_count()
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        result = yield
+        # After the loop: under xdist, the workers have said which files they served.
+        if self.workerinput is None:
+            for part, node_ids in self.served_files.items():
+                reason = f"{SKIP_REASON_PREFIX} ({self.file_hashes[part][:12]})"
+                report_served(session.config, Path(session.config.rootpath), node_ids, reason)
+        return result
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        # Every worker collects the same files, so serves the same ones.
+        served = getattr(node, "workeroutput", {}).get(WORKER_INPUT_KEY)
+        if served and not self.served_files:
+            self.served_files = served
+
+    def served_count(self) -> int:
+        return sum(len(node_ids) for node_ids in self.served_files.values())
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -179,8 +206,10 @@ class DryciSession:
     def may_serve_whole_files(self) -> bool:
         """Not when the selection looks inside files (names, markers, node ids)."""
         option = self.config.option
-        if not self.settings.skip or option.keyword or option.markexpr:
+        if not self.settings.skip or option.keyword or option.markexpr or option.collectonly:
             return False
+        if any(getattr(option, name, None) for name in ("lf", "deselect", "stepwise")):
+            return False  # they deselect tests by name, after collection
         if not self.config.getini("dryci_skip_collection"):
             return False
         return not any("::" in arg for arg in self.config.args)
@@ -205,13 +234,15 @@ class DryciSession:
             return
         self.store_root = Path(report.root)
         self.graph_warnings.extend(report.warnings)
+        # Each read of a native attribute converts the whole dict: read once.
+        hashes, problems = report.hashes, report.problems
         hashed = {}
         for part, path in files.items():
-            dep_hash = report.hashes.get(str(path))
+            dep_hash = hashes.get(str(path))
             if dep_hash:
                 hashed[part] = dep_hash
             else:
-                self.unhashed[part] = report.problems.get(str(path), "no hash")
+                self.unhashed[part] = problems.get(str(path), "no hash")
         self.file_hashes.update(hashed)
         if not settings.skip:
             return
@@ -312,7 +343,12 @@ class DryciSession:
             self.tracker.record(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.workerinput is not None or not self.settings.publish:
+        if self.workerinput is not None:
+            self.config.workeroutput[WORKER_INPUT_KEY] = self.served_files
+            return
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.served_files:
+            session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
+        if not self.settings.publish:
             return
         publishable = self.tracker.publishable()
         by_hash: dict[str, dict[str, int]] = defaultdict(dict)

@@ -31,14 +31,15 @@ impl Actions {
 
 #[derive(Debug, Clone)]
 pub struct PathRule {
-    pub pattern: String,
+    /// Shared: every edge the rule makes names it.
+    pub pattern: std::sync::Arc<str>,
     pub matcher: GlobMatcher,
     pub actions: Actions,
 }
 
 #[derive(Debug, Clone)]
 pub struct RegexRule {
-    pub pattern: String,
+    pub pattern: std::sync::Arc<str>,
     pub regex: Regex,
     pub actions: Actions,
 }
@@ -131,7 +132,7 @@ impl Compiler<'_> {
         for (pattern, raw_actions) in raw.path_rules.iter().flatten() {
             let key = format!("path_rules.{pattern}");
             path_rules.push(PathRule {
-                pattern: pattern.clone(),
+                pattern: pattern.as_str().into(),
                 matcher: self.glob(&key, pattern)?.compile_matcher(),
                 actions: self.actions(&key, raw_actions, None)?,
             });
@@ -201,7 +202,7 @@ impl Compiler<'_> {
             })?;
             let group_count = regex.captures_len() - 1;
             regex_rules.push(RegexRule {
-                pattern: pattern.clone(),
+                pattern: pattern.as_str().into(),
                 actions: self.actions(&format!("{field}.{pattern}"), nested, Some(group_count))?,
                 regex,
             });

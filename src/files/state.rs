@@ -6,7 +6,7 @@
 //! Concurrent runs are safe: the file is replaced atomically, last writer wins,
 //! and a corrupt or foreign file is ignored (the cache starts afresh).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

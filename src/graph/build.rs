@@ -3,7 +3,7 @@
 //! file reads it once (digest, imports, regex matches from the same bytes)
 //! and applies every matching rule. Files no input reaches are never read.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -80,7 +80,7 @@ impl<'a> Builder<'a> {
             state,
             resolver: ModuleResolver::new(index, &rules.root_packages, &rules.source_roots),
             entry_points,
-            glob_cache: Mutex::new(HashMap::new()),
+            glob_cache: Mutex::new(HashMap::default()),
         }
     }
 
@@ -89,10 +89,10 @@ impl<'a> Builder<'a> {
         let (globals, global_warnings) = self.global_roots();
         warnings.extend(global_warnings);
 
-        let mut visits: HashMap<FileId, Visit> = HashMap::new();
-        let mut absent: HashSet<String> = HashSet::new();
+        let mut visits: HashMap<FileId, Visit> = HashMap::default();
+        let mut absent: HashSet<String> = HashSet::default();
         let mut frontier: Vec<FileId> = Vec::new();
-        let mut queued: HashSet<FileId> = HashSet::new();
+        let mut queued: HashSet<FileId> = HashSet::default();
         let mut enqueue = |target: &Target,
                            frontier: &mut Vec<FileId>,
                            absent: &mut HashSet<String>| match target {
@@ -188,7 +188,7 @@ impl<'a> Builder<'a> {
                     warnings.extend(visit.warnings);
                     unresolved.extend(visit.unresolved);
                     let mut edges: Vec<Edge> = Vec::new();
-                    let mut seen = HashSet::new();
+                    let mut seen = HashSet::default();
                     for (target, reason) in visit.edges {
                         if let Some(to) = node_of.get(&target).copied() {
                             if seen.insert(to) && target != Target::File(id) {
@@ -215,7 +215,7 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
-        let mut seen_globals = HashSet::new();
+        let mut seen_globals = HashSet::default();
         for (target, reason) in globals {
             if let Some(node) = node_of.get(&target) {
                 if seen_globals.insert(*node) {
@@ -242,7 +242,7 @@ impl<'a> Builder<'a> {
         let inferred = self.config.inferred.contains(&"global_deps");
         for pattern in &self.config.rules.global_deps {
             let reason = Reason::GlobalDep {
-                pattern: pattern.clone(),
+                pattern: pattern.as_str().into(),
             };
             for target in self.expand(pattern) {
                 if let Target::Absent(path) = &target {
@@ -271,8 +271,8 @@ impl<'a> Builder<'a> {
 
     fn entry_point_targets(&self, entry_point: &EntryPoint) -> Vec<(Target, Reason)> {
         let reason = Reason::EntryPoint {
-            spec: entry_point.spec.clone(),
-            declared_in: entry_point.declared_in.clone(),
+            spec: entry_point.spec.as_str().into(),
+            declared_in: entry_point.declared_in.as_str().into(),
         };
         match self.resolver.resolve_longest_prefix(&entry_point.module) {
             Some((_, files)) => files
@@ -285,13 +285,13 @@ impl<'a> Builder<'a> {
 
     fn visit(&self, id: FileId) -> Visit {
         let rel = self.index.path(id);
-        let rules: Vec<(&str, &Actions)> = self
+        let rules: Vec<(&Arc<str>, &Actions)> = self
             .config
             .rules
             .path_rules
             .iter()
             .filter(|rule| rule.matcher.is_match(rel) && !rule.actions.excludes(rel))
-            .map(|rule| (rule.pattern.as_str(), &rule.actions))
+            .map(|rule| (&rule.pattern, &rule.actions))
             .collect();
         let mut needs = Needs::default();
         for (_, actions) in &rules {
@@ -321,9 +321,9 @@ impl<'a> Builder<'a> {
     fn apply(
         &self,
         rel: &str,
-        rule: &str,
+        rule: &Arc<str>,
         actions: &Actions,
-        regex: Option<(&str, &Captures)>,
+        regex: Option<(&Arc<str>, &Captures)>,
         visit: &mut Visit,
     ) {
         let fill = |template: &Template| match regex {
@@ -336,9 +336,9 @@ impl<'a> Builder<'a> {
             None => template.as_str().to_string(),
         };
         let reason = |action: &'static str| Reason::Rule {
-            rule: rule.to_string(),
+            rule: rule.clone(),
             action,
-            regex: regex.map(|(pattern, _)| pattern.to_string()),
+            regex: regex.map(|(pattern, _)| pattern.clone()),
         };
         for template in &actions.visit {
             let targets = self.expand(&fill(template));
@@ -381,7 +381,9 @@ impl<'a> Builder<'a> {
                     "{rel}: visit_python_all_submodules_for {name:?} names no package of the repo"
                 ));
             }
-            let reason = Reason::Submodules { package: name };
+            let reason = Reason::Submodules {
+                package: name.into(),
+            };
             visit
                 .edges
                 .extend(files.into_iter().map(|f| (Target::File(f), reason.clone())));
@@ -415,7 +417,7 @@ impl<'a> Builder<'a> {
         for import in &scan.imports {
             let (main, submodules) = self.resolver.resolve_import(rel, import);
             let reason = Reason::Import {
-                module: display_module(import),
+                module: display_module(import).into(),
                 line: import.line,
             };
             match main {
@@ -439,7 +441,7 @@ impl<'a> Builder<'a> {
             for string in &scan.module_strings {
                 if let Some((_, files)) = self.resolver.resolve_longest_prefix(&string.value) {
                     let reason = Reason::ModuleString {
-                        value: string.value.clone(),
+                        value: string.value.as_str().into(),
                         line: string.line,
                     };
                     visit

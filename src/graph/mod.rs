@@ -7,7 +7,9 @@ mod closure;
 pub mod entry_points;
 pub mod explain;
 
-use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -24,21 +26,24 @@ pub type NodeId = u32;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     /// An import statement (or a literal dynamic import) resolved to this file.
-    Import { module: String, line: u32 },
+    Import { module: Arc<str>, line: u32 },
     /// A string literal naming a module of a root package (`"pkg.mod:attr"`).
-    ModuleString { value: String, line: u32 },
+    ModuleString { value: Arc<str>, line: u32 },
     /// A declared entry point whose target lives in the repo.
-    EntryPoint { spec: String, declared_in: String },
+    EntryPoint {
+        spec: Arc<str>,
+        declared_in: Arc<str>,
+    },
     /// An action of a configured rule.
     Rule {
-        rule: String,
+        rule: Arc<str>,
         action: &'static str,
-        regex: Option<String>,
+        regex: Option<Arc<str>>,
     },
     /// `visit_python_all_submodules_for`
-    Submodules { package: String },
+    Submodules { package: Arc<str> },
     /// A configured global dependency.
-    GlobalDep { pattern: String },
+    GlobalDep { pattern: Arc<str> },
 }
 
 impl Reason {
@@ -105,7 +110,7 @@ pub struct Unresolved {
 #[derive(Debug, Default)]
 pub struct DepGraph {
     pub nodes: Vec<Node>,
-    node_by_path: HashMap<String, NodeId>,
+    node_by_path: FxHashMap<String, NodeId>,
     /// The inputs, in the order given.
     pub inputs: Vec<NodeId>,
     /// Nodes every input depends on (global dependencies, global entry points).

@@ -4,7 +4,8 @@
 //! against the importing file's folder; namespace packages and src layouts
 //! are folders without files of their own.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::RwLock;
 
 use crate::walk::{join, parent_dir, FileId, RepoIndex};
 
@@ -30,11 +31,15 @@ pub struct ModuleResolver<'a> {
     index: &'a RepoIndex,
     /// Root package name -> the folders (relative to the repo root) holding it.
     package_bases: HashMap<String, Vec<String>>,
+    /// Answers already worked out: every module is imported by many files,
+    /// and files are visited in parallel.
+    absolute_memo: RwLock<HashMap<String, Resolution>>,
+    path_memo: RwLock<HashMap<(String, String), Resolution>>,
 }
 
 impl<'a> ModuleResolver<'a> {
     pub fn new(index: &'a RepoIndex, root_packages: &[String], source_roots: &[String]) -> Self {
-        let mut package_bases: HashMap<String, Vec<String>> = HashMap::new();
+        let mut package_bases: HashMap<String, Vec<String>> = HashMap::default();
         for package in root_packages {
             let mut bases: Vec<String> = source_roots
                 .iter()
@@ -57,6 +62,8 @@ impl<'a> ModuleResolver<'a> {
         ModuleResolver {
             index,
             package_bases,
+            absolute_memo: RwLock::new(HashMap::default()),
+            path_memo: RwLock::new(HashMap::default()),
         }
     }
 
@@ -66,6 +73,22 @@ impl<'a> ModuleResolver<'a> {
 
     /// Resolves an absolute dotted module name.
     pub fn resolve_absolute(&self, module: &str) -> Resolution {
+        if let Some(known) = self
+            .absolute_memo
+            .read()
+            .ok()
+            .and_then(|memo| memo.get(module).cloned())
+        {
+            return known;
+        }
+        let resolution = self.resolve_absolute_uncached(module);
+        if let Ok(mut memo) = self.absolute_memo.write() {
+            memo.insert(module.to_string(), resolution.clone());
+        }
+        resolution
+    }
+
+    fn resolve_absolute_uncached(&self, module: &str) -> Resolution {
         let top = module.split('.').next().unwrap_or(module);
         let Some(bases) = self.package_bases.get(top) else {
             return Resolution::External;
@@ -94,6 +117,23 @@ impl<'a> ModuleResolver<'a> {
     /// Resolves `module` (slash-separated, relative to `base`), with the
     /// `__init__.py` of each package on the way from `base` down.
     fn resolve_path(&self, base: &str, rel_path: &str) -> Resolution {
+        let key = (base.to_string(), rel_path.to_string());
+        if let Some(known) = self
+            .path_memo
+            .read()
+            .ok()
+            .and_then(|memo| memo.get(&key).cloned())
+        {
+            return known;
+        }
+        let resolution = self.resolve_path_uncached(base, rel_path);
+        if let Ok(mut memo) = self.path_memo.write() {
+            memo.insert(key, resolution.clone());
+        }
+        resolution
+    }
+
+    fn resolve_path_uncached(&self, base: &str, rel_path: &str) -> Resolution {
         let target = join(base, rel_path);
         let mut files: Vec<FileId> = std::iter::once(format!("{target}/__init__.py"))
             .chain(MODULE_SUFFIXES.iter().map(|s| format!("{target}{s}")))

@@ -122,20 +122,15 @@ pub async fn v1_query(
     State(st): Shared,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<v1::QueryPassedResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let who = st.authenticate(&headers).await?;
     let req: v1::QueryPassedRequest = wire::parse_json(&st.body(body)?)?;
     let hashes = wire::query_hashes(&req.test_file_hashes, &st.limits)?;
     let entries = st.lookup(&who, &hashes).await?;
-    let node_ids = entries
-        .into_iter()
-        .map(|e| {
-            e.map_or_else(Vec::new, |e| {
-                e.ids.iter().map(|i| wire::hex(&i.node_id)).collect()
-            })
-        })
-        .collect();
-    Ok(Json(v1::QueryPassedResponse { node_ids }))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        wire::v1_query_response(&entries),
+    ))
 }
 
 pub async fn v1_publish(

@@ -66,13 +66,44 @@ fn nibble(b: u8) -> u8 {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+}
+
+/// The v1 query answer written straight into one buffer: the hot path of
+/// the server, where building a `Vec<Vec<String>>` for serde cost one
+/// allocation per id. Byte-identical to serde_json's compact output of
+/// `v1::QueryPassedResponse` (pinned by a test below).
+pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> String {
+    let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
+    let mut out = String::with_capacity(16 + 3 * entries.len() + 35 * ids);
+    out.push_str("{\"node_ids\":[");
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (j, id) in entry.iter().flat_map(|e| &e.ids).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            push_hex(&mut out, &id.node_id);
+            out.push('"');
+        }
+        out.push(']');
+    }
+    out.push_str("]}");
+    out
 }
 
 pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileHash>, FieldError> {
@@ -156,6 +187,40 @@ mod tests {
     fn hex_round_trip() {
         let h: [u8; 16] = decode_hex(|| "x".into(), "00ff10a0000000000000000000000001").unwrap();
         assert_eq!(hex(&h), "00ff10a0000000000000000000000001");
+    }
+
+    #[test]
+    fn handwritten_v1_answer_matches_serde() {
+        use super::super::store::{Entry, StoredId};
+        let entry = |ids: &[u8]| {
+            Some(Entry {
+                ids: ids
+                    .iter()
+                    .map(|&b| StoredId {
+                        node_id: [b; 16],
+                        duration_ms: None,
+                    })
+                    .collect(),
+                last_read_at: 0,
+            })
+        };
+        let entries = vec![entry(&[1, 2]), None, entry(&[]), entry(&[255])];
+        let expected = v1::QueryPassedResponse {
+            node_ids: entries
+                .iter()
+                .map(|e| {
+                    e.iter()
+                        .flat_map(|e| &e.ids)
+                        .map(|i| hex(&i.node_id))
+                        .collect()
+                })
+                .collect(),
+        };
+        assert_eq!(
+            v1_query_response(&entries),
+            serde_json::to_string(&expected).unwrap()
+        );
+        assert_eq!(v1_query_response(&[]), r#"{"node_ids":[]}"#);
     }
 
     #[test]

@@ -331,3 +331,11 @@ def test_graph_warnings_are_summarised(project):
     result = run(project)
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*dependency graph warnings*missing.lock does not exist*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_served_files_respect_ignore_and_last_failed(project, workers):
+    run(project).assert_outcomes(passed=6)
+    run(project, *workers, "--ignore=tests/test_core.py").assert_outcomes(skipped=2)
+    result = run(project, *workers, "-p", "cacheprovider", "--lf")
+    assert result.parseoutcomes().get("passed", 0) == 0

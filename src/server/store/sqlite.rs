@@ -534,7 +534,17 @@ impl Store for SqliteStore {
             let mut rows = stmt
                 .query(params![tenant, std::rc::Rc::new(keys)])
                 .map_err(err)?;
-            let mut found = std::collections::HashMap::with_capacity(order.len());
+            // First position of each hash; repeats are copied at the end (rare).
+            let mut first = std::collections::HashMap::with_capacity(order.len());
+            let mut repeats = Vec::new();
+            for (i, h) in order.iter().enumerate() {
+                if let Some(&j) = first.get(h) {
+                    repeats.push((i, j));
+                } else {
+                    first.insert(*h, i);
+                }
+            }
+            let mut out: Vec<Option<Entry>> = vec![None; order.len()];
             while let Some(row) = rows.next().map_err(err)? {
                 let hash: [u8; 32] = row
                     .get_ref(0)
@@ -550,16 +560,17 @@ impl Store for SqliteStore {
                     .and_then(|v| v.as_blob().map_err(Into::into))
                     .map_err(err)?;
                 let ids = codec::decode("entries", blob)?;
-                found.insert(
-                    hash,
-                    Entry {
+                if let Some(&i) = first.get(&hash) {
+                    out[i] = Some(Entry {
                         ids,
                         last_read_at: row.get(2).map_err(err)?,
-                    },
-                );
+                    });
+                }
             }
-            // A hash asked twice gets its answer twice, hence clone, not remove.
-            Ok(order.iter().map(|h| found.get(h).cloned()).collect())
+            for (i, j) in repeats {
+                out[i] = out[j].clone();
+            }
+            Ok(out)
         };
         // Typical queries (hundreds of hashes) run inline; huge ones go to the blocking pool.
         if hashes.len() <= 2_000 {
