@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = [8]  # set from --connections, shown in the report
 IDS_PER_HASH = 8
 SEED_BATCH = 5000
 QUERY_HASHES = 100
@@ -227,7 +228,7 @@ def machine() -> str:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip("\n")
     return f"nproc: {os.cpu_count()}; CPU: {cpu}; {platform.system()} {platform.release()}\n\n```\n$ free -h\n{free}\n```"
 
 
@@ -245,7 +246,8 @@ def markdown(results: list[dict], command: str) -> str:
     return (
         "## Server\n\n"
         f"Measured {time.strftime('%Y-%m-%d')} with `{command}`.\n"
-        "Client: wrk on 127.0.0.1 (same machine, sharing the cores). Queries: v1, 100 hashes "
+        "Client: wrk on 127.0.0.1 (same machine, sharing the cores), "
+        f"{CONNECTIONS[0]} connections for queries. Queries: v1, 100 hashes "
         f"each (90 stored, 10 unknown). Publishes: v1, {PUBLISH_HASHES} new hashes x "
         f"{PUBLISH_IDS} ids each, 8 connections, each acknowledged only after commit. "
         f"Stored: the given number of hashes with {IDS_PER_HASH} ids each, seeded through the API.\n\n"
@@ -275,7 +277,7 @@ def main() -> int:
     ap.add_argument("--postgres-hashes", type=int, default=None,
                     help="stored hashes for PostgreSQL (default: --hashes)")
     ap.add_argument("--duration", type=int, default=20, help="seconds per load phase (max 120)")
-    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--postgres", default=None, help="postgres:// URL of a server to create dryci_bench on")
     ap.add_argument("--write", type=Path, default=None)
@@ -283,6 +285,7 @@ def main() -> int:
                     help="use this dryci binary instead of `cargo build --release --features server`")
     args = ap.parse_args()
     args.duration = min(max(args.duration, 1), 120)
+    CONNECTIONS[0] = args.connections
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
