@@ -30,7 +30,7 @@ fn original_config_with_single_strings_loads() {
         .rules
         .path_rules
         .iter()
-        .find(|r| r.pattern == "app/loader.py")
+        .find(|r| &*r.pattern == "app/loader.py")
         .unwrap();
     assert_eq!(
         loader.actions.regex_rules[0].actions.visit[0].as_str(),
