@@ -29,10 +29,14 @@ def report_served(config: pytest.Config, root: Path, node_ids: list[str], reason
     """Reports each of `node_ids` as a test skipped at setup, the way pytest
     reports a test skipped by a marker, without creating an item."""
     hook = config.hook
+    message = f"Skipped: {reason}"
+    paths: dict[str, str] = {}
     for node_id in node_ids:
         file_part, _, name = node_id.partition("::")
         location = (file_part, 0, name.replace("::", "."))
-        longrepr = (str(root / file_part), 1, f"Skipped: {reason}")
+        if file_part not in paths:
+            paths[file_part] = str(root / file_part)
+        longrepr = (paths[file_part], 1, message)
         hook.pytest_runtest_logstart(nodeid=node_id, location=location)
         for when, outcome, detail in (("setup", "skipped", longrepr), ("teardown", "passed", None)):
             report = pytest.TestReport(

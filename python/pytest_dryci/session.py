@@ -109,6 +109,13 @@ class DryciSession:
         self.graph_warnings: list[str] = []
         self.cache: _native.ResultCache | None = None
         self.store_root: Path = self.settings.root
+        self.root_str = str(config.rootpath)
+        # Files named on the command line: pytest collects them even when ignored.
+        self.explicit_files = {
+            part
+            for arg in config.args
+            if (part := self.nodeid_part(Path(config.invocation_params.dir) / file_part(arg)))
+        }
         # What this run saw (controller only).
         self.tracker = OutcomeTracker()
         self.cached_nodeids: set[str] = set()
@@ -147,16 +154,31 @@ class DryciSession:
             "complete": self.complete,
         }
 
+    @pytest.hookimpl(trylast=True)  # after --ignore, collect_ignore and the like have spoken
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
+        """Serves a complete file found while walking a folder without even
+        creating a collector for it (the cheapest way past pytest's collection)."""
+        if not self.complete or collection_path.suffix != ".py":
+            return None
+        part = self.nodeid_part(collection_path)
+        if part in self.complete and part not in self.explicit_files and self.serve(part):
+            return True
+        return None
+
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
-        """Serves a complete file from the cache instead of importing it."""
+        """Serves a complete file named on the command line instead of importing it."""
         if not self.complete:
             return None
         part = self.nodeid_part(module_path)
-        node_ids = self.complete.get(part) if part else None
-        if not node_ids or not self.may_serve_whole_files():
+        if part is None or part not in self.complete or not self.serve(part):
             return None
-        self.served_files[part] = node_ids
         return ServedFile.from_parent(parent, path=module_path)
+
+    def serve(self, part: str) -> bool:
+        if not self.may_serve_whole_files():
+            return False
+        self.served_files[part] = self.complete[part]
+        return True
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection(self, session: pytest.Session):
@@ -185,10 +207,16 @@ class DryciSession:
     def served_count(self) -> int:
         return sum(len(node_ids) for node_ids in self.served_files.values())
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
+    ):
+        # Before every other plugin: what each file produced, before any
+        # deselects or drops items (a complete file needs all of them).
+        for item in items:
+            self.produced[file_part(item.nodeid)].append(item.nodeid)
+        result = yield
+        # After every other plugin: the items that will run.
         if self.workerinput is None:
             unforeseen = {}
             for item in items:
@@ -199,9 +227,7 @@ class DryciSession:
         for item in items:
             self.collected[file_part(item.nodeid)].append(item.nodeid)
         self.apply(items)
-
-    def pytest_itemcollected(self, item: pytest.Item) -> None:
-        self.produced[file_part(item.nodeid)].append(item.nodeid)
+        return result
 
     def may_serve_whole_files(self) -> bool:
         """Not when the selection looks inside files (names, markers, node ids)."""
@@ -295,12 +321,13 @@ class DryciSession:
                 if keys[item.nodeid] in passed:
                     item.add_marker(marker)
 
-    def nodeid_part(self, path: Path) -> str | None:
-        try:
-            rel = Path(path).resolve().relative_to(Path(self.config.rootpath).resolve())
-        except ValueError:
+    def nodeid_part(self, path: Path | str) -> str | None:
+        """The node-id prefix pytest gives the file at `path` (relative to the
+        rootdir, unresolved, as pytest computes it), or None outside the root."""
+        rel = os.path.relpath(path, self.root_str)
+        if rel == ".." or rel.startswith(("../", "..\\")) or os.path.isabs(rel):
             return None
-        return rel.as_posix()
+        return rel.replace(os.sep, "/")
 
     def discover_test_files(self, session: pytest.Session) -> dict[str, Path]:
         """The files pytest will collect: python_files under the arguments."""
@@ -311,13 +338,13 @@ class DryciSession:
         args = config.args or [str(invocation_dir)]
         found: dict[str, Path] = {}
 
-        def add(path: Path) -> None:
+        def add(path: Path | str) -> None:
             part = self.nodeid_part(path)
             if part is not None:  # outside the root: its tests run uncached
-                found[part] = path
+                found[part] = Path(path)
 
         for arg in args:
-            path = (invocation_dir / file_part(arg)).resolve()
+            path = Path(os.path.normpath(invocation_dir / file_part(arg)))
             if path.is_file():
                 add(path)
                 continue
@@ -329,7 +356,7 @@ class DryciSession:
                 ]
                 for name in filenames:
                     if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
-                        add(Path(dirpath) / name)
+                        add(os.path.join(dirpath, name))
         return found
 
     # -- recording and publishing -----------------------------------------------
