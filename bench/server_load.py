@@ -52,7 +52,7 @@ def file_hash(i: int) -> str:
 
 
 def node_ids(i: int, n: int) -> list[str]:
-    return ["%024x%08x" % (i, j) for j in range(n)]
+    return [f"{i:024x}{j:08x}" for j in range(n)]
 
 
 def build() -> Path:
@@ -69,8 +69,16 @@ class Server:
     def __init__(self, binary: Path, db: str, workdir: Path):
         self.log = open(workdir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(binary), "server", "--db", db, "--listen", "127.0.0.1:0",
-             "--evict-unread-secs", "0"],
+            [
+                str(binary),
+                "server",
+                "--db",
+                db,
+                "--listen",
+                "127.0.0.1:0",
+                "--evict-unread-secs",
+                "0",
+            ],
             stdout=subprocess.PIPE,
             stderr=self.log,
             env={**os.environ, "DRYCI_LOG": "warn"},
@@ -103,8 +111,12 @@ class Server:
 
     def post(self, path: str, body: bytes) -> bytes:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        conn.request("POST", path, body, {"Authorization": f"Bearer {self.token}",
-                                          "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            path,
+            body,
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
@@ -124,12 +136,21 @@ class Server:
 
 def seed(server: Server, n: int) -> float:
     start = time.time()
-    counts = {"total_test_count": 0, "passed_test_count": 0, "failed_test_count": 0,
-              "skipped_test_count": 0, "skipped_by_cache_test_count": 0}
+    counts = {
+        "total_test_count": 0,
+        "passed_test_count": 0,
+        "failed_test_count": 0,
+        "skipped_test_count": 0,
+        "skipped_by_cache_test_count": 0,
+    }
     for lo in range(0, n, SEED_BATCH):
-        batch = {file_hash(i): node_ids(i, IDS_PER_HASH) for i in range(lo, min(n, lo + SEED_BATCH))}
-        server.post("/api/v1/publish",
-                    json.dumps({"passed_node_ids_per_test_file": batch, **counts}).encode())
+        batch = {
+            file_hash(i): node_ids(i, IDS_PER_HASH) for i in range(lo, min(n, lo + SEED_BATCH))
+        }
+        server.post(
+            "/api/v1/publish",
+            json.dumps({"passed_node_ids_per_test_file": batch, **counts}).encode(),
+        )
     return time.time() - start
 
 
@@ -147,28 +168,36 @@ end
 
 def query_script(path: Path, token: str, stored: int, bodies: int = 400) -> None:
     rng = random.Random(42)
-    lines = [f'local hdrs = {{["Authorization"] = "Bearer {token}", '
-             '["Content-Type"] = "application/json"}', "local bodies = {"]
+    lines = [
+        f'local hdrs = {{["Authorization"] = "Bearer {token}", '
+        '["Content-Type"] = "application/json"}',
+        "local bodies = {",
+    ]
     for _ in range(bodies):
         hashes = [file_hash(rng.randrange(stored)) for _ in range(QUERY_HITS)]
-        hashes += [file_hash(stored + 10_000_000 + rng.randrange(10**9))
-                   for _ in range(QUERY_HASHES - QUERY_HITS)]
+        hashes += [
+            file_hash(stored + 10_000_000 + rng.randrange(10**9))
+            for _ in range(QUERY_HASHES - QUERY_HITS)
+        ]
         rng.shuffle(hashes)
         lines.append("[[" + json.dumps({"test_file_hashes": hashes}) + "]],")
     lines.append("}")
     lines.append("local i = 0")
-    lines.append("request = function()\n  i = i + 1\n"
-                 '  return wrk.format("POST", "/api/v1/query-passed", hdrs, bodies[(i % #bodies) + 1])\nend')
+    lines.append(
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("POST", "/api/v1/query-passed", hdrs, bodies[(i % #bodies) + 1])\nend'
+    )
     path.write_text("\n".join(lines) + LUA_DONE)
 
 
 def publish_script(path: Path, token: str) -> None:
-    ids = ",".join('"%032x"' % j for j in range(PUBLISH_IDS))
+    ids = ",".join(f'"{j:032x}"' for j in range(PUBLISH_IDS))
     path.write_text(
-        f'local hdrs = {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/json"}}\n'
+        f'local hdrs = {{["Authorization"] = "Bearer {token}", '
+        '["Content-Type"] = "application/json"}\n'
         f"local ids = [[{ids}]]\n"
         "local n = 0\n"
-        'local tid = tostring(math.random(1, 2^30))\n'
+        "local tid = tostring(math.random(1, 2^30))\n"
         "request = function()\n"
         "  n = n + 1\n"
         "  local parts = {}\n"
@@ -177,7 +206,8 @@ def publish_script(path: Path, token: str) -> None:
         '    h = string.sub(tid .. string.rep("f", 64), 1, 8) .. string.sub(h, 9)\n'
         '    parts[#parts + 1] = "\\"" .. h .. "\\": [" .. ids .. "]"\n'
         "  end\n"
-        '  local body = "{\\"passed_node_ids_per_test_file\\": {" .. table.concat(parts, ",") .. "},'
+        '  local body = "{\\"passed_node_ids_per_test_file\\": {" '
+        '.. table.concat(parts, ",") .. "},'
         ' \\"total_test_count\\": 0, \\"passed_test_count\\": 0, \\"failed_test_count\\": 0,'
         ' \\"skipped_test_count\\": 0, \\"skipped_by_cache_test_count\\": 0}"\n'
         '  return wrk.format("POST", "/api/v1/publish", hdrs, body)\n'
@@ -187,9 +217,21 @@ def publish_script(path: Path, token: str) -> None:
 
 def wrk(port: int, script: Path, duration: int, connections: int, threads: int) -> dict:
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, check=True, timeout=duration + 60,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
     ).stdout
     m = re.search(r"RESULT (\{.*\})", out)
     if not m:
@@ -215,9 +257,16 @@ def run_backend(name: str, binary: Path, db: str, args, workdir: Path) -> dict:
         p = wrk(server.port, ps, max(5, args.duration // 2), 8, 1)
         print(f"[{name}] publishes: {p}", flush=True)
         hwm, rss = server.rss_kib()
-        return {"backend": name, "hashes": args.hashes, "seed_s": seed_s, "query": q,
-                "publish": p, "peak_rss_kib": hwm, "rss_after_queries_kib": rss_after_queries,
-                "rss_kib": rss}
+        return {
+            "backend": name,
+            "hashes": args.hashes,
+            "seed_s": seed_s,
+            "query": q,
+            "publish": p,
+            "peak_rss_kib": hwm,
+            "rss_after_queries_kib": rss_after_queries,
+            "rss_kib": rss,
+        }
     finally:
         server.stop()
 
@@ -229,7 +278,10 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip("\n")
-    return f"nproc: {os.cpu_count()}; CPU: {cpu}; {platform.system()} {platform.release()}\n\n```\n$ free -h\n{free}\n```"
+    return (
+        f"nproc: {os.cpu_count()}; CPU: {cpu}; {platform.system()} {platform.release()}"
+        f"\n\n```\n$ free -h\n{free}\n```"
+    )
 
 
 def markdown(results: list[dict], command: str) -> str:
@@ -238,9 +290,11 @@ def markdown(results: list[dict], command: str) -> str:
         q, p = r["query"], r["publish"]
         rows.append(
             f"| {r['backend']} | {r['hashes']:,} | {q['rps']:,.0f} | {q['p50_us'] / 1000:.2f} | "
-            f"{q['p99_us'] / 1000:.2f} | {q['status_errors'] + q['socket_errors']} | {p['rps']:,.0f} | "
+            f"{q['p99_us'] / 1000:.2f} | {q['status_errors'] + q['socket_errors']} | "
+            f"{p['rps']:,.0f} | "
             f"{p['p50_us'] / 1000:.2f} | {p['p99_us'] / 1000:.2f} | "
-            f"{p['status_errors'] + p['socket_errors']} | {r['rss_after_queries_kib'] / 1024:.0f} | "
+            f"{p['status_errors'] + p['socket_errors']} | "
+            f"{r['rss_after_queries_kib'] / 1024:.0f} | "
             f"{r['peak_rss_kib'] / 1024:.0f} |"
         )
     return (
@@ -250,14 +304,15 @@ def markdown(results: list[dict], command: str) -> str:
         f"{CONNECTIONS[0]} connections for queries. Queries: v1, 100 hashes "
         f"each (90 stored, 10 unknown). Publishes: v1, {PUBLISH_HASHES} new hashes x "
         f"{PUBLISH_IDS} ids each, 8 connections, each acknowledged only after commit. "
-        f"Stored: the given number of hashes with {IDS_PER_HASH} ids each, seeded through the API.\n\n"
+        f"Stored: the given number of hashes with {IDS_PER_HASH} ids each, "
+        "seeded through the API.\n\n"
         f"Machine: {machine()}\n\n"
         "| backend | stored hashes | queries/s | query p50 ms | query p99 ms | query errors "
         "| publishes/s | publish p50 ms | publish p99 ms | publish errors "
         "| RSS after queries MB | peak RSS MB |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        + "\n".join(rows) + "\n\n"
-        "Peak RSS includes seeding, whose 5,000-hash publish bodies (about 2 MB each) are parsed in memory.\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+        "Peak RSS includes seeding, whose 5,000-hash publish bodies (about 2 MB each) "
+        "are parsed in memory.\n"
     )
 
 
@@ -265,24 +320,36 @@ def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     m = re.search(r"^## Server\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
     if m:
-        text = text[: m.start()] + section + "\n" + text[m.end():]
+        text = text[: m.start()] + section + "\n" + text[m.end() :]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--hashes", type=int, default=1_000_000)
-    ap.add_argument("--postgres-hashes", type=int, default=None,
-                    help="stored hashes for PostgreSQL (default: --hashes)")
+    ap.add_argument(
+        "--postgres-hashes",
+        type=int,
+        default=None,
+        help="stored hashes for PostgreSQL (default: --hashes)",
+    )
     ap.add_argument("--duration", type=int, default=20, help="seconds per load phase (max 120)")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--wrk-threads", type=int, default=1)
-    ap.add_argument("--postgres", default=None, help="postgres:// URL of a server to create dryci_bench on")
+    ap.add_argument(
+        "--postgres", default=None, help="postgres:// URL of a server to create dryci_bench on"
+    )
     ap.add_argument("--write", type=Path, default=None)
-    ap.add_argument("--binary", type=Path, default=None,
-                    help="use this dryci binary instead of `cargo build --release --features server`")
+    ap.add_argument(
+        "--binary",
+        type=Path,
+        default=None,
+        help="use this dryci binary instead of `cargo build --release --features server`",
+    )
     args = ap.parse_args()
     args.duration = min(max(args.duration, 1), 120)
     CONNECTIONS[0] = args.connections
@@ -297,14 +364,20 @@ def main() -> int:
         if args.postgres:
             base = args.postgres.rsplit("/", 1)[0]
             admin = f"{base}/postgres"
-            subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=True)
+            subprocess.run(
+                ["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=True
+            )
             subprocess.run(["psql", admin, "-qc", "CREATE DATABASE dryci_bench"], check=True)
             pg_args = argparse.Namespace(**vars(args))
             pg_args.hashes = args.postgres_hashes or args.hashes
             try:
-                results.append(run_backend("PostgreSQL", binary, f"{base}/dryci_bench", pg_args, work))
+                results.append(
+                    run_backend("PostgreSQL", binary, f"{base}/dryci_bench", pg_args, work)
+                )
             finally:
-                subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=False)
+                subprocess.run(
+                    ["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=False
+                )
     section = markdown(results, "python3 " + " ".join(["bench/server_load.py", *sys.argv[1:]]))
     print(section)
     if args.write:
