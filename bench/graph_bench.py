@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks_md import replace_section
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 WORK = HERE / "work"
@@ -1016,16 +1018,7 @@ def markdown_section(report: dict[str, Any]) -> str:
 
 
 def update_benchmarks_md(section: str) -> None:
-    """Replace our section (up to the next `## ` heading) and keep every other section."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    start = text.find(SECTION_TITLE)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        nxt = text.find("\n## ", start + len(SECTION_TITLE))
-        tail = text[nxt + 1 :] if nxt != -1 else ""
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    BENCHMARKS_MD.write_text(text)
+    replace_section(BENCHMARKS_MD, SECTION_TITLE, section)
 
 
 # ---------------------------------------------------------------------------------------------
