@@ -254,6 +254,17 @@ pub fn merge_ids(stored: &mut Vec<StoredId>, new: &[StoredId], max_ids: usize) -
     added
 }
 
+/// The answer to an UPDATE of one token by id: not found when no row changed.
+pub(crate) fn token_updated(rows: u64, token_id: i64) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound {
+            what: "token",
+            name: token_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use super::{
-    codec, merge_ids, Entry, FileHash, NewToken, Result, Scope, Store, StoreError, StoreStats,
-    StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
+    codec, merge_ids, token_updated, Entry, FileHash, NewToken, Result, Scope, Store, StoreError,
+    StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -297,13 +297,7 @@ impl Store for PostgresStore {
                 &[&token_id, &expires_at],
             )
             .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "token",
-                name: token_id.to_string(),
-            });
-        }
-        Ok(())
+        token_updated(n, token_id)
     }
 
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()> {
@@ -314,13 +308,7 @@ impl Store for PostgresStore {
                 &[&token_id, &now],
             )
             .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "token",
-                name: token_id.to_string(),
-            });
-        }
-        Ok(())
+        token_updated(n, token_id)
     }
 
     async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {

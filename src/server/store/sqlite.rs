@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    codec, merge_ids, Entry, FileHash, NewToken, Result, Scope, Store, StoreError, StoreStats,
-    StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
+    codec, merge_ids, token_updated, Entry, FileHash, NewToken, Result, Scope, Store, StoreError,
+    StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -474,13 +474,7 @@ impl Store for SqliteStore {
                     params![token_id, expires_at],
                 )
                 .map_err(|source| StoreError::Sqlite { path, source })?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    what: "token",
-                    name: token_id.to_string(),
-                });
-            }
-            Ok(())
+            token_updated(n as u64, token_id)
         })
         .await
     }
@@ -494,13 +488,7 @@ impl Store for SqliteStore {
                     params![token_id, now],
                 )
                 .map_err(|source| StoreError::Sqlite { path, source })?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    what: "token",
-                    name: token_id.to_string(),
-                });
-            }
-            Ok(())
+            token_updated(n as u64, token_id)
         })
         .await
     }
