@@ -350,21 +350,11 @@ impl<S: TokenSink> Lexer<'_, S> {
                     self.consume_line_end();
                 }
                 _ if byte == quote.byte => {
-                    if !quote.triple {
+                    let closes = !quote.triple
+                        || (self.peek(1) == Some(quote.byte) && self.peek(2) == Some(quote.byte));
+                    if closes {
                         let content_end = self.pos;
-                        self.pos += 1;
-                        return self.finish_string(
-                            flags,
-                            saw_field,
-                            token_start,
-                            content_start,
-                            content_end,
-                            start_line,
-                        );
-                    }
-                    if self.peek(1) == Some(quote.byte) && self.peek(2) == Some(quote.byte) {
-                        let content_end = self.pos;
-                        self.pos += 3;
+                        self.pos += if quote.triple { 3 } else { 1 };
                         return self.finish_string(
                             flags,
                             saw_field,
