@@ -142,16 +142,7 @@ impl<'s> CrudeStream<'s> {
                     return Some(self.token(CrudeKind::Word, start, self.line));
                 }
                 // Numbers (with any letters glued to them) are not names.
-                _ if byte.is_ascii_digit() => {
-                    while self
-                        .src
-                        .get(self.pos)
-                        .copied()
-                        .is_some_and(is_identifier_byte)
-                    {
-                        self.pos += 1;
-                    }
-                }
+                _ if byte.is_ascii_digit() => self.skip_identifier_bytes(),
                 _ => self.pos += 1,
             }
         }
@@ -176,16 +167,20 @@ impl<'s> CrudeStream<'s> {
         self.line += 1;
     }
 
+    fn skip_identifier_bytes(&mut self) {
+        while self
+            .src
+            .get(self.pos)
+            .copied()
+            .is_some_and(is_identifier_byte)
+        {
+            self.pos += 1;
+        }
+    }
+
     fn skip_dotted_word(&mut self) {
         loop {
-            while self
-                .src
-                .get(self.pos)
-                .copied()
-                .is_some_and(is_identifier_byte)
-            {
-                self.pos += 1;
-            }
+            self.skip_identifier_bytes();
             let dot_then_name = self.src.get(self.pos) == Some(&b'.')
                 && self
                     .src
