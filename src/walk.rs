@@ -133,6 +133,26 @@ impl RepoIndex {
             .map(|(i, p)| (i as FileId, p.as_str()))
     }
 
+    /// blake3 of every file and folder path: equal fingerprints, equal answers
+    /// to every "does this exist" question resolution can ask.
+    pub fn layout_fingerprint(&self) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 repository layout");
+        let mut dirs: Vec<&str> = self.dirs.iter().map(String::as_str).collect();
+        dirs.sort_unstable();
+        for (kind, list) in [
+            (b'f', self.paths.iter().map(String::as_str).collect()),
+            (b'd', dirs),
+        ] {
+            hasher.update(&[kind]);
+            hasher.update(&(list.len() as u64).to_le_bytes());
+            for path in list {
+                hasher.update(&(path.len() as u64).to_le_bytes());
+                hasher.update(path.as_bytes());
+            }
+        }
+        hasher.finalize()
+    }
+
     /// Files below folder `dir` ("" is the root), in path order.
     pub fn files_under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = FileId> + 'a {
         let prefix = if dir.is_empty() {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::analysis::{analyze, Analysis, AnalysisError, Request, StateCacheMode};
+use crate::analysis::{
+    analyze, dependency_hashes, Analysis, AnalysisError, Request, StateCacheMode,
+};
 use crate::graph::explain;
 use crate::hash::Salt;
 
@@ -26,7 +28,7 @@ pub struct CommonArgs {
     /// Free text mixed into every hash.
     #[arg(long = "hash-salt", env = "DRYCI_SALT", default_value = "")]
     pub salt: String,
-    /// Do not read or write the per-file state cache (.dryci/state-v1.bin).
+    /// Do not read or write the caches under .dryci/ (state, visits, hash memo).
     #[arg(long)]
     pub no_state_cache: bool,
     /// Print timings and every warning.
@@ -160,25 +162,32 @@ fn discover_root(cwd: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn run_analysis(request: &Request, verbose: bool) -> Result<Analysis, CliError> {
-    let analysis = analyze(request).map_err(|err: AnalysisError| {
-        let hint = err.hint();
-        let error = CliError::new(err.to_string());
-        match hint {
-            Some(hint) => error.with_hint(hint),
-            None => error,
-        }
-    })?;
-    let shown = if verbose { analysis.warnings.len() } else { 10 };
-    for warning in analysis.warnings.iter().take(shown) {
+fn analysis_error(err: AnalysisError) -> CliError {
+    let hint = err.hint();
+    let error = CliError::new(err.to_string());
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+/// Prints the first ten warnings, or all of them when `verbose`.
+fn print_warnings(warnings: &[String], verbose: bool) {
+    let shown = if verbose { warnings.len() } else { 10 };
+    for warning in warnings.iter().take(shown) {
         eprintln!("warning: {warning}");
     }
-    if analysis.warnings.len() > shown {
+    if warnings.len() > shown {
         eprintln!(
             "warning: ... and {} more (use --verbose)",
-            analysis.warnings.len() - shown
+            warnings.len() - shown
         );
     }
+}
+
+fn run_analysis(request: &Request, verbose: bool) -> Result<Analysis, CliError> {
+    let analysis = analyze(request).map_err(analysis_error)?;
+    print_warnings(&analysis.warnings, verbose);
     if verbose {
         let t = analysis.timings;
         eprintln!(
@@ -197,6 +206,9 @@ fn run_analysis(request: &Request, verbose: bool) -> Result<Analysis, CliError> 
 
 pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
     let request = request(&args.common, args.input_files.clone())?;
+    if !needs_graph(&args) {
+        return run_hashes_only(&args, &request);
+    }
     let analysis = run_analysis(&request, args.common.verbose)?;
     let graph = &analysis.graph;
     let mut wrote_something = false;
@@ -234,9 +246,8 @@ pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
     }
     if let (Some(out), Some(input)) = (&args.out_recursive_deps, &args.out_recursive_deps_for) {
         let result = find_input(&request, &analysis, input)?;
-        let paths: Vec<&str> = existing(graph, &result.closure)
-            .map(|n| graph.path(n))
-            .collect();
+        let closure = analysis.closure(result);
+        let paths: Vec<&str> = existing(graph, &closure).map(|n| graph.path(n)).collect();
         write_json(out, &paths)?;
         wrote_something = true;
     }
@@ -244,7 +255,12 @@ pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
         let mut rows: Vec<(&str, usize)> = analysis
             .inputs
             .iter()
-            .map(|i| (i.path.as_str(), existing(graph, &i.closure).count()))
+            .map(|i| {
+                (
+                    i.path.as_str(),
+                    existing(graph, &analysis.closure(i)).count(),
+                )
+            })
             .collect();
         sort_rows(&mut rows, args.stats_sort);
         print_rows("dependencies", &rows)?;
@@ -253,7 +269,7 @@ pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
     if args.print_rev_dep_stats {
         let mut counts = vec![0usize; graph.nodes.len()];
         for input in &analysis.inputs {
-            for node in existing(graph, &input.closure) {
+            for node in existing(graph, &analysis.closure(input)) {
                 counts[node as usize] += 1;
             }
         }
@@ -287,29 +303,74 @@ pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
             let node = result
                 .node
                 .ok_or_else(|| CliError::new(format!("{}: no graph node", result.path)))?;
-            print!("{}", render(graph, node, &result.closure));
+            print!("{}", render(graph, node, &analysis.closure(result)));
             wrote_something = true;
         }
     }
     if args.out_dep_hashes.is_some() || !wrote_something {
-        let hashes: BTreeMap<&str, Option<&str>> = analysis
+        let hashes = analysis
             .inputs
             .iter()
-            .map(|i| (i.path.as_str(), i.hash.as_deref()))
-            .collect();
-        write_json(
-            args.out_dep_hashes.as_deref().unwrap_or(Path::new("-")),
-            &hashes,
-        )?;
-        for input in analysis.inputs.iter().filter(|i| i.hash.is_none()) {
-            eprintln!(
-                "warning: {}: no dependency hash: {}",
-                input.path,
-                input.problem.as_deref().unwrap_or("unknown")
-            );
-        }
+            .map(|i| (i.path.as_str(), i.hash.as_deref(), i.problem.as_deref()));
+        write_dep_hashes(args.out_dep_hashes.as_deref(), hashes)?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// Whether any requested output needs the graph itself, not only the hashes.
+fn needs_graph(args: &GraphArgs) -> bool {
+    args.show_config
+        || args.out_relations.is_some()
+        || args.out_recursive_deps.is_some()
+        || args.print_dep_stats
+        || args.print_rev_dep_stats
+        || args.unresolved
+        || args.dot.is_some()
+        || args.mermaid.is_some()
+}
+
+/// `dryci graph` when only dependency hashes are asked for: they may be
+/// replayed from the hash memo without building the graph.
+fn run_hashes_only(args: &GraphArgs, request: &Request) -> Result<ExitStatus, CliError> {
+    let run = dependency_hashes(request).map_err(analysis_error)?;
+    print_warnings(&run.warnings, args.common.verbose);
+    if args.common.verbose {
+        let t = run.timings;
+        eprintln!(
+            "dryci: {} files indexed, {} in the graph{}, {} inputs; index {:?}, graph {:?}, hashes {:?}, state cache {:?}",
+            run.files_indexed,
+            run.node_count,
+            if run.remembered { " (hashes remembered, no change)" } else { "" },
+            run.inputs.len(),
+            t.index,
+            t.graph,
+            t.hashes,
+            t.state_save
+        );
+    }
+    let hashes = run
+        .inputs
+        .iter()
+        .map(|i| (i.path.as_str(), i.hash.as_deref(), i.problem.as_deref()));
+    write_dep_hashes(args.out_dep_hashes.as_deref(), hashes)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Writes {input: hash} to `out` (stdout by default) and warns about every
+/// input without a hash. Rows are (path, hash, problem).
+fn write_dep_hashes<'a>(
+    out: Option<&Path>,
+    rows: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)> + Clone,
+) -> Result<(), CliError> {
+    let hashes: BTreeMap<&str, Option<&str>> = rows.clone().map(|(p, h, _)| (p, h)).collect();
+    write_json(out.unwrap_or(Path::new("-")), &hashes)?;
+    for (path, _, problem) in rows.filter(|(_, hash, _)| hash.is_none()) {
+        eprintln!(
+            "warning: {path}: no dependency hash: {}",
+            problem.unwrap_or("unknown")
+        );
+    }
+    Ok(())
 }
 
 pub fn run_why(args: WhyArgs) -> Result<ExitStatus, CliError> {

@@ -3,6 +3,7 @@
 //! from the same bytes. A persistent state cache (`state`) answers for files
 //! whose metadata has not changed, so a no-change re-run reads nothing.
 
+pub mod envelope;
 pub mod state;
 
 use std::io::Read;
@@ -58,6 +59,16 @@ pub struct FileFacts {
 }
 
 impl FileFacts {
+    /// A file whose digest the state cache vouched for, and nothing else.
+    pub fn known(digest: Digest) -> Self {
+        FileFacts {
+            digest: FileDigest::Content(digest),
+            scan: None,
+            text: None,
+            fresh: None,
+        }
+    }
+
     fn unreadable(reason: String) -> Self {
         FileFacts {
             digest: FileDigest::Unreadable(reason),
@@ -66,6 +77,16 @@ impl FileFacts {
             fresh: None,
         }
     }
+}
+
+/// The digest of `rel` when the state cache vouches for it (its stamp is
+/// unchanged), without reading the file.
+pub fn known_digest(absolute: &Path, rel: &str, state: &StateCache) -> Option<Digest> {
+    let meta = std::fs::metadata(absolute).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    state.digest(rel, &FileStamp::of(&meta))
 }
 
 /// Digest (and scan, and text, as `needs` says) of the file `rel` at `absolute`.

@@ -7,7 +7,6 @@
 //! and a corrupt or foreign file is ignored (the cache starts afresh).
 
 use rustc_hash::FxHashMap as HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,11 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::imports::scan::{ImportKind, ImportRef, ModuleString, ScanFallback, ScanResult};
 
+use super::envelope::Envelope;
 use super::Digest;
 
-/// Bumped whenever the format or the scanner's output changes.
-const FORMAT_VERSION: u32 = 1;
-const MAGIC: &[u8; 8] = b"DRYCIst\0";
+/// The version is bumped whenever the format or the scanner's output changes.
+const FILE: Envelope = Envelope {
+    magic: b"DRYCIst\0",
+    version: 1,
+};
 /// Timestamps closer than this to the write time are not trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
@@ -88,29 +90,21 @@ impl StateCache {
             path: Some(path.to_path_buf()),
             ..StateCache::default()
         };
-        match std::fs::read(path) {
-            Ok(bytes) => match decode(&bytes) {
-                Ok(stored) => {
-                    cache.files = stored
-                        .files
-                        .into_iter()
-                        .map(|(p, s, d)| (p, (s, d)))
-                        .collect();
-                    cache.scans = stored
-                        .scans
-                        .into_iter()
-                        .map(|(d, s)| (d, Arc::new(s.into())))
-                        .collect();
-                }
-                Err(reason) => {
-                    cache.load_warning =
-                        Some(format!("{}: {reason}; starting afresh", path.display()))
-                }
-            },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                cache.load_warning = Some(format!("{}: {err}; starting afresh", path.display()))
+        match FILE.load::<Stored>(path) {
+            Ok(Some(stored)) => {
+                cache.files = stored
+                    .files
+                    .into_iter()
+                    .map(|(p, s, d)| (p, (s, d)))
+                    .collect();
+                cache.scans = stored
+                    .scans
+                    .into_iter()
+                    .map(|(d, s)| (d, Arc::new(s.into())))
+                    .collect();
             }
+            Ok(None) => {}
+            Err(warning) => cache.load_warning = Some(warning),
         }
         cache
     }
@@ -161,7 +155,7 @@ impl StateCache {
                 .map(|(d, s)| (d, StoredScan::from(s.as_ref())))
                 .collect(),
         };
-        write_atomically(path, &encode(&stored)?)
+        FILE.save(path, &stored)
     }
 }
 
@@ -232,54 +226,6 @@ impl From<StoredScan> for ScanResult {
                 .map(|(line, reason)| ScanFallback { line, reason }),
         }
     }
-}
-
-fn encode(stored: &Stored) -> std::io::Result<Vec<u8>> {
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let body = postcard::to_stdvec(stored).map_err(std::io::Error::other)?;
-    bytes.extend_from_slice(blake3::hash(&body).as_bytes());
-    bytes.extend_from_slice(&body);
-    Ok(bytes)
-}
-
-fn decode(bytes: &[u8]) -> Result<Stored, String> {
-    let header = MAGIC.len() + 4 + 32;
-    if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a DryCI state cache".into());
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| "truncated header")?);
-    if version != FORMAT_VERSION {
-        return Err(format!("format {version}, expected {FORMAT_VERSION}"));
-    }
-    let (checksum, body) = bytes[12..].split_at(32);
-    if blake3::hash(body).as_bytes() != checksum {
-        return Err("checksum mismatch (truncated or corrupt)".into());
-    }
-    postcard::from_bytes(body).map_err(|err| format!("cannot decode: {err}"))
-}
-
-/// Writes to a temporary file in the same folder, then renames it into place,
-/// so a reader never sees half a file and a crash leaves the old one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    // Unique per process and per call, so concurrent writers never share a temp file.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let sequence = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.{}.{sequence}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ use regex::bytes::Captures;
 
 use crate::config::{Actions, Config, EntryPointPolicy, Template};
 use crate::files::state::{FileStamp, StateCache};
-use crate::files::{read_facts, Digest, FileDigest, FileFacts, Needs};
+use crate::files::{known_digest, read_facts, Digest, FileDigest, FileFacts, Needs};
 use crate::imports::resolve::{ModuleResolver, Resolution};
 use crate::imports::scan::{ImportRef, ScanResult};
 use crate::walk::{join, parent_dir, FileId, RepoIndex};
 
-use super::entry_points::{self, EntryPoint};
-use super::{DepGraph, Edge, Node, NodeId, Reason, Unresolved};
+use super::entry_points::EntryPoint;
+use super::visit_cache::{Derived, VisitCache};
+use super::{DepGraph, Edge, Node, NodeId, Reason, RuleAction, Target, Unresolved};
 
 /// Modules through which code loads entry points by name.
 const ENTRY_POINT_LOADERS: &[&str] = &["importlib.metadata", "importlib_metadata", "pkg_resources"];
@@ -28,6 +29,10 @@ pub struct BuildInput<'a> {
     /// Repo-relative paths of the files to compute closures for.
     pub inputs: &'a [String],
     pub state: &'a StateCache,
+    /// From `entry_points::for_config`.
+    pub entry_points: Vec<EntryPoint>,
+    /// What earlier runs learned under the same visit context.
+    pub visit_cache: VisitCache,
 }
 
 /// The graph, plus what the run learned for the state cache.
@@ -35,56 +40,49 @@ pub struct Built {
     pub graph: DepGraph,
     pub fresh: Vec<(String, FileStamp, Digest)>,
     pub scans: Vec<(Digest, Arc<ScanResult>)>,
-}
-
-/// Where an edge points before nodes are numbered.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Target {
-    File(FileId),
-    /// A named file that does not exist: hashed as absent, so creating it
-    /// (a new `conftest.py`, say) changes every hash that depends on it.
-    Absent(String),
+    /// The visit cache this run used, and the visits it made afresh (to remember).
+    pub visit_cache: VisitCache,
+    pub fresh_visits: Vec<(FileId, Digest, Arc<Derived>)>,
 }
 
 struct Visit {
     facts: FileFacts,
-    edges: Vec<(Target, Reason)>,
-    unresolved: Vec<Unresolved>,
-    warnings: Vec<String>,
+    derived: Arc<Derived>,
+    /// `derived` came from the visit cache (nothing new to remember).
+    cached: bool,
 }
 
 pub fn build(input: BuildInput<'_>) -> Built {
-    let builder = Builder::new(input.config, input.index, input.state);
-    builder.run(input.inputs)
+    let inputs = input.inputs;
+    let builder = Builder::new(input);
+    builder.run(inputs)
 }
 
 struct Builder<'a> {
     config: &'a Config,
     index: &'a RepoIndex,
     state: &'a StateCache,
+    cache: VisitCache,
     resolver: ModuleResolver<'a>,
     entry_points: Vec<EntryPoint>,
     glob_cache: Mutex<HashMap<String, Arc<Vec<FileId>>>>,
 }
 
 impl<'a> Builder<'a> {
-    fn new(config: &'a Config, index: &'a RepoIndex, state: &'a StateCache) -> Self {
-        let rules = &config.rules;
-        let entry_points = match rules.entry_points {
-            EntryPointPolicy::Off => Vec::new(),
-            _ => entry_points::declared(&config.root),
-        };
+    fn new(input: BuildInput<'a>) -> Self {
+        let rules = &input.config.rules;
         Builder {
-            config,
-            index,
-            state,
-            resolver: ModuleResolver::new(index, &rules.root_packages, &rules.source_roots),
-            entry_points,
+            config: input.config,
+            index: input.index,
+            state: input.state,
+            cache: input.visit_cache,
+            resolver: ModuleResolver::new(input.index, &rules.root_packages, &rules.source_roots),
+            entry_points: input.entry_points,
             glob_cache: Mutex::new(HashMap::default()),
         }
     }
 
-    fn run(&self, inputs: &[String]) -> Built {
+    fn run(self, inputs: &[String]) -> Built {
         let mut warnings = Vec::new();
         let (globals, global_warnings) = self.global_roots();
         warnings.extend(global_warnings);
@@ -125,13 +123,24 @@ impl<'a> Builder<'a> {
                 .collect();
             frontier = Vec::new();
             for (id, visit) in level {
-                for (target, _) in &visit.edges {
+                for (target, _) in &visit.derived.edges {
                     enqueue(target, &mut frontier, &mut absent);
                 }
                 visits.insert(id, visit);
             }
         }
-        self.assemble(inputs, input_targets, globals, visits, absent, warnings)
+        let fresh_visits = visits
+            .iter()
+            .filter(|(_, visit)| !visit.cached)
+            .filter_map(|(id, visit)| match &visit.facts.digest {
+                FileDigest::Content(digest) => Some((*id, *digest, visit.derived.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut built = self.assemble(inputs, input_targets, globals, visits, absent, warnings);
+        built.fresh_visits = fresh_visits;
+        built.visit_cache = self.cache;
+        built
     }
 
     /// Numbers the nodes in path order and turns targets into edges.
@@ -185,14 +194,17 @@ impl<'a> Builder<'a> {
                             "cannot read {reason}; tests that depend on it will run"
                         ));
                     }
-                    warnings.extend(visit.warnings);
-                    unresolved.extend(visit.unresolved);
+                    warnings.extend(visit.derived.warnings.iter().cloned());
+                    unresolved.extend(visit.derived.unresolved.iter().cloned());
                     let mut edges: Vec<Edge> = Vec::new();
                     let mut seen = HashSet::default();
-                    for (target, reason) in visit.edges {
-                        if let Some(to) = node_of.get(&target).copied() {
-                            if seen.insert(to) && target != Target::File(id) {
-                                edges.push(Edge { to, reason });
+                    for (target, reason) in &visit.derived.edges {
+                        if let Some(to) = node_of.get(target).copied() {
+                            if seen.insert(to) && *target != Target::File(id) {
+                                edges.push(Edge {
+                                    to,
+                                    reason: reason.clone(),
+                                });
                             }
                         }
                     }
@@ -232,6 +244,8 @@ impl<'a> Builder<'a> {
             graph,
             fresh,
             scans,
+            visit_cache: VisitCache::disabled(),
+            fresh_visits: Vec::new(),
         }
     }
 
@@ -285,6 +299,19 @@ impl<'a> Builder<'a> {
 
     fn visit(&self, id: FileId) -> Visit {
         let rel = self.index.path(id);
+        let absolute = self.index.absolute(id);
+        // Unchanged since the visit cache learned it: nothing to read or resolve.
+        if let Some(digest) = self.cache.digest_of(id) {
+            if known_digest(&absolute, rel, self.state).as_ref() == Some(digest) {
+                if let Some(derived) = self.cache.get(id, digest) {
+                    return Visit {
+                        facts: FileFacts::known(*digest),
+                        derived,
+                        cached: true,
+                    };
+                }
+            }
+        }
         let rules: Vec<(&Arc<str>, &Actions)> = self
             .config
             .rules
@@ -297,23 +324,32 @@ impl<'a> Builder<'a> {
         for (_, actions) in &rules {
             accumulate_needs(actions, &mut needs);
         }
-        let facts = read_facts(&self.index.absolute(id), rel, needs, self.state);
-        let mut visit = Visit {
-            facts,
-            edges: Vec::new(),
-            unresolved: Vec::new(),
-            warnings: Vec::new(),
-        };
-        if let Some(fallback) = visit.facts.scan.as_ref().and_then(|s| s.fallback.as_ref()) {
-            visit.warnings.push(format!(
+        let facts = read_facts(&absolute, rel, needs, self.state);
+        if let FileDigest::Content(digest) = &facts.digest {
+            // Touched, but the same content: it derives the same dependencies.
+            if let Some(derived) = self.cache.get(id, digest) {
+                return Visit {
+                    facts,
+                    derived,
+                    cached: true,
+                };
+            }
+        }
+        let mut derived = Derived::default();
+        if let Some(fallback) = facts.scan.as_ref().and_then(|s| s.fallback.as_ref()) {
+            derived.warnings.push(format!(
                 "{rel}:{}: cannot tokenize ({}); used a conservative import scan",
                 fallback.line, fallback.reason
             ));
         }
         for (rule, actions) in rules {
-            self.apply(rel, rule, actions, None, &mut visit);
+            self.apply(rel, rule, actions, None, &facts, &mut derived);
         }
-        visit
+        Visit {
+            facts,
+            derived: Arc::new(derived),
+            cached: false,
+        }
     }
 
     /// Applies `actions` of `rule` to the file `rel`; `regex` and `captures`
@@ -324,7 +360,8 @@ impl<'a> Builder<'a> {
         rule: &Arc<str>,
         actions: &Actions,
         regex: Option<(&Arc<str>, &Captures)>,
-        visit: &mut Visit,
+        facts: &FileFacts,
+        out: &mut Derived,
     ) {
         let fill = |template: &Template| match regex {
             Some((_, captures)) => template.expand(|group| {
@@ -335,23 +372,24 @@ impl<'a> Builder<'a> {
             }),
             None => template.as_str().to_string(),
         };
-        let reason = |action: &'static str| Reason::Rule {
+        let reason = |action: RuleAction| Reason::Rule {
             rule: rule.clone(),
             action,
             regex: regex.map(|(pattern, _)| pattern.clone()),
         };
         for template in &actions.visit {
             let targets = self.expand(&fill(template));
-            visit
-                .edges
-                .extend(targets.into_iter().map(|t| (t, reason("visit"))));
+            out.edges
+                .extend(targets.into_iter().map(|t| (t, reason(RuleAction::Visit))));
         }
         let dir = parent_dir(rel);
         for template in &actions.visit_siblings {
             let targets = self.expand(&join(dir, &fill(template)));
-            visit
-                .edges
-                .extend(targets.into_iter().map(|t| (t, reason("visit_siblings"))));
+            out.edges.extend(
+                targets
+                    .into_iter()
+                    .map(|t| (t, reason(RuleAction::VisitSiblings))),
+            );
         }
         for template in &actions.visit_grand_siblings {
             let name = fill(template);
@@ -359,39 +397,38 @@ impl<'a> Builder<'a> {
             let mut current = Some(dir);
             while let Some(folder) = current {
                 let targets = self.expand(&join(folder, &name));
-                visit.edges.extend(
+                out.edges.extend(
                     targets
                         .into_iter()
-                        .map(|t| (t, reason("visit_grand_siblings"))),
+                        .map(|t| (t, reason(RuleAction::VisitGrandSiblings))),
                 );
                 current = (!folder.is_empty()).then(|| parent_dir(folder));
             }
         }
         if actions.visit_imported_python_modules {
-            self.apply_imports(rel, visit);
+            self.apply_imports(rel, facts, out);
         }
         for template in &actions.visit_python_all_submodules_for {
             let name = fill(template);
-            let module = self.module_for_name(&name, visit);
+            let module = self.module_for_name(&name, facts);
             let files = module
                 .map(|m| self.resolver.all_submodules(&m))
                 .unwrap_or_default();
             if files.is_empty() {
-                visit.warnings.push(format!(
+                out.warnings.push(format!(
                     "{rel}: visit_python_all_submodules_for {name:?} names no package of the repo"
                 ));
             }
             let reason = Reason::Submodules {
                 package: name.into(),
             };
-            visit
-                .edges
+            out.edges
                 .extend(files.into_iter().map(|f| (Target::File(f), reason.clone())));
         }
         if actions.regex_rules.is_empty() {
             return;
         }
-        let Some(text) = visit.facts.text.clone() else {
+        let Some(text) = facts.text.clone() else {
             return;
         };
         for regex_rule in &actions.regex_rules {
@@ -404,14 +441,15 @@ impl<'a> Builder<'a> {
                     rule,
                     &regex_rule.actions,
                     Some((&regex_rule.pattern, &captures)),
-                    visit,
+                    facts,
+                    out,
                 );
             }
         }
     }
 
-    fn apply_imports(&self, rel: &str, visit: &mut Visit) {
-        let Some(scan) = visit.facts.scan.clone() else {
+    fn apply_imports(&self, rel: &str, facts: &FileFacts, out: &mut Derived) {
+        let Some(scan) = facts.scan.clone() else {
             return;
         };
         for import in &scan.imports {
@@ -421,17 +459,17 @@ impl<'a> Builder<'a> {
                 line: import.line,
             };
             match main {
-                Resolution::Files(files) => visit
+                Resolution::Files(files) => out
                     .edges
                     .extend(files.into_iter().map(|f| (Target::File(f), reason.clone()))),
-                Resolution::Missing if submodules.is_empty() => visit.unresolved.push(Unresolved {
+                Resolution::Missing if submodules.is_empty() => out.unresolved.push(Unresolved {
                     file: rel.to_string(),
                     module: display_module(import),
                     line: import.line,
                 }),
                 Resolution::Missing | Resolution::Namespace | Resolution::External => {}
             }
-            visit.edges.extend(
+            out.edges.extend(
                 submodules
                     .into_iter()
                     .map(|f| (Target::File(f), reason.clone())),
@@ -444,32 +482,31 @@ impl<'a> Builder<'a> {
                         value: string.value.as_str().into(),
                         line: string.line,
                     };
-                    visit
-                        .edges
+                    out.edges
                         .extend(files.into_iter().map(|f| (Target::File(f), reason.clone())));
                 }
             }
         }
         if self.config.rules.entry_points == EntryPointPolicy::Loaders && imports_a_loader(&scan) {
             for entry_point in &self.entry_points {
-                visit.edges.extend(self.entry_point_targets(entry_point));
+                out.edges.extend(self.entry_point_targets(entry_point));
             }
         }
     }
 
     /// A module name, or a name the file binds to a module (`from a import b`, `import a.b as c`).
-    fn module_for_name(&self, name: &str, visit: &Visit) -> Option<String> {
+    fn module_for_name(&self, name: &str, facts: &FileFacts) -> Option<String> {
         let top = name.split('.').next().unwrap_or(name);
         if self.resolver.is_root_package(top) {
             return Some(name.to_string());
         }
-        let scan = visit.facts.scan.as_ref()?;
+        let scan = facts.scan.as_ref()?;
         for import in scan.imports.iter().filter(|i| i.level == 0) {
             if import.names.iter().any(|n| n == name) {
                 return Some(format!("{}.{name}", import.module));
             }
         }
-        let text = visit.facts.text.as_ref()?;
+        let text = facts.text.as_ref()?;
         let alias = regex::bytes::Regex::new(&format!(
             r"import\s+([\w.]+)\s+as\s+{}\b",
             regex::escape(name)

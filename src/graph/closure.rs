@@ -67,11 +67,12 @@ impl Closures {
         }
     }
 
-    /// The closure of an input: what it reaches plus every global dependency's closure.
-    pub fn of_input(&self, node: NodeId) -> Vec<NodeId> {
+    /// The closure of an input: what it reaches plus every global
+    /// dependency's closure. Bits are node ids, so they iterate in path order.
+    pub fn of_input(&self, node: NodeId) -> FixedBitSet {
         let mut set = self.reach(node);
         set.union_with(&self.global_set);
-        set.ones().map(|i| i as NodeId).collect()
+        set
     }
 }
 

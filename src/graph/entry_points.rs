@@ -17,6 +17,15 @@ pub struct EntryPoint {
     pub declared_in: String,
 }
 
+/// The declared entry points the configuration asks to follow (none when
+/// its entry point policy is off).
+pub fn for_config(config: &crate::config::Config) -> Vec<EntryPoint> {
+    match config.rules.entry_points {
+        crate::config::EntryPointPolicy::Off => Vec::new(),
+        _ => declared(&config.root),
+    }
+}
+
 /// Entry points declared in the project files at `root`; unreadable or
 /// malformed files yield nothing here (they are global dependencies anyway).
 pub fn declared(root: &Path) -> Vec<EntryPoint> {

@@ -85,7 +85,7 @@ fn short_label(reason: &Reason) -> String {
         Reason::Import { .. } => "import".into(),
         Reason::ModuleString { .. } => "by name".into(),
         Reason::EntryPoint { .. } => "entry point".into(),
-        Reason::Rule { action, .. } => (*action).into(),
+        Reason::Rule { action, .. } => action.as_str().into(),
         Reason::Submodules { .. } => "submodules".into(),
         Reason::GlobalDep { .. } => "global".into(),
     }

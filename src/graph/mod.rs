@@ -6,12 +6,13 @@ mod build;
 mod closure;
 pub mod entry_points;
 pub mod explain;
+pub mod visit_cache;
 
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::files::FileDigest;
 
@@ -37,13 +38,38 @@ pub enum Reason {
     /// An action of a configured rule.
     Rule {
         rule: Arc<str>,
-        action: &'static str,
+        action: RuleAction,
         regex: Option<Arc<str>>,
     },
     /// `visit_python_all_submodules_for`
     Submodules { package: Arc<str> },
     /// A configured global dependency.
     GlobalDep { pattern: Arc<str> },
+}
+
+/// The path actions of a rule (the others are reasons of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Visit,
+    VisitSiblings,
+    VisitGrandSiblings,
+}
+
+impl RuleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Visit => "visit",
+            RuleAction::VisitSiblings => "visit_siblings",
+            RuleAction::VisitGrandSiblings => "visit_grand_siblings",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Reason {
@@ -82,6 +108,15 @@ impl std::fmt::Display for Reason {
             Reason::GlobalDep { pattern } => write!(f, "global dependency {pattern:?}"),
         }
     }
+}
+
+/// Where an edge points before nodes are numbered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    File(crate::walk::FileId),
+    /// A named file that does not exist: hashed as absent, so creating it
+    /// (a new `conftest.py`, say) changes every hash that depends on it.
+    Absent(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! contiguous buffer, which blake3 hashes with SIMD. Feeding every path and
 //! digest again for each of thousands of inputs was most of the run time.
 
+pub mod memo;
 pub mod salt;
 
 use rayon::prelude::*;
@@ -53,30 +54,32 @@ pub fn node_entries(graph: &DepGraph) -> Vec<NodeEntry> {
         .collect()
 }
 
-/// The dependency hash of `input` whose closure (sorted node ids) is
-/// `closure`, or why it cannot be computed (a file of its closure could not
-/// be read: such a test must run).
+/// The dependency hash of `input` whose closure is `closure` (node ids in
+/// increasing, that is path, order), or why it cannot be computed (a file of
+/// its closure could not be read: such a test must run). `buffer` is scratch
+/// space, reused across calls so that large closures cost no fresh pages.
 pub fn dependency_hash(
     context: &HashContext<'_>,
     graph: &DepGraph,
     entries: &[NodeEntry],
     input: NodeId,
-    closure: &[NodeId],
+    closure: impl Iterator<Item = NodeId>,
+    buffer: &mut Vec<u8>,
 ) -> Result<String, String> {
+    buffer.clear();
+    for node in closure {
+        match &entries[node as usize] {
+            Ok(entry) => buffer.extend_from_slice(entry),
+            Err(problem) => return Err(problem.clone()),
+        }
+    }
     let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 test-file dependency hash");
     hasher.update(&ALGORITHM_VERSION.to_le_bytes());
     field(&mut hasher, context.config_fingerprint.as_bytes());
     hasher.update(&context.salt);
     field(&mut hasher, graph.path(input).as_bytes());
-    hasher.update(&(closure.len() as u64).to_le_bytes());
-    let mut buffer = Vec::with_capacity(closure.len() * 32);
-    for node in closure {
-        match &entries[*node as usize] {
-            Ok(entry) => buffer.extend_from_slice(entry),
-            Err(problem) => return Err(problem.clone()),
-        }
-    }
-    hasher.update(&buffer);
+    hasher.update(&((buffer.len() / 32) as u64).to_le_bytes());
+    hasher.update(buffer);
     Ok(hasher.finalize().to_hex().to_string())
 }
 

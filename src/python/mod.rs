@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::analysis::{analyze, Request, StateCacheMode};
+use crate::analysis::{dependency_hashes, Request, StateCacheMode};
 use crate::cache::{keys, Cache, CacheSettings, ServerSettings};
 use crate::hash::Salt;
 use crate::protocol::v2::PassedTest;
@@ -70,7 +70,7 @@ fn compute_hashes(
             StateCacheMode::Off
         },
     };
-    let analysis = py.detach(|| analyze(&request)).map_err(|err| {
+    let analysis = py.detach(|| dependency_hashes(&request)).map_err(|err| {
         let message = match err.hint() {
             Some(hint) => format!("{err}\nhint: {hint}"),
             None => err.to_string(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use dryci::analysis::{analyze, Analysis, Request, StateCacheMode};
+use dryci::analysis::{analyze, dependency_hashes, Analysis, Request, StateCacheMode};
 use dryci::files::FileDigest;
 use dryci::hash::Salt;
 
@@ -57,6 +57,7 @@ impl Repo {
         closures_of(&analysis)
     }
 
+    /// Hashes from a full analysis, with no cache of any kind.
     pub fn hashes(&self, inputs: Option<&[&str]>) -> BTreeMap<String, Option<String>> {
         let analysis = self.analyze(inputs);
         analysis
@@ -64,6 +65,23 @@ impl Repo {
             .iter()
             .map(|i| (i.path.clone(), i.hash.clone()))
             .collect()
+    }
+
+    /// Hashes the way the plugin gets them: through `.dryci/`'s state cache,
+    /// visit cache and hash memo. Also says whether they were replayed.
+    pub fn cached_hashes(
+        &self,
+        inputs: Option<&[&str]>,
+    ) -> (BTreeMap<String, Option<String>>, bool) {
+        let mut request = self.request(inputs);
+        request.state_cache = StateCacheMode::Default;
+        let run = dependency_hashes(&request).expect("hashes");
+        let hashes = run
+            .inputs
+            .iter()
+            .map(|i| (i.path.clone(), i.hash.clone()))
+            .collect();
+        (hashes, run.remembered)
     }
 
     /// Every file of the repo (relative paths), for soundness sweeps.
@@ -95,8 +113,8 @@ pub fn closures_of(analysis: &Analysis) -> BTreeMap<String, Vec<String>> {
         .inputs
         .iter()
         .map(|input| {
-            let files = input
-                .closure
+            let files = analysis
+                .closure(input)
                 .iter()
                 .map(|n| &analysis.graph.nodes[*n as usize])
                 .filter(|n| n.digest != FileDigest::Absent)
@@ -127,19 +145,27 @@ pub fn relations(analysis: &Analysis) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Soundness: changing any file in an input's closure changes its hash;
-/// changing a file outside it does not.
+/// changing a file outside it does not. After every change, the hashes
+/// obtained through the caches under `.dryci/` equal the uncached ones.
 pub fn assert_sound(repo: &Repo, inputs: Option<&[&str]>) {
     let before_analysis = repo.analyze(inputs);
+    let (cached, _) = repo.cached_hashes(inputs);
     let closures = closures_of(&before_analysis);
     let before: BTreeMap<String, Option<String>> = before_analysis
         .inputs
         .iter()
         .map(|i| (i.path.clone(), i.hash.clone()))
         .collect();
+    assert_eq!(cached, before, "cached and uncached hashes differ");
     for file in repo.all_files() {
         let original = std::fs::read(repo.path(&file)).expect("read");
         repo.append(&file, "\n# changed\n");
         let after = repo.hashes(inputs);
+        let (cached, _) = repo.cached_hashes(inputs);
+        assert_eq!(
+            cached, after,
+            "editing {file}: cached and uncached hashes differ"
+        );
         for (input, closure) in &closures {
             let changed = before[input] != after[input];
             let inside = closure.contains(&file);
@@ -155,4 +181,12 @@ pub fn assert_sound(repo: &Repo, inputs: Option<&[&str]>) {
         before,
         "restoring every file restores every hash"
     );
+    let (cached, _) = repo.cached_hashes(inputs);
+    assert_eq!(
+        cached, before,
+        "restoring every file restores every cached hash"
+    );
+    let (again, remembered) = repo.cached_hashes(inputs);
+    assert_eq!(again, before);
+    assert!(remembered, "a run with nothing changed replays its hashes");
 }
