@@ -17,12 +17,12 @@ use crate::files::envelope::write_atomically;
 use crate::files::state::{FileStamp, StateCache};
 use crate::files::{read_facts, Digest, FileDigest, Needs};
 use crate::graph::entry_points::EntryPoint;
-use crate::graph::visit_cache::VisitCache;
+use crate::graph::visit_cache::{Derived, VisitCache};
 use crate::graph::{self, BuildInput, Closures, DepGraph, NodeId};
 use crate::hash::memo::{self, InputHash, Memo};
 use crate::hash::{dependency_hash, node_entries, HashContext, Salt};
 use crate::imports::scan::ScanResult;
-use crate::walk::{relative, RepoIndex};
+use crate::walk::{relative, FileId, RepoIndex};
 
 /// Where the per-file state cache lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,65 +296,74 @@ fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
     });
     timings.graph = started.elapsed();
 
-    let started = Instant::now();
     let graph = built.graph;
-    let closures = Closures::compute(&graph);
-    let context = HashContext {
-        config_fingerprint: &config.fingerprint,
-        salt: request.salt.digest(),
-    };
-    let entries = node_entries(&graph);
-    let inputs: Vec<InputResult> = requested
-        .into_par_iter()
-        .map_init(Vec::new, |buffer, entry| {
-            let rel = match entry {
-                Ok(rel) => rel,
-                Err((path, problem)) => return InputResult::unhashed(path, problem),
-            };
-            let Some(node) = graph.node(&rel) else {
-                return InputResult::unhashed(rel, "not in the dependency graph".to_string());
-            };
-            let closure = closures.of_input(node);
-            let closure = closure.ones().map(|i| i as NodeId);
-            let hashed = dependency_hash(&context, &graph, &entries, node, closure, buffer);
-            let (hash, problem) = match hashed {
-                Ok(hash) => (Some(hash), None),
-                Err(problem) => (None, Some(problem)),
-            };
-            InputResult {
-                path: rel,
-                node: Some(node),
-                hash,
-                problem,
+    let saving = request.state_cache != StateCacheMode::Off;
+    let (inputs, closures, mut warnings) = std::thread::scope(|scope| {
+        // What the walk learned is written while the hashes are computed.
+        let learned = scope.spawn(|| {
+            if !saving {
+                return Vec::new();
             }
-        })
-        .collect();
-    timings.hashes = started.elapsed();
+            save_learned(
+                &root,
+                &index,
+                &state,
+                built.fresh,
+                built.scans,
+                &built.visit_cache,
+                built.fresh_visits,
+            )
+        });
+        let started = Instant::now();
+        let closures = Closures::compute(&graph);
+        let context = HashContext {
+            config_fingerprint: &config.fingerprint,
+            salt: request.salt.digest(),
+        };
+        let entries = node_entries(&graph);
+        let inputs: Vec<InputResult> = requested
+            .into_par_iter()
+            .map_init(Vec::new, |buffer, entry| {
+                let rel = match entry {
+                    Ok(rel) => rel,
+                    Err((path, problem)) => return InputResult::unhashed(path, problem),
+                };
+                let Some(node) = graph.node(&rel) else {
+                    return InputResult::unhashed(rel, "not in the dependency graph".to_string());
+                };
+                let closure = closures.of_input(node);
+                let closure = closure.ones().map(|i| i as NodeId);
+                let hashed = dependency_hash(&context, &graph, &entries, node, closure, buffer);
+                let (hash, problem) = match hashed {
+                    Ok(hash) => (Some(hash), None),
+                    Err(problem) => (None, Some(problem)),
+                };
+                InputResult {
+                    path: rel,
+                    node: Some(node),
+                    hash,
+                    problem,
+                }
+            })
+            .collect();
+        timings.hashes = started.elapsed();
+        let started = Instant::now();
+        let warnings = learned
+            .join()
+            .unwrap_or_else(|_| vec!["writing the caches failed".to_string()]);
+        timings.state_save = started.elapsed();
+        (inputs, closures, warnings)
+    });
 
-    let mut warnings = index.warnings.clone();
-    warnings.extend(state.load_warning.clone());
-    warnings.extend(built.visit_cache.load_warning.clone());
-    warnings.extend(memo.load_warning.clone());
-    warnings.extend(graph.warnings.iter().cloned());
+    let mut all_warnings = index.warnings.clone();
+    all_warnings.extend(state.load_warning.clone());
+    all_warnings.extend(built.visit_cache.load_warning.clone());
+    all_warnings.extend(memo.load_warning.clone());
+    all_warnings.extend(graph.warnings.iter().cloned());
+    all_warnings.append(&mut warnings);
+    let mut warnings = all_warnings;
     let started = Instant::now();
-    if request.state_cache != StateCacheMode::Off {
-        if !built.fresh.is_empty() {
-            let saved = save_state(&state, &root, built.fresh, built.scans);
-            warnings.extend(
-                saved
-                    .err()
-                    .map(|e| format!("cannot write the state cache: {e}")),
-            );
-        }
-        if !built.fresh_visits.is_empty() {
-            let saved = ignored_cache_dir(&root)
-                .and_then(|()| built.visit_cache.save(&index, built.fresh_visits));
-            warnings.extend(
-                saved
-                    .err()
-                    .map(|e| format!("cannot write the visit cache: {e}")),
-            );
-        }
+    if saving {
         let saved =
             ignored_cache_dir(&root).and_then(|()| remember(&memo, key, &graph, &index, &inputs));
         warnings.extend(
@@ -363,7 +372,7 @@ fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
                 .map(|e| format!("cannot write the hash memo: {e}")),
         );
     }
-    timings.state_save = started.elapsed();
+    timings.state_save += started.elapsed();
     Analysis {
         config,
         graph,
@@ -373,6 +382,32 @@ fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
         files_indexed: index.len(),
         timings,
     }
+}
+
+/// Writes the state cache and the visit cache with what this run learned;
+/// returns a warning for each that could not be written.
+fn save_learned(
+    root: &Path,
+    index: &RepoIndex,
+    state: &StateCache,
+    fresh: Vec<(String, FileStamp, Digest)>,
+    scans: Vec<(Digest, Arc<ScanResult>)>,
+    visit_cache: &VisitCache,
+    fresh_visits: Vec<(FileId, Digest, Arc<Derived>)>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !fresh.is_empty() {
+        if let Err(err) = save_state(state, root, fresh, scans) {
+            warnings.push(format!("cannot write the state cache: {err}"));
+        }
+    }
+    if !fresh_visits.is_empty() {
+        let saved = ignored_cache_dir(root).and_then(|()| visit_cache.save(index, fresh_visits));
+        if let Err(err) = saved {
+            warnings.push(format!("cannot write the visit cache: {err}"));
+        }
+    }
+    warnings
 }
 
 /// Records this run's hashes in the memo, unless a file of the graph could

@@ -135,28 +135,46 @@ impl StateCache {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos() as i128;
-        let mut files = self.files.clone();
-        for (rel, stamp, digest) in fresh {
-            if stamp.is_racy(now) {
-                files.remove(&rel);
-            } else {
-                files.insert(rel, (stamp, digest));
-            }
-        }
-        let mut all_scans = self.scans.clone();
-        all_scans.extend(scans);
+        // Borrowed views of the old entries and the new ones: nothing is cloned.
+        let fresh: HashMap<String, (FileStamp, Digest)> = fresh
+            .into_iter()
+            .map(|(rel, stamp, digest)| (rel, (stamp, digest)))
+            .collect();
+        let kept = self
+            .files
+            .iter()
+            .filter(|(rel, _)| !fresh.contains_key(*rel))
+            .chain(fresh.iter().filter(|(_, (stamp, _))| !stamp.is_racy(now)));
+        let files: Vec<(&str, &FileStamp, &Digest)> = kept
+            .map(|(rel, (stamp, digest))| (rel.as_str(), stamp, digest))
+            .collect();
         // Keep only scans of digests still referenced, so the file does not grow forever.
-        let live: std::collections::HashSet<Digest> = files.values().map(|(_, d)| *d).collect();
-        let stored = Stored {
-            files: files.into_iter().map(|(p, (s, d))| (p, s, d)).collect(),
-            scans: all_scans
-                .into_iter()
-                .filter(|(d, _)| live.contains(d))
-                .map(|(d, s)| (d, StoredScan::from(s.as_ref())))
-                .collect(),
-        };
-        FILE.save(path, &stored)
+        let live: std::collections::HashSet<&Digest> = files.iter().map(|(_, _, d)| *d).collect();
+        let new_scans: HashMap<Digest, Arc<ScanResult>> = scans.into_iter().collect();
+        let scans = self
+            .scans
+            .iter()
+            .filter(|(digest, _)| !new_scans.contains_key(*digest))
+            .chain(new_scans.iter())
+            .filter(|(digest, _)| live.contains(digest))
+            .map(|(digest, scan)| (digest, StoredScanRef::from(scan.as_ref())))
+            .collect();
+        FILE.save(path, &StoredRef { files, scans })
     }
+}
+
+/// `Stored` as written: the same encoding, borrowing instead of owning.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    files: Vec<(&'a str, &'a FileStamp, &'a Digest)>,
+    scans: Vec<(&'a Digest, StoredScanRef<'a>)>,
+}
+
+#[derive(Serialize)]
+struct StoredScanRef<'a> {
+    imports: Vec<(&'a str, u32, &'a [String], u32, u8)>,
+    strings: Vec<(&'a str, u32)>,
+    fallback: Option<(u32, &'a str)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,9 +191,9 @@ struct StoredScan {
     fallback: Option<(u32, String)>,
 }
 
-impl From<&ScanResult> for StoredScan {
-    fn from(scan: &ScanResult) -> Self {
-        StoredScan {
+impl<'a> From<&'a ScanResult> for StoredScanRef<'a> {
+    fn from(scan: &'a ScanResult) -> Self {
+        StoredScanRef {
             imports: scan
                 .imports
                 .iter()
@@ -185,15 +203,15 @@ impl From<&ScanResult> for StoredScan {
                         ImportKind::From => 1,
                         ImportKind::Dynamic => 2,
                     };
-                    (i.module.clone(), i.level, i.names.clone(), i.line, kind)
+                    (i.module.as_str(), i.level, i.names.as_slice(), i.line, kind)
                 })
                 .collect(),
             strings: scan
                 .module_strings
                 .iter()
-                .map(|s| (s.value.clone(), s.line))
+                .map(|s| (s.value.as_str(), s.line))
                 .collect(),
-            fallback: scan.fallback.as_ref().map(|f| (f.line, f.reason.clone())),
+            fallback: scan.fallback.as_ref().map(|f| (f.line, f.reason.as_str())),
         }
     }
 }
