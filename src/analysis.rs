@@ -315,37 +315,8 @@ fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
             )
         });
         let started = Instant::now();
-        let closures = Closures::compute(&graph);
-        let context = HashContext {
-            config_fingerprint: &config.fingerprint,
-            salt: request.salt.digest(),
-        };
-        let entries = node_entries(&graph);
-        let inputs: Vec<InputResult> = requested
-            .into_par_iter()
-            .map_init(Vec::new, |buffer, entry| {
-                let rel = match entry {
-                    Ok(rel) => rel,
-                    Err((path, problem)) => return InputResult::unhashed(path, problem),
-                };
-                let Some(node) = graph.node(&rel) else {
-                    return InputResult::unhashed(rel, "not in the dependency graph".to_string());
-                };
-                let closure = closures.of_input(node);
-                let closure = closure.ones().map(|i| i as NodeId);
-                let hashed = dependency_hash(&context, &graph, &entries, node, closure, buffer);
-                let (hash, problem) = match hashed {
-                    Ok(hash) => (Some(hash), None),
-                    Err(problem) => (None, Some(problem)),
-                };
-                InputResult {
-                    path: rel,
-                    node: Some(node),
-                    hash,
-                    problem,
-                }
-            })
-            .collect();
+        let previous = memo.find(&key, &index);
+        let (inputs, closures) = hash_inputs(request, &config, &graph, &index, previous, requested);
         timings.hashes = started.elapsed();
         let started = Instant::now();
         let warnings = learned
@@ -382,6 +353,71 @@ fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
         files_indexed: index.len(),
         timings,
     }
+}
+
+/// Hashes every requested input, reusing the hash a memo slot of the same
+/// key remembered for an input whose closure did not change. Returns the
+/// results in the order requested, and the closures.
+fn hash_inputs(
+    request: &Request,
+    config: &Config,
+    graph: &DepGraph,
+    index: &RepoIndex,
+    previous: Option<&memo::Slot>,
+    requested: Vec<Result<String, (String, String)>>,
+) -> (Vec<InputResult>, Closures) {
+    let reuse = previous.map(|slot| memo::Reuse::new(slot, graph, index));
+    let to_hash = requested
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|rel| graph.node(rel)))
+        .filter(|node| reuse.as_ref().is_none_or(|r| r.is_affected(*node)))
+        .count();
+    // Every closure at once pays off when many inputs need theirs.
+    let closures = if to_hash * 4 >= requested.len() {
+        Closures::compute(graph)
+    } else {
+        Closures::walking(graph)
+    };
+    let context = HashContext {
+        config_fingerprint: &config.fingerprint,
+        salt: request.salt.digest(),
+    };
+    let entries = node_entries(graph);
+    let inputs = requested
+        .into_par_iter()
+        .enumerate()
+        .map_init(Vec::new, |buffer, (position, entry)| {
+            let rel = match entry {
+                Ok(rel) => rel,
+                Err((path, problem)) => return InputResult::unhashed(path, problem),
+            };
+            let Some(node) = graph.node(&rel) else {
+                return InputResult::unhashed(rel, "not in the dependency graph".to_string());
+            };
+            if let Some(remembered) = reuse.as_ref().and_then(|r| r.outcome(position, &rel, node)) {
+                return InputResult {
+                    path: rel,
+                    node: Some(node),
+                    hash: remembered.hash.clone(),
+                    problem: None,
+                };
+            }
+            let closure = closures.of_input(node);
+            let closure = closure.ones().map(|i| i as NodeId);
+            let hashed = dependency_hash(&context, graph, &entries, node, closure, buffer);
+            let (hash, problem) = match hashed {
+                Ok(hash) => (Some(hash), None),
+                Err(problem) => (None, Some(problem)),
+            };
+            InputResult {
+                path: rel,
+                node: Some(node),
+                hash,
+                problem,
+            }
+        })
+        .collect();
+    (inputs, closures)
 }
 
 /// Writes the state cache and the visit cache with what this run learned;

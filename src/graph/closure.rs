@@ -25,20 +25,27 @@ pub struct Closures {
 }
 
 impl Closures {
+    /// Every closure at once: worth it when most inputs need theirs.
     pub fn compute(dep: &DepGraph) -> Closures {
+        let graph = petgraph_of(dep);
         let node_count = dep.nodes.len();
-        let mut graph = DiGraph::<(), ()>::with_capacity(node_count, 0);
-        for _ in 0..node_count {
-            graph.add_node(());
-        }
-        for (from, node) in dep.nodes.iter().enumerate() {
-            for edge in &node.edges {
-                graph.add_edge(NodeIndex::new(from), NodeIndex::new(edge.to as usize), ());
-            }
-        }
         let components = tarjan_scc(&graph);
         let component_sets = (components.len().saturating_mul(node_count) <= MAX_BITSET_BITS)
             .then(|| component_closures(&graph, &components, node_count));
+        Closures::with(dep, graph, component_sets)
+    }
+
+    /// Closures walked one by one when asked for: cheaper when few inputs need theirs.
+    pub fn walking(dep: &DepGraph) -> Closures {
+        Closures::with(dep, petgraph_of(dep), None)
+    }
+
+    fn with(
+        dep: &DepGraph,
+        graph: DiGraph<(), ()>,
+        component_sets: Option<(Vec<FixedBitSet>, Vec<u32>)>,
+    ) -> Closures {
+        let node_count = dep.nodes.len();
         let mut closures = Closures {
             graph,
             component_sets,
@@ -74,6 +81,49 @@ impl Closures {
         set.union_with(&self.global_set);
         set
     }
+}
+
+fn petgraph_of(dep: &DepGraph) -> DiGraph<(), ()> {
+    let node_count = dep.nodes.len();
+    let mut graph = DiGraph::<(), ()>::with_capacity(node_count, 0);
+    for _ in 0..node_count {
+        graph.add_node(());
+    }
+    for (from, node) in dep.nodes.iter().enumerate() {
+        for edge in &node.edges {
+            graph.add_edge(NodeIndex::new(from), NodeIndex::new(edge.to as usize), ());
+        }
+    }
+    graph
+}
+
+/// The nodes whose closure (globals included) contains one of `changed`:
+/// everything that reaches a changed node, or every node when a global
+/// dependency does.
+pub fn reaching(dep: &DepGraph, changed: &[NodeId]) -> FixedBitSet {
+    let node_count = dep.nodes.len();
+    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); node_count];
+    for (from, node) in dep.nodes.iter().enumerate() {
+        for edge in &node.edges {
+            dependents[edge.to as usize].push(from as NodeId);
+        }
+    }
+    let mut reached = FixedBitSet::with_capacity(node_count);
+    let mut stack: Vec<NodeId> = changed.to_vec();
+    while let Some(node) = stack.pop() {
+        if reached.put(node as usize) {
+            continue;
+        }
+        stack.extend(dependents[node as usize].iter().copied());
+    }
+    if dep
+        .globals
+        .iter()
+        .any(|(g, _)| reached.contains(*g as usize))
+    {
+        reached.insert_range(..);
+    }
+    reached
 }
 
 fn component_closures(

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::files::FileDigest;
 
 pub use build::{build, BuildInput};
-pub use closure::Closures;
+pub use closure::{reaching, Closures};
 
 /// Index of a node in `DepGraph::nodes` (nodes are sorted by path).
 pub type NodeId = u32;

@@ -13,8 +13,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use fixedbitset::FixedBitSet;
+use rustc_hash::FxHashMap;
+
 use crate::files::envelope::Envelope;
-use crate::files::Digest;
+use crate::files::{Digest, FileDigest};
+use crate::graph::{reaching, DepGraph, NodeId};
 use crate::walk::{FileId, RepoIndex};
 
 use super::{HashContext, ALGORITHM_VERSION};
@@ -105,6 +109,55 @@ impl Slot {
             warnings,
             node_count,
         }
+    }
+}
+
+/// What a slot of the same key still answers after some files changed: the
+/// hash of every input whose closure holds no changed file. Under one key a
+/// file's direct dependencies depend only on its content, so a closure made
+/// of unchanged files is the closure the slot was computed from.
+pub struct Reuse<'s> {
+    slot: &'s Slot,
+    /// Nodes whose closure holds a file that is new or whose content changed.
+    affected: FixedBitSet,
+}
+
+impl<'s> Reuse<'s> {
+    pub fn new(slot: &'s Slot, graph: &DepGraph, index: &RepoIndex) -> Self {
+        let recorded: FxHashMap<FileId, Digest> = slot.files.iter().copied().collect();
+        let changed: Vec<NodeId> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| match (index.id(&node.path), &node.digest) {
+                (Some(id), FileDigest::Content(digest)) => recorded.get(&id) != Some(digest),
+                // Absent names are covered by the key (the repository's layout).
+                (None, FileDigest::Absent) => false,
+                _ => true,
+            })
+            .map(|(node, _)| node as NodeId)
+            .collect();
+        Reuse {
+            slot,
+            affected: reaching(graph, &changed),
+        }
+    }
+
+    /// Whether `node`'s closure holds a changed file.
+    pub fn is_affected(&self, node: NodeId) -> bool {
+        self.affected.contains(node as usize)
+    }
+
+    /// The remembered outcome of the input at `position` of the request
+    /// (its path is `path`, its node `node`), when it still holds.
+    pub fn outcome(&self, position: usize, path: &str, node: NodeId) -> Option<&'s InputHash> {
+        if self.is_affected(node) {
+            return None;
+        }
+        self.slot
+            .inputs
+            .get(position)
+            .filter(|remembered| remembered.path == path && remembered.hash.is_some())
     }
 }
 
