@@ -10,19 +10,18 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use std::sync::Arc;
-
 use crate::config::{self, Config, ConfigError};
-use crate::files::envelope::write_atomically;
-use crate::files::state::{FileStamp, StateCache};
-use crate::files::{read_facts, Digest, FileDigest, Needs};
+use crate::files::state::StateCache;
 use crate::graph::entry_points::EntryPoint;
-use crate::graph::visit_cache::{Derived, VisitCache};
+use crate::graph::visit_cache::VisitCache;
 use crate::graph::{self, BuildInput, Closures, DepGraph, NodeId};
 use crate::hash::memo::{self, InputHash, Memo};
 use crate::hash::{dependency_hash, node_entries, HashContext, Salt};
-use crate::imports::scan::ScanResult;
-use crate::walk::{relative, FileId, RepoIndex};
+use crate::walk::{relative, RepoIndex};
+
+mod caches;
+
+use caches::{cache_path, ignored_cache_dir, remember, remembered_run, save_learned};
 
 /// Where the per-file state cache lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,50 +219,6 @@ fn memo_key(request: &Request, prepared: &Prepared) -> [u8; 32] {
     memo::key(&prepared.visit_context, &context, &prepared.requested)
 }
 
-/// The memo's answer, when every file its slot was computed from still
-/// has the same content (read again if its stamp changed).
-fn remembered_run(request: &Request, prepared: &Prepared, key: &[u8; 32]) -> Option<HashRun> {
-    let started = Instant::now();
-    let slot = prepared.memo.find(key, &prepared.index)?;
-    let index = &prepared.index;
-    let fresh: Vec<Option<(String, FileStamp, Digest)>> = slot
-        .files
-        .par_iter()
-        .map(|(id, digest)| {
-            let rel = index.path(*id);
-            let facts = read_facts(&index.absolute(*id), rel, Needs::default(), &prepared.state);
-            match facts.digest {
-                FileDigest::Content(now) if now == *digest => {
-                    Ok(facts.fresh.map(|(stamp, d)| (rel.to_string(), stamp, d)))
-                }
-                _ => Err(()),
-            }
-        })
-        .collect::<Result<_, ()>>()
-        .ok()?;
-    let mut warnings = prepared.index.warnings.clone();
-    warnings.extend(prepared.state.load_warning.clone());
-    warnings.extend(slot.warnings.iter().cloned());
-    let fresh: Vec<_> = fresh.into_iter().flatten().collect();
-    let mut timings = prepared.timings;
-    timings.hashes = started.elapsed();
-    if request.state_cache != StateCacheMode::Off && !fresh.is_empty() {
-        // Files touched without a change: remember their new stamps.
-        if let Err(err) = save_state(&prepared.state, &prepared.config.root, fresh, Vec::new()) {
-            warnings.push(format!("cannot write the state cache: {err}"));
-        }
-    }
-    Some(HashRun {
-        config: prepared.config.clone(),
-        inputs: slot.inputs.clone(),
-        node_count: slot.node_count,
-        warnings,
-        files_indexed: prepared.index.len(),
-        timings,
-        remembered: true,
-    })
-}
-
 fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
     let key = memo_key(request, &prepared);
     let Prepared {
@@ -420,95 +375,8 @@ fn hash_inputs(
     (inputs, closures)
 }
 
-/// Writes the state cache and the visit cache with what this run learned;
-/// returns a warning for each that could not be written.
-fn save_learned(
-    root: &Path,
-    index: &RepoIndex,
-    state: &StateCache,
-    fresh: Vec<(String, FileStamp, Digest)>,
-    scans: Vec<(Digest, Arc<ScanResult>)>,
-    visit_cache: &VisitCache,
-    fresh_visits: Vec<(FileId, Digest, Arc<Derived>)>,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if !fresh.is_empty() {
-        if let Err(err) = save_state(state, root, fresh, scans) {
-            warnings.push(format!("cannot write the state cache: {err}"));
-        }
-    }
-    if !fresh_visits.is_empty() {
-        let saved = ignored_cache_dir(root).and_then(|()| visit_cache.save(index, fresh_visits));
-        if let Err(err) = saved {
-            warnings.push(format!("cannot write the visit cache: {err}"));
-        }
-    }
-    warnings
-}
-
-/// Records this run's hashes in the memo, unless a file of the graph could
-/// not be read (such a run must never be replayed).
-fn remember(
-    memo: &Memo,
-    key: [u8; 32],
-    graph: &DepGraph,
-    index: &RepoIndex,
-    inputs: &[InputResult],
-) -> std::io::Result<()> {
-    let mut files = Vec::with_capacity(graph.nodes.len());
-    for node in &graph.nodes {
-        match (index.id(&node.path), &node.digest) {
-            (Some(id), FileDigest::Content(digest)) => files.push((id, *digest)),
-            // A name the layout says does not exist: the key covers it.
-            (None, FileDigest::Absent) => {}
-            _ => return Ok(()),
-        }
-    }
-    let slot = memo::Slot::new(
-        key,
-        files,
-        inputs.iter().map(InputResult::remembered).collect(),
-        graph.warnings.clone(),
-        graph.nodes.len(),
-    );
-    memo.save(slot)
-}
-
 pub fn default_state_path(root: &Path) -> PathBuf {
     root.join(".dryci").join("state-v1.bin")
-}
-
-/// DryCI's other cache files (`visits`, `hashes`) live next to the state cache.
-fn cache_path(mode: &StateCacheMode, root: &Path, name: &str) -> Option<PathBuf> {
-    match mode {
-        StateCacheMode::Default => Some(root.join(".dryci").join(format!("{name}-v1.bin"))),
-        StateCacheMode::At(state) => {
-            let mut file = state.file_name()?.to_os_string();
-            file.push(format!(".{name}"));
-            Some(state.with_file_name(file))
-        }
-        StateCacheMode::Off => None,
-    }
-}
-
-fn save_state(
-    state: &StateCache,
-    root: &Path,
-    fresh: Vec<(String, FileStamp, Digest)>,
-    scans: Vec<(Digest, Arc<ScanResult>)>,
-) -> std::io::Result<()> {
-    ignored_cache_dir(root)?;
-    state.save(fresh, scans)
-}
-
-/// Creates `.dryci/` with a `.gitignore`: like pytest's cache folder, it is
-/// never committed by accident.
-fn ignored_cache_dir(root: &Path) -> std::io::Result<()> {
-    let ignore = root.join(".dryci").join(".gitignore");
-    if !ignore.exists() {
-        write_atomically(&ignore, b"# created by dryci\n*\n")?;
-    }
-    Ok(())
 }
 
 /// Each requested input relative to the root, or (as given, why not).
