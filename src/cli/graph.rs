@@ -337,11 +337,15 @@ fn run_hashes_only(args: &GraphArgs, request: &Request) -> Result<ExitStatus, Cl
     if args.common.verbose {
         let t = run.timings;
         eprintln!(
-            "dryci: {} files indexed, {} in the graph{}, {} inputs; index {:?}, graph {:?}, hashes {:?}, state cache {:?}",
+            "dryci: {} files indexed, {} in the graph, {} inputs{}; index {:?}, graph {:?}, hashes {:?}, state cache {:?}",
             run.files_indexed,
             run.node_count,
-            if run.remembered { " (hashes remembered, no change)" } else { "" },
             run.inputs.len(),
+            if run.remembered {
+                " (replayed: nothing changed since a recent run)"
+            } else {
+                ""
+            },
             t.index,
             t.graph,
             t.hashes,
