@@ -4,9 +4,9 @@
 //! and applies every matching rule. Files no input reaches are never read.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rayon::prelude::*;
 use regex::bytes::Captures;
 
 use crate::config::{Actions, Config, EntryPointPolicy, Template};
@@ -87,46 +87,28 @@ impl<'a> Builder<'a> {
         let (globals, global_warnings) = self.global_roots();
         warnings.extend(global_warnings);
 
-        let mut visits: HashMap<FileId, Visit> = HashMap::default();
+        let mut roots = Vec::new();
         let mut absent: HashSet<String> = HashSet::default();
-        let mut frontier: Vec<FileId> = Vec::new();
-        let mut queued: HashSet<FileId> = HashSet::default();
-        let mut enqueue = |target: &Target,
-                           frontier: &mut Vec<FileId>,
-                           absent: &mut HashSet<String>| match target {
-            Target::File(id) => {
-                if queued.insert(*id) {
-                    frontier.push(*id);
-                }
-            }
-            Target::Absent(path) => {
-                absent.insert(path.clone());
-            }
-        };
         let mut input_targets = Vec::new();
         for rel in inputs {
-            match self.index.id(rel) {
-                Some(id) => {
-                    input_targets.push(Some(id));
-                    enqueue(&Target::File(id), &mut frontier, &mut absent);
-                }
-                None => input_targets.push(None),
-            }
+            let id = self.index.id(rel);
+            input_targets.push(id);
+            roots.extend(id);
         }
         for (target, _) in &globals {
-            enqueue(target, &mut frontier, &mut absent);
-        }
-        while !frontier.is_empty() {
-            let level: Vec<(FileId, Visit)> = frontier
-                .par_iter()
-                .map(|id| (*id, self.visit(*id)))
-                .collect();
-            frontier = Vec::new();
-            for (id, visit) in level {
-                for (target, _) in &visit.derived.edges {
-                    enqueue(target, &mut frontier, &mut absent);
+            match target {
+                Target::File(id) => roots.push(*id),
+                Target::Absent(path) => {
+                    absent.insert(path.clone());
                 }
-                visits.insert(id, visit);
+            }
+        }
+        let visits = self.walk(roots);
+        for visit in visits.values() {
+            for (target, _) in &visit.derived.edges {
+                if let Target::Absent(path) = target {
+                    absent.insert(path.clone());
+                }
             }
         }
         let fresh_visits = visits
@@ -141,6 +123,52 @@ impl<'a> Builder<'a> {
         built.fresh_visits = fresh_visits;
         built.visit_cache = self.cache;
         built
+    }
+
+    /// Visits every file reachable from `roots`. Each visit spawns the
+    /// visits of the files it names as soon as it is done (no level-by-level
+    /// barrier), so both cores stay busy until the walk runs out of files.
+    fn walk(&self, roots: Vec<FileId>) -> HashMap<FileId, Visit> {
+        let queued: Vec<AtomicBool> = (0..self.index.len())
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let visits = Mutex::new(HashMap::default());
+        let claim = |id: FileId| !queued[id as usize].swap(true, Ordering::Relaxed);
+        fn visit_from<'s>(
+            builder: &'s Builder<'_>,
+            scope: &rayon::Scope<'s>,
+            id: FileId,
+            claim: &'s (dyn Fn(FileId) -> bool + Sync),
+            visits: &'s Mutex<HashMap<FileId, Visit>>,
+        ) {
+            let visit = builder.visit(id);
+            for (target, _) in &visit.derived.edges {
+                if let Target::File(next) = target {
+                    if claim(*next) {
+                        let next = *next;
+                        scope.spawn(move |scope| visit_from(builder, scope, next, claim, visits));
+                    }
+                }
+            }
+            // A panicking visit fails the whole walk (rayon re-raises it), so a
+            // poisoned lock never hides a missing file.
+            let mut visits = visits
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            visits.insert(id, visit);
+        }
+        rayon::scope(|scope| {
+            for id in roots {
+                if claim(id) {
+                    let visits = &visits;
+                    let claim = &claim;
+                    scope.spawn(move |scope| visit_from(self, scope, id, claim, visits));
+                }
+            }
+        });
+        visits
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Numbers the nodes in path order and turns targets into edges.
