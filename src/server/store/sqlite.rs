@@ -900,6 +900,27 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
+    #[test]
+    fn bundled_sqlite_has_no_global_page_cache_lock() {
+        // Set in .cargo/config.toml; a build without it runs but is slower.
+        let c = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = c
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn totals_follow_publishes_and_evictions() {
         let dir = tempfile::tempdir().unwrap();
