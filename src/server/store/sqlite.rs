@@ -110,7 +110,7 @@ type Job = Box<dyn FnOnce(&Connection) -> Completer + Send>;
 /// Most jobs committed together; bounds the latency a long group adds.
 const MAX_GROUP: usize = 256;
 
-/// Page cache of each read connection, in KiB (SQLite's default is 2 MiB).
+/// Page cache of each connection, in KiB (SQLite's default is 2 MiB).
 /// 20 MiB holds the inner pages of the entries B-tree with a million
 /// hashes (about 12 MB) with room for the leaves flowing through, so a
 /// lookup mostly reads one leaf page from the OS (measured: 1.4 page reads
@@ -132,11 +132,14 @@ impl SqliteStore {
             source,
         };
         let mut writer = Connection::open(path).map_err(err)?;
+        // The writer descends the same B-tree for every published hash, so
+        // it gets the readers' page cache too: with SQLite's default 2 MiB
+        // its lookups missed the inner pages and publishes ran 30% slower.
         writer
-            .execute_batch(
+            .execute_batch(&format!(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-                 PRAGMA busy_timeout=10000;",
-            )
+                 PRAGMA busy_timeout=10000; PRAGMA cache_size=-{READER_CACHE_KIB};"
+            ))
             .map_err(err)?;
         migrate(&mut writer).map_err(err)?;
         // Queries run inline on the runtime's workers (one per core), so a
