@@ -8,7 +8,9 @@ What it does, per backend:
   3. runs wrk (the client, on 127.0.0.1 only) for --duration seconds of v1
      queries of 100 hashes each (90 stored, 10 unknown), then for --duration
      seconds of v1 publishes of 20 new hashes x 10 ids;
-  4. reads the server's peak RSS (VmHWM) and current RSS from /proc.
+  4. reads the server's peak RSS (VmHWM) and current RSS from /proc, and the
+     CPU time it spent during the query phase (utime + stime), which is less
+     noisy than queries/s when the cores are shared with other work.
 Results are printed and, with --write FILE, put in FILE's "## Server" section.
 
 Bounded: every load phase is a fixed duration against a local port; nothing
@@ -108,6 +110,11 @@ class Server:
         hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
         rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
         return hwm, rss
+
+    def cpu_seconds(self) -> float:
+        # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def post(self, path: str, body: bytes) -> bytes:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
@@ -251,7 +258,13 @@ def run_backend(name: str, binary: Path, db: str, args, workdir: Path) -> dict:
         qs, ps = workdir / "query.lua", workdir / "publish.lua"
         query_script(qs, server.token, args.hashes)
         publish_script(ps, server.token)
+        load_before = os.getloadavg()[0]
+        cpu_before = server.cpu_seconds()
         q = wrk(server.port, qs, args.duration, args.connections, args.wrk_threads)
+        q["server_cpu_us_per_query"] = (
+            (server.cpu_seconds() - cpu_before) * 1e6 / max(q["requests"], 1)
+        )
+        q["load_avg"] = (load_before, os.getloadavg()[0])
         rss_after_queries = server.rss_kib()[1]
         print(f"[{name}] queries: {q}", flush=True)
         p = wrk(server.port, ps, max(5, args.duration // 2), 8, 1)
@@ -291,6 +304,7 @@ def markdown(results: list[dict], command: str) -> str:
         rows.append(
             f"| {r['backend']} | {r['hashes']:,} | {q['rps']:,.0f} | {q['p50_us'] / 1000:.2f} | "
             f"{q['p99_us'] / 1000:.2f} | {q['status_errors'] + q['socket_errors']} | "
+            f"{q['server_cpu_us_per_query'] / 1000:.2f} | "
             f"{p['rps']:,.0f} | "
             f"{p['p50_us'] / 1000:.2f} | {p['p99_us'] / 1000:.2f} | "
             f"{p['status_errors'] + p['socket_errors']} | "
@@ -308,9 +322,18 @@ def markdown(results: list[dict], command: str) -> str:
         "seeded through the API.\n\n"
         f"Machine: {machine()}\n\n"
         "| backend | stored hashes | queries/s | query p50 ms | query p99 ms | query errors "
+        "| server CPU ms per query "
         "| publishes/s | publish p50 ms | publish p99 ms | publish errors "
         "| RSS after queries MB | peak RSS MB |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+        + "\n\n"
+        + "".join(
+            f"Load average (1 min) at the start / end of the {r['backend']} query phase: "
+            f"{r['query']['load_avg'][0]:.1f} / {r['query']['load_avg'][1]:.1f}.\n"
+            for r in results
+        )
+        + "\n"
         "Peak RSS includes seeding, whose 5,000-hash publish bodies (about 2 MB each) "
         "are parsed in memory.\n"
     )
