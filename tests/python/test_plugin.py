@@ -324,6 +324,64 @@ def test_junit_report_lists_cached_tests(project):
     xml = (project.path / "report.xml").read_text()
     assert xml.count("<testcase") == 6
     assert "dryci: passed before with identical inputs" in xml
+    # Served tests get no teardown report: junitxml must still close and count each one.
+    assert 'tests="6"' in xml
+    assert 'skipped="6"' in xml
+    assert xml.count("<skipped") == 6
+    for name in ("test_add", "test_add_zero[1]", "test_shout", "test_max"):
+        assert f'name="{name}"' in xml
+
+
+def test_served_tests_show_in_every_terminal_report(project):
+    run(project).assert_outcomes(passed=6)
+    # Default verbosity: each file's path with a letter per test, then the progress.
+    default = run(project, "-p", "no:randomly", "-rs")
+    default.assert_outcomes(skipped=6)
+    default.stdout.fnmatch_lines(
+        [
+            "tests/test_core.py ssss*",
+            "tests/test_data.py s*",
+            "tests/test_strings.py s*[[]100%[]]",
+            "*short test summary info*",
+            "SKIPPED [[]4[]] tests/test_core.py*dryci: passed before with identical inputs*",
+            "*6 skipped in*",
+        ]
+    )
+    quiet = run(project, "-q")
+    quiet.stdout.fnmatch_lines(["ssssss*[[]100%[]]", "*6 skipped in*"])
+    assert quiet.ret == 0
+
+
+def test_garbage_left_by_the_tests_that_ran_is_still_finalised(project):
+    """Serving files freezes the objects alive after the run loop (so the
+    collector stops walking the served reports); what the tests left as
+    garbage must be collected first, so that its __del__ runs and pytest
+    reports what it raised."""
+    run(project).assert_outcomes(passed=6)
+    project.makepyfile(
+        test_boom=(
+            "import gc\n"
+            "import pytest\n"
+            "class Boom:\n"
+            "    def __init__(self):\n"
+            "        self.me = self\n"
+            "    def __del__(self):\n"
+            "        raise RuntimeError('boom in __del__')\n"
+            "KEEP = []\n"
+            "@pytest.fixture(scope='session')\n"
+            "def boom():\n"
+            "    KEEP.append(Boom())\n"
+            "    for _ in range(3):\n"
+            "        gc.collect()  # old now: only a full collection finds it\n"
+            "    yield\n"
+            "    KEEP.clear()  # garbage from the end of the run loop on\n"
+            "def test_boom(boom):\n"
+            "    pass\n"
+        )
+    )
+    result = run(project, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, skipped=6)
+    assert "boom in __del__" in result.stdout.str() + result.stderr.str()
 
 
 def test_graph_warnings_are_summarised(project):
