@@ -14,10 +14,12 @@ from importlib import metadata
 
 def environment_fingerprint() -> str:
     """blake2b over the interpreter's identity and every installed `name==version`."""
-    distributions = sorted(
-        f"{(dist.metadata['Name'] or '').lower()}=={dist.version}"
-        for dist in metadata.distributions()
-    )
+    distributions = []
+    for dist in metadata.distributions():
+        # `dist.version` reads and parses the metadata file again: parse it once.
+        fields = dist.metadata
+        distributions.append(f"{(fields['Name'] or '').lower()}=={fields['Version']}")
+    distributions.sort()
     parts = [
         sys.implementation.name,
         platform.python_version(),

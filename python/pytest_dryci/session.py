@@ -16,7 +16,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,15 @@ class Settings:
 def file_part(nodeid: str) -> str:
     """`tests/test_a.py::TestX::test_y[1]` -> `tests/test_a.py`"""
     return nodeid.split("::", 1)[0]
+
+
+def any_of(patterns: list[str]) -> Callable[[str], bool]:
+    """A predicate: does a name match any of the glob `patterns` (as
+    fnmatch.fnmatch would), compiled into one regular expression."""
+    if not patterns:
+        return lambda name: False
+    match = re.compile("|".join(fnmatch.translate(os.path.normcase(p)) for p in patterns)).match
+    return lambda name: match(os.path.normcase(name)) is not None
 
 
 def is_dryci_skip(report: pytest.TestReport) -> bool:
@@ -233,7 +244,7 @@ class DryciSession:
             for item in items:
                 part = file_part(item.nodeid)
                 if part not in self.file_hashes and part not in self.unhashed:
-                    unforeseen.setdefault(part, Path(item.path))
+                    unforeseen.setdefault(part, str(item.path))
             self.decide(unforeseen)
         for item in items:
             self.collected[file_part(item.nodeid)].append(item.nodeid)
@@ -251,7 +262,7 @@ class DryciSession:
             return False
         return not any("::" in arg for arg in self.config.args)
 
-    def decide(self, files: dict[str, Path]) -> None:
+    def decide(self, files: dict[str, str]) -> None:
         """Hashes `files` (nodeid file part -> path) and asks the cache about them."""
         if not files:
             return
@@ -260,7 +271,7 @@ class DryciSession:
         try:
             report = _native.compute_hashes(
                 str(settings.root),
-                [str(path) for path in files.values()],
+                list(files.values()),
                 config=settings.config_path,
                 salt=salt,
                 python_env=environment_fingerprint() if settings.hash_environment else None,
@@ -275,11 +286,11 @@ class DryciSession:
         hashes, problems = report.hashes, report.problems
         hashed = {}
         for part, path in files.items():
-            dep_hash = hashes.get(str(path))
+            dep_hash = hashes.get(path)
             if dep_hash:
                 hashed[part] = dep_hash
             else:
-                self.unhashed[part] = problems.get(str(path), "no hash")
+                self.unhashed[part] = problems.get(path, "no hash")
         self.file_hashes.update(hashed)
         if not settings.skip:
             return
@@ -350,33 +361,29 @@ class DryciSession:
             return None
         return rel.replace(os.sep, "/")
 
-    def discover_test_files(self, session: pytest.Session) -> dict[str, Path]:
+    def discover_test_files(self, session: pytest.Session) -> dict[str, str]:
         """The files pytest will collect: python_files under the arguments."""
         config = session.config
-        patterns = config.getini("python_files")
-        norecurse = config.getini("norecursedirs")
+        is_test_file = any_of(config.getini("python_files"))
+        is_norecurse = any_of(config.getini("norecursedirs"))
         invocation_dir = Path(config.invocation_params.dir)
         args = config.args or [str(invocation_dir)]
-        found: dict[str, Path] = {}
+        found: dict[str, str] = {}
 
-        def add(path: Path | str) -> None:
+        def add(path: str) -> None:
             part = self.nodeid_part(path)
             if part is not None:  # outside the root: its tests run uncached
-                found[part] = Path(path)
+                found[part] = path
 
         for arg in args:
-            path = Path(os.path.normpath(invocation_dir / file_part(arg)))
-            if path.is_file():
+            path = os.path.normpath(invocation_dir / file_part(arg))
+            if os.path.isfile(path):
                 add(path)
                 continue
             for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = [
-                    d
-                    for d in dirnames
-                    if not any(fnmatch.fnmatch(d, pattern) for pattern in norecurse)
-                ]
+                dirnames[:] = [d for d in dirnames if not is_norecurse(d)]
                 for name in filenames:
-                    if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+                    if is_test_file(name):
                         add(os.path.join(dirpath, name))
         return found
 
