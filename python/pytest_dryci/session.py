@@ -274,7 +274,9 @@ class DryciSession:
                 list(files.values()),
                 config=settings.config_path,
                 salt=salt,
-                python_env=environment_fingerprint() if settings.hash_environment else None,
+                python_env=environment_fingerprint(str(settings.root / ".dryci"))
+                if settings.hash_environment
+                else None,
             )
         except DryciError as err:
             self.degrade(f"cannot compute dependency hashes, every test runs: {err}")

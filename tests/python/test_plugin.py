@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import summary
 
@@ -123,6 +125,46 @@ def test_salt_and_environment_are_part_of_the_key(project, monkeypatch):
     run(project).assert_outcomes(passed=6)
     run(project).assert_outcomes(skipped=6)
     run(project, "--dryci-no-env-hash").assert_outcomes(passed=6)
+
+
+def install_fake_distribution(project, name: str, version: str, age: float) -> None:
+    """A distribution in `site/` (on sys.path through the pythonpath ini
+    option), its files dated `age` seconds ago."""
+    import os
+    import time
+
+    info = project.path / "site" / f"{name}-1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    metadata = info / "METADATA"
+    metadata.write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    when = time.time() - age
+    for path in (metadata, info):
+        os.utime(path, (when, when))
+
+
+def test_the_environment_fingerprint_is_remembered_until_a_distribution_changes(project):
+    project.makeini("[pytest]\npythonpath = site\n")
+    install_fake_distribution(project, "fakedist", "1.0", age=300)
+    run(project).assert_outcomes(passed=6)
+    remembered = project.path / ".dryci" / "environment-v1.json"
+    assert remembered.exists()
+    run(project).assert_outcomes(skipped=6)
+    # An upgrade rewriting the metadata in place, same size, same folder name.
+    install_fake_distribution(project, "fakedist", "2.0", age=200)
+    run(project).assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+    # A new distribution.
+    install_fake_distribution(project, "otherdist", "1.0", age=200)
+    run(project).assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+    # The remembered fingerprint is what the run uses: falsify it and nothing matches.
+    entries = json.loads(remembered.read_text())
+    remembered.write_text(json.dumps(dict.fromkeys(entries, "0" * 64)))
+    run(project).assert_outcomes(passed=6)
+    # A corrupt record is ignored and rewritten.
+    remembered.write_text("{not json")
+    run(project).assert_outcomes(skipped=6)
+    assert json.loads(remembered.read_text())
 
 
 def test_selection_options_and_test_styles(project):
