@@ -13,6 +13,7 @@ other reporters still see every test.
 from __future__ import annotations
 
 import gc
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,8 @@ def report_served(
     logstart = hook.pytest_runtest_logstart
     logreport = hook.pytest_runtest_logreport
     logfinish = hook.pytest_runtest_logfinish
+    call_logstart = _has_visible_impl(config, logstart, "logstart")
+    call_logfinish = _has_visible_impl(config, logfinish, "logfinish")
     report = pytest.TestReport
     with _batched_terminal_output(config), _no_cyclic_gc():
         for node_ids, reason in served:
@@ -56,28 +59,60 @@ def report_served(
                     file_part = part
                     longrepr = (str(root / part), 1, message)
                 location = (part, 0, name.replace("::", "."))
-                logstart(nodeid=node_id, location=location)
+                if call_logstart:
+                    logstart(nodeid=node_id, location=location)
                 logreport(report=report(node_id, location, {}, "skipped", longrepr, "setup"))
-                logfinish(nodeid=node_id, location=location)
+                if call_logfinish:
+                    logfinish(nodeid=node_id, location=location)
+
+
+def _has_visible_impl(config: pytest.Config, caller, hook: str) -> bool:
+    """Whether any implementation of pytest_runtest_log`hook` may do
+    something for a served test. The call is left out only when each one is
+    a pytest plugin known to do nothing for a test that logged nothing: the
+    live-logging handler's reset, and the terminal's, when it prints neither
+    file names nor test ids at start (-q). Any other plugin implementing the
+    hook, pytest 8's terminal progress in logfinish included, gets every call.
+    """
+    quiet_terminal = False
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and hook == "logstart":
+        quiet_terminal = not (
+            getattr(reporter, "showfspath", True) or getattr(reporter, "showlongtestinfo", True)
+        )
+    for impl in caller.get_hookimpls():
+        name = config.pluginmanager.get_name(impl.plugin)
+        if name == "logging-plugin":
+            continue
+        if name == "terminalreporter" and quiet_terminal:
+            continue
+        return True
+    return False
 
 
 @contextmanager
 def _batched_terminal_output(config: pytest.Config) -> Iterator[None]:
-    """Holds back the terminal writer's flushes while served tests are
-    reported: the output is the same, written in a few large writes instead
-    of a write system call per test."""
+    """Holds back the terminal writer's output while served tests are
+    reported and writes it in one piece afterwards: the same text, without a
+    write system call per test (one per letter when the stream is unbuffered,
+    as with PYTHONUNBUFFERED=1, one per flush otherwise)."""
     if config.pluginmanager.get_plugin("terminalreporter") is None:
         yield
         return
     writer = config.get_terminal_writer()
-    if not callable(getattr(writer, "flush", None)):
+    stream = getattr(writer, "_file", None)
+    if stream is None or not callable(getattr(writer, "flush", None)):
         yield
         return
+    held = io.StringIO()
+    writer._file = held
     writer.flush = _no_flush  # an instance attribute shadowing the method
     try:
         yield
     finally:
+        writer._file = stream
         del writer.flush
+        stream.write(held.getvalue())
         writer.flush()
 
 

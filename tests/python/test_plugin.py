@@ -394,6 +394,25 @@ def test_served_tests_show_in_every_terminal_report(project):
     assert quiet.ret == 0
 
 
+def test_a_plugin_watching_logstart_and_logfinish_sees_every_served_test(project):
+    """Served tests skip logstart/logfinish only where every implementation
+    is known to do nothing for them; any other plugin gets every call."""
+    project.makeconftest(
+        "seen = []\n"
+        "def pytest_runtest_logstart(nodeid, location):\n"
+        "    seen.append('start ' + nodeid)\n"
+        "def pytest_runtest_logfinish(nodeid, location):\n"
+        "    seen.append('finish ' + nodeid)\n"
+        "def pytest_terminal_summary(terminalreporter):\n"
+        "    terminalreporter.write_line(f'watched {len(seen)} calls')\n"
+    )
+    run(project).assert_outcomes(passed=6)
+    result = run(project, "-q")
+    result.assert_outcomes(skipped=6)
+    assert summary(result)["cached"] == 6
+    result.stdout.fnmatch_lines(["watched 12 calls"])
+
+
 def test_garbage_left_by_the_tests_that_ran_is_still_finalised(project):
     """Serving files freezes the objects alive after the run loop (so the
     collector stops walking the served reports); what the tests left as
