@@ -12,7 +12,10 @@ other reporters still see every test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,27 +28,120 @@ class ServedFile(pytest.File):
         return ()
 
 
-def report_served(config: pytest.Config, root: Path, node_ids: list[str], reason: str) -> None:
-    """Reports each of `node_ids` as a test skipped at setup, the way pytest
-    reports a test skipped by a marker, without creating an item."""
+def report_served(
+    config: pytest.Config, root: Path, served: Iterable[tuple[list[str], str]]
+) -> None:
+    """Reports each node id of `served` ((node ids, skip reason) per file) as
+    a test skipped at setup, the way pytest reports a test skipped by a
+    marker, without creating an item: logstart, the skipped setup report,
+    logfinish.
+
+    pytest's runner would also send a passed teardown report. None of
+    pytest's reporters shows or counts one (the terminal, `-v`, `-rs`,
+    junitxml, the last-failed cache), and leaving it out saves a third of
+    the hook calls, of the report objects and of the time spent here.
+    """
     hook = config.hook
-    message = f"Skipped: {reason}"
-    paths: dict[str, str] = {}
-    for node_id in node_ids:
-        file_part, _, name = node_id.partition("::")
-        location = (file_part, 0, name.replace("::", "."))
-        if file_part not in paths:
-            paths[file_part] = str(root / file_part)
-        longrepr = (paths[file_part], 1, message)
-        hook.pytest_runtest_logstart(nodeid=node_id, location=location)
-        for when, outcome, detail in (("setup", "skipped", longrepr), ("teardown", "passed", None)):
-            report = pytest.TestReport(
-                nodeid=node_id,
-                location=location,
-                keywords={},
-                outcome=outcome,
-                longrepr=detail,
-                when=when,
-            )
-            hook.pytest_runtest_logreport(report=report)
-        hook.pytest_runtest_logfinish(nodeid=node_id, location=location)
+    logstart = hook.pytest_runtest_logstart
+    logreport = hook.pytest_runtest_logreport
+    logfinish = hook.pytest_runtest_logfinish
+    call_logstart = _has_visible_impl(config, logstart, "logstart")
+    call_logfinish = _has_visible_impl(config, logfinish, "logfinish")
+    report = pytest.TestReport
+    with _batched_terminal_output(config), _no_cyclic_gc():
+        for node_ids, reason in served:
+            message = f"Skipped: {reason}"
+            file_part = ""
+            longrepr = ("", 1, message)
+            for node_id in node_ids:
+                part, _, name = node_id.partition("::")
+                if part != file_part:  # once per file: its ids come together
+                    file_part = part
+                    longrepr = (str(root / part), 1, message)
+                location = (part, 0, name.replace("::", "."))
+                if call_logstart:
+                    logstart(nodeid=node_id, location=location)
+                logreport(report=report(node_id, location, {}, "skipped", longrepr, "setup"))
+                if call_logfinish:
+                    logfinish(nodeid=node_id, location=location)
+
+
+def _has_visible_impl(config: pytest.Config, caller, hook: str) -> bool:
+    """Whether any implementation of pytest_runtest_log`hook` may do
+    something for a served test. The call is left out only when each one is
+    a pytest plugin known to do nothing for a test that logged nothing: the
+    live-logging handler's reset, and the terminal's, when it prints neither
+    file names nor test ids at start (-q). Any other plugin implementing the
+    hook, pytest 8's terminal progress in logfinish included, gets every call.
+    """
+    quiet_terminal = False
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and hook == "logstart":
+        quiet_terminal = not (
+            getattr(reporter, "showfspath", True) or getattr(reporter, "showlongtestinfo", True)
+        )
+    for impl in caller.get_hookimpls():
+        name = config.pluginmanager.get_name(impl.plugin)
+        if name == "logging-plugin":
+            continue
+        if name == "terminalreporter" and quiet_terminal:
+            continue
+        return True
+    return False
+
+
+@contextmanager
+def _batched_terminal_output(config: pytest.Config) -> Iterator[None]:
+    """Holds back the terminal writer's output while served tests are
+    reported and writes it in one piece afterwards: the same text, without a
+    write system call per test (one per letter when the stream is unbuffered,
+    as with PYTHONUNBUFFERED=1, one per flush otherwise)."""
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        yield
+        return
+    writer = config.get_terminal_writer()
+    stream = getattr(writer, "_file", None)
+    if stream is None or not callable(getattr(writer, "flush", None)):
+        yield
+        return
+    held = io.StringIO()
+    writer._file = held
+    writer.flush = _no_flush  # an instance attribute shadowing the method
+    try:
+        yield
+    finally:
+        writer._file = stream
+        del writer.flush
+        stream.write(held.getvalue())
+        writer.flush()
+
+
+def _no_flush() -> None:
+    pass
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Reporting creates many small objects and no garbage cycles; the
+    collector's passes over every live object meanwhile are pure cost."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def settle_garbage(collect: bool = True) -> None:
+    """Moves every object alive now out of the cyclic collector's sight
+    (`gc.freeze`), after collecting what is already garbage, so that its
+    __del__ methods and the warnings they raise still happen, in pytest's
+    session. Served reports live until the process exits: without this,
+    pytest's collection at unconfigure and the interpreter's at exit each
+    walk every one of them again. Not when the user switched the collector off."""
+    if not gc.isenabled():
+        return
+    if collect:
+        gc.collect()
+    gc.freeze()

@@ -16,14 +16,16 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pytest_dryci import _native
-from pytest_dryci.collection import ServedFile, report_served
+from pytest_dryci.collection import ServedFile, report_served, settle_garbage
 from pytest_dryci.environment import environment_fingerprint
 from pytest_dryci.errors import DryciError
 from pytest_dryci.options import options_fingerprint
@@ -82,6 +84,15 @@ def file_part(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+def any_of(patterns: list[str]) -> Callable[[str], bool]:
+    """A predicate: does a name match any of the glob `patterns` (as
+    fnmatch.fnmatch would), compiled into one regular expression."""
+    if not patterns:
+        return lambda name: False
+    match = re.compile("|".join(fnmatch.translate(os.path.normcase(p)) for p in patterns)).match
+    return lambda name: match(os.path.normcase(name)) is not None
+
+
 def is_dryci_skip(report: pytest.TestReport) -> bool:
     longrepr = report.longrepr
     return (
@@ -110,6 +121,8 @@ class DryciSession:
         self.cache: _native.ResultCache | None = None
         self.store_root: Path = self.settings.root
         self.root_str = str(config.rootpath)
+        # "<root>/" on POSIX: a normalised path below it is its node-id prefix as it stands.
+        self.root_prefix = os.path.join(self.root_str, "") if os.sep == "/" else None
         # Files named on the command line: pytest collects them even when ignored.
         self.explicit_files = {
             part
@@ -191,10 +204,19 @@ class DryciSession:
     def pytest_runtestloop(self, session: pytest.Session):
         result = yield
         # After the loop: under xdist, the workers have said which files they served.
-        if self.workerinput is None:
-            for part, node_ids in self.served_files.items():
-                reason = f"{SKIP_REASON_PREFIX} ({self.file_hashes[part][:12]})"
-                report_served(session.config, Path(session.config.rootpath), node_ids, reason)
+        if self.workerinput is None and self.served_files:
+            for node_ids in self.served_files.values():
+                self.cached_nodeids.update(node_ids)
+            settle_garbage()
+            report_served(
+                session.config,
+                Path(session.config.rootpath),
+                (
+                    (node_ids, f"{SKIP_REASON_PREFIX} ({self.file_hashes[part][:12]})")
+                    for part, node_ids in self.served_files.items()
+                ),
+            )
+            settle_garbage(collect=False)
         return result
 
     @pytest.hookimpl(optionalhook=True)
@@ -222,7 +244,7 @@ class DryciSession:
             for item in items:
                 part = file_part(item.nodeid)
                 if part not in self.file_hashes and part not in self.unhashed:
-                    unforeseen.setdefault(part, Path(item.path))
+                    unforeseen.setdefault(part, str(item.path))
             self.decide(unforeseen)
         for item in items:
             self.collected[file_part(item.nodeid)].append(item.nodeid)
@@ -240,7 +262,7 @@ class DryciSession:
             return False
         return not any("::" in arg for arg in self.config.args)
 
-    def decide(self, files: dict[str, Path]) -> None:
+    def decide(self, files: dict[str, str]) -> None:
         """Hashes `files` (nodeid file part -> path) and asks the cache about them."""
         if not files:
             return
@@ -249,10 +271,12 @@ class DryciSession:
         try:
             report = _native.compute_hashes(
                 str(settings.root),
-                [str(path) for path in files.values()],
+                list(files.values()),
                 config=settings.config_path,
                 salt=salt,
-                python_env=environment_fingerprint() if settings.hash_environment else None,
+                python_env=environment_fingerprint(str(settings.root / ".dryci"))
+                if settings.hash_environment
+                else None,
             )
         except DryciError as err:
             self.degrade(f"cannot compute dependency hashes, every test runs: {err}")
@@ -264,11 +288,11 @@ class DryciSession:
         hashes, problems = report.hashes, report.problems
         hashed = {}
         for part, path in files.items():
-            dep_hash = hashes.get(str(path))
+            dep_hash = hashes.get(path)
             if dep_hash:
                 hashed[part] = dep_hash
             else:
-                self.unhashed[part] = problems.get(str(path), "no hash")
+                self.unhashed[part] = problems.get(path, "no hash")
         self.file_hashes.update(hashed)
         if not settings.skip:
             return
@@ -324,38 +348,44 @@ class DryciSession:
     def nodeid_part(self, path: Path | str) -> str | None:
         """The node-id prefix pytest gives the file at `path` (relative to the
         rootdir, unresolved, as pytest computes it), or None outside the root."""
-        rel = os.path.relpath(path, self.root_str)
+        text = os.fspath(path)
+        prefix = self.root_prefix
+        if (
+            prefix
+            and text.startswith(prefix)
+            and "/." not in text
+            and "//" not in text
+            and not text.endswith("/")
+        ):
+            return text[len(prefix) :]  # what relpath gives for it, at a fraction of the cost
+        rel = os.path.relpath(text, self.root_str)
         if rel == ".." or rel.startswith(("../", "..\\")) or os.path.isabs(rel):
             return None
         return rel.replace(os.sep, "/")
 
-    def discover_test_files(self, session: pytest.Session) -> dict[str, Path]:
+    def discover_test_files(self, session: pytest.Session) -> dict[str, str]:
         """The files pytest will collect: python_files under the arguments."""
         config = session.config
-        patterns = config.getini("python_files")
-        norecurse = config.getini("norecursedirs")
+        is_test_file = any_of(config.getini("python_files"))
+        is_norecurse = any_of(config.getini("norecursedirs"))
         invocation_dir = Path(config.invocation_params.dir)
         args = config.args or [str(invocation_dir)]
-        found: dict[str, Path] = {}
+        found: dict[str, str] = {}
 
-        def add(path: Path | str) -> None:
+        def add(path: str) -> None:
             part = self.nodeid_part(path)
             if part is not None:  # outside the root: its tests run uncached
-                found[part] = Path(path)
+                found[part] = path
 
         for arg in args:
-            path = Path(os.path.normpath(invocation_dir / file_part(arg)))
-            if path.is_file():
+            path = os.path.normpath(invocation_dir / file_part(arg))
+            if os.path.isfile(path):
                 add(path)
                 continue
             for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = [
-                    d
-                    for d in dirnames
-                    if not any(fnmatch.fnmatch(d, pattern) for pattern in norecurse)
-                ]
+                dirnames[:] = [d for d in dirnames if not is_norecurse(d)]
                 for name in filenames:
-                    if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+                    if is_test_file(name):
                         add(os.path.join(dirpath, name))
         return found
 
@@ -364,9 +394,12 @@ class DryciSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.workerinput is not None:
             return
+        nodeid = report.nodeid
+        if nodeid in self.cached_nodeids:
+            return  # a served test, or the teardown after a cache skip
         if is_dryci_skip(report):
-            self.cached_nodeids.add(report.nodeid)
-        elif report.nodeid not in self.cached_nodeids:  # its teardown after the skip
+            self.cached_nodeids.add(nodeid)
+        else:
             self.tracker.record(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -440,6 +473,11 @@ class DryciSession:
         by_file: dict[str, list[str]] = defaultdict(list)
         for nodeid in self.cached_nodeids:
             by_file[file_part(nodeid)].append(nodeid)
+        for part in self.served_files:
+            # Every test that passed under a served file's hash is one of its tests.
+            passed = self.passed_before.get(self.file_hashes.get(part, ""), {})
+            saved_ms += sum(ms or 0 for ms in passed.values())
+            by_file.pop(part, None)
         for part, nodeids in by_file.items():
             dep_hash = self.file_hashes.get(part)
             passed = self.passed_before.get(dep_hash, {}) if dep_hash else {}

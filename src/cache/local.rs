@@ -20,6 +20,10 @@ use crate::protocol::v2::PassedTest;
 
 const RETENTION: Duration = Duration::from_secs(60 * 60 * 24 * 30);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How old a `last_used` mark may be before a read renews it. Much shorter
+/// than `RETENTION`, so nothing in use is pruned, and long enough that the
+/// usual re-run reads without writing.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60 * 60 * 24);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS passed (
@@ -122,39 +126,53 @@ impl LocalStore {
         };
         let mut select = self
             .conn
-            .prepare_cached("SELECT node_key, duration_ms FROM passed WHERE file_key = ?1")
+            .prepare_cached(
+                "SELECT node_key, duration_ms, last_used FROM passed WHERE file_key = ?1",
+            )
             .map_err(wrap)?;
+        let stale_before = now_secs() - TOUCH_INTERVAL.as_secs() as i64;
         let mut answers = Vec::with_capacity(file_keys.len());
+        let mut stale = Vec::new();
         for key in file_keys {
+            let mut oldest = i64::MAX;
             let rows = select
                 .query_map([key], |row| {
-                    Ok(PassedTest {
-                        node_id: row.get(0)?,
-                        duration_ms: row.get(1)?,
-                    })
+                    Ok((
+                        PassedTest {
+                            node_id: row.get(0)?,
+                            duration_ms: row.get(1)?,
+                        },
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .map_err(wrap)?;
-            answers.push(rows.collect::<Result<Vec<_>, _>>().map_err(wrap)?);
+            let mut tests = Vec::new();
+            for row in rows {
+                let (test, last_used) = row.map_err(wrap)?;
+                oldest = oldest.min(last_used);
+                tests.push(test);
+            }
+            if oldest < stale_before {
+                stale.push(key);
+            }
+            answers.push(tests);
         }
         drop(select);
-        // Remember what was read, for retention; a failure here costs nothing but pruning accuracy.
-        let hits: Vec<&String> = file_keys
-            .iter()
-            .zip(&answers)
-            .filter(|(_, a)| !a.is_empty())
-            .map(|(k, _)| k)
-            .collect();
-        if !hits.is_empty() {
-            let _ = self.touch(&hits);
+        // Remember what was read, for retention, but only where the mark is
+        // old: a run that changes nothing writes nothing (no transaction, no
+        // WAL to checkpoint). A failure costs nothing but pruning accuracy.
+        if !stale.is_empty() {
+            let _ = self.touch("passed", &stale);
         }
         Ok(answers)
     }
 
-    fn touch(&self, file_keys: &[&String]) -> rusqlite::Result<()> {
+    fn touch(&self, table: &str, file_keys: &[&String]) -> rusqlite::Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         {
-            let mut update =
-                tx.prepare_cached("UPDATE passed SET last_used = ?2 WHERE file_key = ?1")?;
+            let mut update = tx.prepare_cached(&format!(
+                "UPDATE {table} SET last_used = ?2 WHERE file_key = ?1"
+            ))?;
             let now = now_secs();
             for key in file_keys {
                 update.execute(params![key, now])?;
@@ -171,17 +189,30 @@ impl LocalStore {
         };
         let mut select = self
             .conn
-            .prepare_cached("SELECT node_ids FROM complete_files WHERE file_key = ?1")
+            .prepare_cached("SELECT node_ids, last_used FROM complete_files WHERE file_key = ?1")
             .map_err(wrap)?;
-        file_keys
-            .iter()
-            .map(|key| {
-                select
-                    .query_row([key], |row| row.get(0))
-                    .optional()
-                    .map_err(wrap)
-            })
-            .collect()
+        let stale_before = now_secs() - TOUCH_INTERVAL.as_secs() as i64;
+        let mut found = Vec::with_capacity(file_keys.len());
+        let mut stale = Vec::new();
+        for key in file_keys {
+            let row: Option<(String, i64)> = select
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(wrap)?;
+            if let Some((_, last_used)) = &row {
+                if *last_used < stale_before {
+                    stale.push(key);
+                }
+            }
+            found.push(row.map(|(ids, _)| ids));
+        }
+        drop(select);
+        // A record served run after run is never recorded again: without this
+        // mark it would be pruned RETENTION after it was written.
+        if !stale.is_empty() {
+            let _ = self.touch("complete_files", &stale);
+        }
+        Ok(found)
     }
 
     /// Records complete files: file key -> JSON list of node ids.
@@ -322,6 +353,54 @@ mod tests {
             .complete_files(&["f1".to_string(), "f2".to_string()])
             .unwrap();
         assert_eq!(found, [Some("[\"t.py::a\"]".to_string()), None]);
+    }
+
+    fn last_used(store: &LocalStore, table: &str) -> Vec<i64> {
+        let mut select = store
+            .conn
+            .prepare(&format!("SELECT last_used FROM {table}"))
+            .unwrap();
+        let rows = select.query_map([], |row| row.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_fresh_read_writes_nothing_and_a_stale_mark_is_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let batch: BTreeMap<String, Vec<PassedTest>> =
+            [("f1".to_string(), vec![passed("a", 5), passed("b", 7)])].into();
+        store.publish(&batch).unwrap();
+        let record: BTreeMap<String, String> = [("f1".to_string(), "[]".to_string())].into();
+        store.record_complete_files(&record).unwrap();
+        let keys = ["f1".to_string()];
+
+        let before = store.conn.total_changes();
+        assert_eq!(store.query(&keys).unwrap()[0].len(), 2);
+        assert!(store.complete_files(&keys).unwrap()[0].is_some());
+        assert_eq!(
+            store.conn.total_changes(),
+            before,
+            "a re-run reading fresh entries must not write"
+        );
+
+        // Marks older than TOUCH_INTERVAL are renewed by a read, so entries
+        // in use are never pruned, even complete files that are only served.
+        let old = now_secs() - TOUCH_INTERVAL.as_secs() as i64 - 60;
+        for table in ["passed", "complete_files"] {
+            store
+                .conn
+                .execute(&format!("UPDATE {table} SET last_used = ?1"), [old])
+                .unwrap();
+        }
+        store.query(&keys).unwrap();
+        store.complete_files(&keys).unwrap();
+        for table in ["passed", "complete_files"] {
+            assert!(
+                last_used(&store, table).iter().all(|&t| t > old),
+                "{table}: stale marks renewed"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import summary
 
@@ -123,6 +125,46 @@ def test_salt_and_environment_are_part_of_the_key(project, monkeypatch):
     run(project).assert_outcomes(passed=6)
     run(project).assert_outcomes(skipped=6)
     run(project, "--dryci-no-env-hash").assert_outcomes(passed=6)
+
+
+def install_fake_distribution(project, name: str, version: str, age: float) -> None:
+    """A distribution in `site/` (on sys.path through the pythonpath ini
+    option), its files dated `age` seconds ago."""
+    import os
+    import time
+
+    info = project.path / "site" / f"{name}-1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    metadata = info / "METADATA"
+    metadata.write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    when = time.time() - age
+    for path in (metadata, info):
+        os.utime(path, (when, when))
+
+
+def test_the_environment_fingerprint_is_remembered_until_a_distribution_changes(project):
+    project.makeini("[pytest]\npythonpath = site\n")
+    install_fake_distribution(project, "fakedist", "1.0", age=300)
+    run(project).assert_outcomes(passed=6)
+    remembered = project.path / ".dryci" / "environment-v1.json"
+    assert remembered.exists()
+    run(project).assert_outcomes(skipped=6)
+    # An upgrade rewriting the metadata in place, same size, same folder name.
+    install_fake_distribution(project, "fakedist", "2.0", age=200)
+    run(project).assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+    # A new distribution.
+    install_fake_distribution(project, "otherdist", "1.0", age=200)
+    run(project).assert_outcomes(passed=6)
+    run(project).assert_outcomes(skipped=6)
+    # The remembered fingerprint is what the run uses: falsify it and nothing matches.
+    entries = json.loads(remembered.read_text())
+    remembered.write_text(json.dumps(dict.fromkeys(entries, "0" * 64)))
+    run(project).assert_outcomes(passed=6)
+    # A corrupt record is ignored and rewritten.
+    remembered.write_text("{not json")
+    run(project).assert_outcomes(skipped=6)
+    assert json.loads(remembered.read_text())
 
 
 def test_selection_options_and_test_styles(project):
@@ -324,6 +366,83 @@ def test_junit_report_lists_cached_tests(project):
     xml = (project.path / "report.xml").read_text()
     assert xml.count("<testcase") == 6
     assert "dryci: passed before with identical inputs" in xml
+    # Served tests get no teardown report: junitxml must still close and count each one.
+    assert 'tests="6"' in xml
+    assert 'skipped="6"' in xml
+    assert xml.count("<skipped") == 6
+    for name in ("test_add", "test_add_zero[1]", "test_shout", "test_max"):
+        assert f'name="{name}"' in xml
+
+
+def test_served_tests_show_in_every_terminal_report(project):
+    run(project).assert_outcomes(passed=6)
+    # Default verbosity: each file's path with a letter per test, then the progress.
+    default = run(project, "-p", "no:randomly", "-rs")
+    default.assert_outcomes(skipped=6)
+    default.stdout.fnmatch_lines(
+        [
+            "tests/test_core.py ssss*",
+            "tests/test_data.py s*",
+            "tests/test_strings.py s*[[]100%[]]",
+            "*short test summary info*",
+            "SKIPPED [[]4[]] tests/test_core.py*dryci: passed before with identical inputs*",
+            "*6 skipped in*",
+        ]
+    )
+    quiet = run(project, "-q")
+    quiet.stdout.fnmatch_lines(["ssssss*[[]100%[]]", "*6 skipped in*"])
+    assert quiet.ret == 0
+
+
+def test_a_plugin_watching_logstart_and_logfinish_sees_every_served_test(project):
+    """Served tests skip logstart/logfinish only where every implementation
+    is known to do nothing for them; any other plugin gets every call."""
+    project.makeconftest(
+        "seen = []\n"
+        "def pytest_runtest_logstart(nodeid, location):\n"
+        "    seen.append('start ' + nodeid)\n"
+        "def pytest_runtest_logfinish(nodeid, location):\n"
+        "    seen.append('finish ' + nodeid)\n"
+        "def pytest_terminal_summary(terminalreporter):\n"
+        "    terminalreporter.write_line(f'watched {len(seen)} calls')\n"
+    )
+    run(project).assert_outcomes(passed=6)
+    result = run(project, "-q")
+    result.assert_outcomes(skipped=6)
+    assert summary(result)["cached"] == 6
+    result.stdout.fnmatch_lines(["watched 12 calls"])
+
+
+def test_garbage_left_by_the_tests_that_ran_is_still_finalised(project):
+    """Serving files freezes the objects alive after the run loop (so the
+    collector stops walking the served reports); what the tests left as
+    garbage must be collected first, so that its __del__ runs and pytest
+    reports what it raised."""
+    run(project).assert_outcomes(passed=6)
+    project.makepyfile(
+        test_boom=(
+            "import gc\n"
+            "import pytest\n"
+            "class Boom:\n"
+            "    def __init__(self):\n"
+            "        self.me = self\n"
+            "    def __del__(self):\n"
+            "        raise RuntimeError('boom in __del__')\n"
+            "KEEP = []\n"
+            "@pytest.fixture(scope='session')\n"
+            "def boom():\n"
+            "    KEEP.append(Boom())\n"
+            "    for _ in range(3):\n"
+            "        gc.collect()  # old now: only a full collection finds it\n"
+            "    yield\n"
+            "    KEEP.clear()  # garbage from the end of the run loop on\n"
+            "def test_boom(boom):\n"
+            "    pass\n"
+        )
+    )
+    result = run(project, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, skipped=6)
+    assert "boom in __del__" in result.stdout.str() + result.stderr.str()
 
 
 def test_graph_warnings_are_summarised(project):
