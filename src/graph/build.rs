@@ -1,7 +1,9 @@
-//! Building the graph: a breadth-first walk from the inputs and the global
-//! dependencies. Each level of the walk is visited in parallel; visiting a
+//! Building the graph: a parallel walk from the inputs and the global
+//! dependencies, each file visited as soon as a visit names it. Visiting a
 //! file reads it once (digest, imports, regex matches from the same bytes)
-//! and applies every matching rule. Files no input reaches are never read.
+//! and applies every matching rule, unless the visit cache already knows
+//! what a file with that content derives. Files no input reaches are never
+//! read.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +37,7 @@ pub struct BuildInput<'a> {
     pub visit_cache: VisitCache,
 }
 
-/// The graph, plus what the run learned for the state cache.
+/// The graph, plus what the run learned for the state and visit caches.
 pub struct Built {
     pub graph: DepGraph,
     pub fresh: Vec<(String, FileStamp, Digest)>,
