@@ -114,14 +114,6 @@ impl VisitCache {
         self.entries.get(&file).map(|(digest, _)| digest)
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Stores what was loaded plus `fresh` (what this run visited afresh,
     /// replacing older entries of the same files). Entries of files this run
     /// did not reach stay: another run may reach them under the same context.
