@@ -301,3 +301,87 @@ impl From<StoredReason> for Reason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_reason() -> Vec<Reason> {
+        vec![
+            Reason::Import {
+                module: "..pkg.mod".into(),
+                line: 3,
+            },
+            Reason::ModuleString {
+                value: "pkg.plugins:load".into(),
+                line: 9,
+            },
+            Reason::EntryPoint {
+                spec: "pkg.cli:main".into(),
+                declared_in: "pyproject.toml".into(),
+            },
+            Reason::Rule {
+                rule: "**/*.py".into(),
+                action: RuleAction::VisitGrandSiblings,
+                regex: None,
+            },
+            Reason::Rule {
+                rule: "pkg/data.py".into(),
+                action: RuleAction::VisitSiblings,
+                regex: Some("DATA = \"([^\"]+)\"".into()),
+            },
+            Reason::Submodules {
+                package: "pkg.plugins".into(),
+            },
+            Reason::GlobalDep {
+                pattern: "*.lock".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn visits_round_trip_and_another_context_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let index =
+            RepoIndex::from_relative_paths(dir.path(), vec!["pkg/a.py".into(), "pkg/b.py".into()]);
+        let reasons = every_reason();
+        let derived = Derived {
+            edges: reasons
+                .iter()
+                .enumerate()
+                .map(|(i, reason)| {
+                    let target = if i % 2 == 0 {
+                        Target::File(1)
+                    } else {
+                        Target::Absent("pkg/conftest.py".into())
+                    };
+                    (target, reason.clone())
+                })
+                .collect(),
+            unresolved: vec![Unresolved {
+                file: "pkg/a.py".into(),
+                module: "pkg.gone".into(),
+                line: 2,
+            }],
+            warnings: vec!["pkg/a.py:1: cannot tokenize".into()],
+        };
+        let path = dir.path().join("visits.bin");
+        let digest = Digest::of(b"a");
+        let empty = VisitCache::load(&path, [7; 32], &index);
+        empty
+            .save(&index, vec![(0, digest, Arc::new(derived.clone()))])
+            .unwrap();
+
+        let loaded = VisitCache::load(&path, [7; 32], &index);
+        assert!(loaded.load_warning.is_none());
+        let got = loaded.get(0, &digest).expect("the visit is remembered");
+        assert_eq!(got.edges, derived.edges);
+        assert_eq!(got.unresolved, derived.unresolved);
+        assert_eq!(got.warnings, derived.warnings);
+        assert!(loaded.get(0, &Digest::of(b"changed")).is_none());
+        assert!(loaded.get(1, &digest).is_none());
+
+        let other_context = VisitCache::load(&path, [8; 32], &index);
+        assert!(other_context.get(0, &digest).is_none());
+    }
+}
