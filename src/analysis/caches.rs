@@ -12,7 +12,7 @@ use crate::files::state::{FileStamp, StateCache};
 use crate::files::{read_facts, Digest, FileDigest, Needs};
 use crate::graph::visit_cache::{Derived, VisitCache};
 use crate::graph::DepGraph;
-use crate::hash::memo::{self, Memo};
+use crate::hash::memo::{self, InputHash, Memo};
 use crate::imports::scan::ScanResult;
 use crate::walk::{FileId, RepoIndex};
 
@@ -113,7 +113,7 @@ pub(super) fn remember(
     let slot = memo::Slot::new(
         key,
         files,
-        inputs.iter().map(InputResult::remembered).collect(),
+        inputs.iter().map(InputHash::from).collect(),
         graph.warnings.clone(),
         graph.nodes.len(),
     );

@@ -52,15 +52,17 @@ pub struct InputResult {
     pub problem: Option<String>,
 }
 
-impl InputResult {
-    fn remembered(&self) -> InputHash {
+impl From<&InputResult> for InputHash {
+    fn from(result: &InputResult) -> Self {
         InputHash {
-            path: self.path.clone(),
-            hash: self.hash.clone(),
-            problem: self.problem.clone(),
+            path: result.path.clone(),
+            hash: result.hash.clone(),
+            problem: result.problem.clone(),
         }
     }
+}
 
+impl InputResult {
     fn unhashed(path: String, problem: String) -> Self {
         InputResult {
             path,
@@ -197,11 +199,7 @@ pub fn dependency_hashes(request: &Request) -> Result<HashRun, AnalysisError> {
     }
     let analysis = analyze_prepared(request, prepared);
     Ok(HashRun {
-        inputs: analysis
-            .inputs
-            .iter()
-            .map(InputResult::remembered)
-            .collect(),
+        inputs: analysis.inputs.iter().map(InputHash::from).collect(),
         node_count: analysis.graph.nodes.len(),
         config: analysis.config,
         warnings: analysis.warnings,

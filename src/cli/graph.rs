@@ -11,6 +11,7 @@ use crate::analysis::{
     analyze, dependency_hashes, Analysis, AnalysisError, Request, StateCacheMode,
 };
 use crate::graph::explain;
+use crate::hash::memo::InputHash;
 use crate::hash::Salt;
 
 use super::{CliError, ExitStatus};
@@ -308,11 +309,8 @@ pub fn run(args: GraphArgs) -> Result<ExitStatus, CliError> {
         }
     }
     if args.out_dep_hashes.is_some() || !wrote_something {
-        let hashes = analysis
-            .inputs
-            .iter()
-            .map(|i| (i.path.as_str(), i.hash.as_deref(), i.problem.as_deref()));
-        write_dep_hashes(args.out_dep_hashes.as_deref(), hashes)?;
+        let rows: Vec<InputHash> = analysis.inputs.iter().map(InputHash::from).collect();
+        write_dep_hashes(args.out_dep_hashes.as_deref(), &rows)?;
     }
     Ok(ExitStatus::Success)
 }
@@ -352,26 +350,23 @@ fn run_hashes_only(args: &GraphArgs, request: &Request) -> Result<ExitStatus, Cl
             t.state_save
         );
     }
-    let hashes = run
-        .inputs
-        .iter()
-        .map(|i| (i.path.as_str(), i.hash.as_deref(), i.problem.as_deref()));
-    write_dep_hashes(args.out_dep_hashes.as_deref(), hashes)?;
+    write_dep_hashes(args.out_dep_hashes.as_deref(), &run.inputs)?;
     Ok(ExitStatus::Success)
 }
 
 /// Writes {input: hash} to `out` (stdout by default) and warns about every
-/// input without a hash. Rows are (path, hash, problem).
-fn write_dep_hashes<'a>(
-    out: Option<&Path>,
-    rows: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)> + Clone,
-) -> Result<(), CliError> {
-    let hashes: BTreeMap<&str, Option<&str>> = rows.clone().map(|(p, h, _)| (p, h)).collect();
+/// input without a hash.
+fn write_dep_hashes(out: Option<&Path>, rows: &[InputHash]) -> Result<(), CliError> {
+    let hashes: BTreeMap<&str, Option<&str>> = rows
+        .iter()
+        .map(|row| (row.path.as_str(), row.hash.as_deref()))
+        .collect();
     write_json(out.unwrap_or(Path::new("-")), &hashes)?;
-    for (path, _, problem) in rows.filter(|(_, hash, _)| hash.is_none()) {
+    for row in rows.iter().filter(|row| row.hash.is_none()) {
         eprintln!(
-            "warning: {path}: no dependency hash: {}",
-            problem.unwrap_or("unknown")
+            "warning: {}: no dependency hash: {}",
+            row.path,
+            row.problem.as_deref().unwrap_or("unknown")
         );
     }
     Ok(())

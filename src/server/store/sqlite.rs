@@ -176,12 +176,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .reader_slots
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?;
-        let conn = self.take_reader()?;
+        let (_permit, conn) = self.checkout_reader().await?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = f(&conn);
             (conn, result)
@@ -196,23 +191,27 @@ impl SqliteStore {
     /// In WAL mode a reader never waits for a writer, and such a read takes
     /// microseconds, less than the hand-off to the blocking pool would cost.
     async fn read_inline<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let _permit = self
-            .reader_slots
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?;
-        let conn = self.take_reader()?;
+        let (_permit, conn) = self.checkout_reader().await?;
         let result = f(&conn);
         self.return_reader(conn);
         result
     }
 
-    fn take_reader(&self) -> Result<Connection> {
-        self.readers
+    /// A free read connection, with the permit that reserved it (hold the
+    /// permit until the connection is returned).
+    async fn checkout_reader(&self) -> Result<(tokio::sync::SemaphorePermit<'_>, Connection)> {
+        let permit = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let conn = self
+            .readers
             .lock()
             .map_err(|_| StoreError::Task("reader pool poisoned".into()))?
             .pop()
-            .ok_or_else(|| StoreError::Task("no free reader".into()))
+            .ok_or_else(|| StoreError::Task("no free reader".into()))?;
+        Ok((permit, conn))
     }
 
     fn return_reader(&self, conn: Connection) {
