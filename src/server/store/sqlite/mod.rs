@@ -16,91 +16,10 @@ use super::{
     codec, merge_ids, token_updated, Entry, FileHash, NewToken, Result, Scope, Store, StoreError,
     StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
+use entries::Found;
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    // 1: the first schema.
-    r#"
-CREATE TABLE users (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id),
-    token_hash BLOB NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '',
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    revoked_at INTEGER
-);
-CREATE TABLE entries (
-    id INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    file_hash BLOB NOT NULL,
-    ids BLOB NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    last_read_at INTEGER NOT NULL,
-    UNIQUE (tenant, file_hash)
-);
-CREATE INDEX entries_last_read ON entries(last_read_at);
-CREATE TABLE usage (
-    user_id INTEGER PRIMARY KEY REFERENCES users(id),
-    requests INTEGER NOT NULL DEFAULT 0,
-    queried_hashes INTEGER NOT NULL DEFAULT 0,
-    hits INTEGER NOT NULL DEFAULT 0,
-    published_ids INTEGER NOT NULL DEFAULT 0,
-    last_seen_at INTEGER
-);
-"#,
-    // 2: entries keyed by (tenant id, hash) in a WITHOUT ROWID table, so a
-    // lookup is one B-tree descent (it was the unique index, then the table),
-    // and running totals kept by triggers, so store size is not a full scan.
-    // Small columns come before the ids blob so they stay on the B-tree page.
-    r#"
-CREATE TABLE tenants (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
-);
-INSERT INTO tenants (name) SELECT DISTINCT tenant FROM entries ORDER BY tenant;
-CREATE TABLE entries_v2 (
-    tenant_id INTEGER NOT NULL,
-    file_hash BLOB NOT NULL,
-    last_read_at INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    ids BLOB NOT NULL,
-    PRIMARY KEY (tenant_id, file_hash)
-) WITHOUT ROWID;
-INSERT INTO entries_v2 (tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids)
-    SELECT t.id, e.file_hash, e.last_read_at, e.bytes, e.created_at, e.updated_at, e.ids
-    FROM entries e JOIN tenants t ON t.name = e.tenant ORDER BY t.id, e.file_hash;
-DROP TABLE entries;
-ALTER TABLE entries_v2 RENAME TO entries;
-CREATE INDEX entries_last_read ON entries(last_read_at);
-CREATE TABLE totals (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    entries INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
-);
-INSERT INTO totals (id, entries, bytes) SELECT 1, COUNT(*), COALESCE(SUM(bytes), 0) FROM entries;
-CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN
-    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 1;
-END;
-CREATE TRIGGER entries_removed AFTER DELETE ON entries BEGIN
-    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 1;
-END;
-CREATE TRIGGER entries_resized AFTER UPDATE OF bytes ON entries BEGIN
-    UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
-END;
-"#,
-];
+mod entries;
+mod migrations;
 
 /// Called after the group's commit with its outcome; answers the waiting caller.
 type Completer = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
@@ -111,12 +30,12 @@ type Job = Box<dyn FnOnce(&Connection) -> Completer + Send>;
 const MAX_GROUP: usize = 256;
 
 /// Page cache of each connection, in KiB (SQLite's default is 2 MiB).
-/// 20 MiB holds the inner pages of the entries B-tree with a million
-/// hashes (about 12 MB) with room for the leaves flowing through, so a
-/// lookup mostly reads one leaf page from the OS (measured: 1.4 page reads
-/// per lookup at 16 MiB, 1.0 at 32 MiB, 1.8 for the old rowid table with
-/// SQLite's default 2 MiB); two readers stay well inside the RSS budget.
-const READER_CACHE_KIB: u32 = 20 * 1024;
+/// Entries sit at integer slots (see `entries.rs`), so the inner pages of
+/// their B-tree take under 1 MB per million entries and stay cached; a
+/// lookup then reads one leaf page from the OS. 8 MiB leaves room for ten
+/// times that, and keeps the connections' share of the RSS budget small
+/// (hot entries are cached above the store, see `store::hot`).
+const READER_CACHE_KIB: u32 = 8 * 1024;
 
 pub struct SqliteStore {
     path: String,
@@ -141,7 +60,7 @@ impl SqliteStore {
                  PRAGMA busy_timeout=10000; PRAGMA cache_size=-{READER_CACHE_KIB};"
             ))
             .map_err(err)?;
-        migrate(&mut writer).map_err(err)?;
+        migrations::migrate(&mut writer, path)?;
         // Queries run inline on the runtime's workers (one per core), so a
         // reader beyond one per core would only split the page cache.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -248,23 +167,6 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let done = done.max(0) as usize;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        tx.commit()?;
-    }
-    if done > 0 && done < MIGRATIONS.len() {
-        // An upgrade may rewrite a whole table; move it from the WAL into the
-        // database file now rather than leave a WAL as large as the table.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    }
-    Ok(())
-}
-
 fn in_savepoint<T>(
     conn: &Connection,
     path: &str,
@@ -319,8 +221,14 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 fn tenant_id_for_write(c: &Connection, tenant: &str) -> rusqlite::Result<i64> {
     c.prepare_cached("INSERT INTO tenants (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
         .execute(params![tenant])?;
+    tenant_id(c, tenant)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// The id of `tenant`, or `None` if it never published anything.
+fn tenant_id(c: &Connection, tenant: &str) -> rusqlite::Result<Option<i64>> {
     c.prepare_cached("SELECT id FROM tenants WHERE name = ?1")?
         .query_row(params![tenant], |r| r.get(0))
+        .optional()
 }
 
 /// One answer per hash, in order: one primary-key lookup each, with a
@@ -337,40 +245,16 @@ fn lookup(
         source,
     };
     let tx = c.unchecked_transaction().map_err(err)?;
-    let tenant_id: Option<i64> = tx
-        .prepare_cached("SELECT id FROM tenants WHERE name = ?1")
-        .map_err(err)?
-        .query_row(params![tenant], |r| r.get(0))
-        .optional()
-        .map_err(err)?;
-    let Some(tenant_id) = tenant_id else {
+    let Some(tenant_id) = tenant_id(&tx, tenant).map_err(err)? else {
         // Nothing was ever published for this tenant.
         return Ok(vec![None; hashes.len()]);
     };
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT ids, last_read_at FROM entries WHERE tenant_id = ?1 AND file_hash = ?2",
-        )
-        .map_err(err)?;
-    let mut out = Vec::with_capacity(hashes.len());
-    for hash in hashes {
-        let mut rows = stmt.query(params![tenant_id, &hash[..]]).map_err(err)?;
-        let entry = match rows.next().map_err(err)? {
-            Some(row) => {
-                let blob = row
-                    .get_ref(0)
-                    .and_then(|v| v.as_blob().map_err(Into::into))
-                    .map_err(err)?;
-                Some(Entry {
-                    ids: codec::decode("entries", blob)?,
-                    last_read_at: row.get(1).map_err(err)?,
-                })
-            }
-            None => None,
-        };
-        out.push(entry);
-    }
-    drop(stmt);
+    let mut finder = entries::Finder::new(&tx, path)?;
+    let out = hashes
+        .iter()
+        .map(|hash| Ok(finder.find(tenant_id, hash)?.into_entry()))
+        .collect::<Result<Vec<_>>>()?;
+    drop(finder);
     tx.commit().map_err(err)?;
     Ok(out)
 }
@@ -639,35 +523,32 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         let tenant = tenant.to_string();
         self.write(move |c| {
-            let err = |source| StoreError::Sqlite { path: path.clone(), source };
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
             let tenant_id = tenant_id_for_write(c, &tenant).map_err(err)?;
             let mut added = 0;
+            let mut finder = entries::Finder::new(c, &path)?;
             for (hash, ids) in batch {
-                let stored: Option<Vec<u8>> = c
-                    .prepare_cached("SELECT ids FROM entries WHERE tenant_id = ?1 AND file_hash = ?2")
-                    .map_err(err)?
-                    .query_row(params![tenant_id, &hash[..]], |r| r.get(0))
-                    .optional()
-                    .map_err(err)?;
-                let mut merged = match &stored {
-                    Some(blob) => codec::decode("entries", blob)?,
-                    None => Vec::new(),
+                let (place, mut merged, stored) = match finder.find(tenant_id, &hash)? {
+                    Found::Stored { place, entry } => (place, entry.ids, true),
+                    Found::Absent { place } => (place, Vec::new(), false),
                 };
                 let new = merge_ids(&mut merged, &ids, max_ids);
                 added += new;
-                if stored.is_some() && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
+                if stored && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
                     continue; // nothing changed: skip the write
                 }
-                let blob = codec::encode(&merged);
-                c.prepare_cached(
-                    "INSERT INTO entries (tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) \
-                     ON CONFLICT (tenant_id, file_hash) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
-                     updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at)",
-                )
-                .map_err(err)?
-                .execute(params![tenant_id, &hash[..], blob, blob.len() as i64, now])
-                .map_err(err)?;
+                entries::put(
+                    c,
+                    &path,
+                    place,
+                    tenant_id,
+                    &hash,
+                    &codec::encode(&merged),
+                    now,
+                )?;
             }
             Ok(added)
         })
@@ -677,15 +558,23 @@ impl Store for SqliteStore {
     async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
         let path = self.path.clone();
         self.write(move |c| {
-            let err = |source| StoreError::Sqlite { path: path.clone(), source };
-            let mut stmt = c
-                .prepare_cached(
-                    "UPDATE entries SET last_read_at = ?3 \
-                     WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1) AND file_hash = ?2 AND last_read_at < ?3",
-                )
-                .map_err(err)?;
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut tenant_ids = std::collections::HashMap::new();
             for (tenant, hash) in reads {
-                stmt.execute(params![tenant, &hash[..], now]).map_err(err)?;
+                let tenant_id = match tenant_ids.get(&tenant) {
+                    Some(&id) => id,
+                    None => {
+                        let id = tenant_id(c, &tenant).map_err(err)?;
+                        tenant_ids.insert(tenant, id);
+                        id
+                    }
+                };
+                if let Some(tenant_id) = tenant_id {
+                    entries::touch(c, tenant_id, &hash, now).map_err(err)?;
+                }
             }
             Ok(())
         })
@@ -776,12 +665,7 @@ impl Store for SqliteStore {
             };
             let mut removed = 0u64;
             if let Some(before) = read_before {
-                removed += c
-                    .execute(
-                        "DELETE FROM entries WHERE last_read_at < ?1",
-                        params![before],
-                    )
-                    .map_err(err)? as u64;
+                removed += entries::delete_read_before(c, before).map_err(err)?;
             }
             if let Some(max) = max_bytes {
                 let mut total: i64 = c
@@ -789,30 +673,16 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 while total > max as i64 {
                     // Least recently read first, in chunks, until under the limit.
-                    let victims: Vec<(i64, Vec<u8>, i64)> = c
-                        .prepare_cached(
-                            "SELECT tenant_id, file_hash, bytes FROM entries \
-                             ORDER BY last_read_at, tenant_id, file_hash LIMIT 500",
-                        )
-                        .map_err(err)?
-                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .map_err(err)?
-                        .collect::<rusqlite::Result<_>>()
-                        .map_err(err)?;
+                    let victims = entries::least_recently_read(c, 500).map_err(err)?;
                     if victims.is_empty() {
                         break;
                     }
-                    let mut del = c
-                        .prepare_cached(
-                            "DELETE FROM entries WHERE tenant_id = ?1 AND file_hash = ?2",
-                        )
-                        .map_err(err)?;
-                    for (tenant_id, hash, bytes) in victims {
+                    for victim in victims {
                         if total <= max as i64 {
                             break;
                         }
-                        del.execute(params![tenant_id, hash]).map_err(err)?;
-                        total -= bytes;
+                        entries::delete(c, &victim).map_err(err)?;
+                        total -= victim.bytes;
                         removed += 1;
                     }
                 }
@@ -834,16 +704,37 @@ mod tests {
         }
     }
 
-    /// A database file as the first schema left it, with two tenants.
+    /// A hash whose first 8 bytes, and so its slot, are those of `[1; 32]`.
+    const SHARES_SLOT_WITH_ONES: FileHash = {
+        let mut h = [7u8; 32];
+        let mut i = 0;
+        while i < 8 {
+            h[i] = 1;
+            i += 1;
+        }
+        h
+    };
+
+    /// Rows in the overflow table: keys whose slot holds another key.
+    fn overflow_rows(path: &std::path::Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM entries_overflow", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A database file as the first schema left it, with two tenants and
+    /// two keys of one tenant that share a slot in the latest schema.
     fn version_1_file(path: &std::path::Path) {
         let mut c = Connection::open(path).unwrap();
-        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(migrations::V1).unwrap();
         c.execute_batch("PRAGMA user_version = 1").unwrap();
         let tx = c.transaction().unwrap();
         for (tenant, hash, ids, read) in [
             ("team", [1u8; 32], vec![id(1), id(2)], 100),
             ("team", [2u8; 32], vec![id(3)], 200),
             ("other", [1u8; 32], vec![id(9)], 300),
+            ("team", SHARES_SLOT_WITH_ONES, vec![id(5)], 400),
         ] {
             let blob = codec::encode(&ids);
             tx.execute(
@@ -863,25 +754,35 @@ mod tests {
         version_1_file(&path);
         let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
         let team = store
-            .query("team", &[[1; 32], [2; 32], [3; 32]])
+            .query("team", &[[1; 32], [2; 32], [3; 32], SHARES_SLOT_WITH_ONES])
             .await
             .unwrap();
         let ids: Vec<_> = team
             .iter()
             .map(|e| e.as_ref().map(|e| e.ids.clone()))
             .collect();
-        assert_eq!(ids, vec![Some(vec![id(1), id(2)]), Some(vec![id(3)]), None]);
+        assert_eq!(
+            ids,
+            vec![
+                Some(vec![id(1), id(2)]),
+                Some(vec![id(3)]),
+                None,
+                Some(vec![id(5)])
+            ]
+        );
         assert_eq!(team[1].as_ref().unwrap().last_read_at, 200);
+        assert_eq!(team[3].as_ref().unwrap().last_read_at, 400);
+        assert_eq!(overflow_rows(&path), 1);
         let other = store.query("other", &[[1; 32], [2; 32]]).await.unwrap();
         assert_eq!(other[0].as_ref().unwrap().ids, vec![id(9)]);
         assert!(other[1].is_none());
         assert!(store.query("nobody", &[[1; 32]]).await.unwrap()[0].is_none());
-        // Totals start from what the old table held: 4 ids of 20 bytes.
+        // Totals start from what the old table held: 5 ids of 20 bytes.
         assert_eq!(
             store.stats().await.unwrap(),
             StoreStats {
-                entries: 3,
-                bytes: 80
+                entries: 4,
+                bytes: 100
             }
         );
         // The upgraded schema takes writes: publishing to an old tenant merges.
@@ -899,7 +800,114 @@ mod tests {
             .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, migrations::LATEST as i64);
+    }
+
+    #[tokio::test]
+    async fn keys_sharing_a_slot_stay_apart_through_every_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slots.sqlite");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
+        store
+            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .await
+            .unwrap();
+        // Tenant "b" (id 2) crafts a hash for the slot of "a"'s entry.
+        let mut intruder = ones;
+        let mix = |t: i64| {
+            t.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)
+                .to_le_bytes()
+        };
+        for (i, byte) in intruder.iter_mut().take(8).enumerate() {
+            *byte ^= mix(1)[i] ^ mix(2)[i];
+        }
+        intruder[31] = 0;
+        store
+            .publish("b", vec![(intruder, vec![id(8)])], 100, 10)
+            .await
+            .unwrap();
+        assert_eq!(entries::slot(2, &intruder), entries::slot(1, &ones));
+        store
+            .publish("a", vec![(twin, vec![id(2)])], 100, 20)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+
+        let ids = |answers: Vec<Option<Entry>>| -> Vec<Option<Vec<StoredId>>> {
+            answers.into_iter().map(|e| e.map(|e| e.ids)).collect()
+        };
+        let a = store.query("a", &[ones, twin, intruder]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2)]), None]);
+        let b = store.query("b", &[ones, twin, intruder]).await.unwrap();
+        assert_eq!(ids(b), vec![None, None, Some(vec![id(8)])]);
+
+        // Merges land where each key lives.
+        store
+            .publish("a", vec![(twin, vec![id(3)]), (ones, vec![id(4)])], 100, 30)
+            .await
+            .unwrap();
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(
+            ids(a),
+            vec![Some(vec![id(1), id(4)]), Some(vec![id(2), id(3)])]
+        );
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 3,
+                bytes: 100
+            }
+        );
+
+        // Touches reach the overflow table; an age cut keeps what was read.
+        store
+            .touch(vec![("a".into(), twin), ("b".into(), intruder)], 50)
+            .await
+            .unwrap();
+        assert_eq!(store.evict(Some(40), None).await.unwrap(), 1);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![None, Some(vec![id(2), id(3)])]);
+
+        // With the slot free again, the key in overflow is still the one
+        // found and updated: no second row appears for it.
+        store
+            .publish("a", vec![(twin, vec![id(6)])], 100, 60)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 2,
+                bytes: 80
+            }
+        );
+        // A new key takes the free slot.
+        store
+            .publish("a", vec![(ones, vec![id(7)])], 100, 70)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(
+            ids(a),
+            vec![Some(vec![id(7)]), Some(vec![id(2), id(3), id(6)])]
+        );
+
+        // Size eviction takes the least recently read of both tables:
+        // "b"'s entry (read at 50), then "a"'s twin (written at 60).
+        assert_eq!(store.evict(None, Some(20)).await.unwrap(), 2);
+        assert_eq!(overflow_rows(&path), 0);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(7)]), None]);
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 1,
+                bytes: 20
+            }
+        );
     }
 
     #[test]

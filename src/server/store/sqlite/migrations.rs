@@ -1,0 +1,249 @@
+//! The SQLite schema and its upgrades, applied in order at start;
+//! `PRAGMA user_version` records how many ran. Each runs in one
+//! transaction, so a crash mid-upgrade leaves the previous schema intact.
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::super::{Result, StoreError};
+use super::entries::{self, Found, Place};
+
+/// One upgrade: plain SQL, or SQL plus row moves that need Rust.
+enum Migration {
+    Sql(&'static str),
+    Steps(fn(&Transaction<'_>, &str) -> Result<()>),
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(V1),
+    Migration::Sql(V2),
+    Migration::Steps(slotted_entries),
+];
+
+/// The schema version a fresh or upgraded file ends at.
+pub const LATEST: usize = MIGRATIONS.len();
+
+/// 1: the first schema.
+pub const V1: &str = r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    token_hash BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    file_hash BLOB NOT NULL,
+    ids BLOB NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_read_at INTEGER NOT NULL,
+    UNIQUE (tenant, file_hash)
+);
+CREATE INDEX entries_last_read ON entries(last_read_at);
+CREATE TABLE usage (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    requests INTEGER NOT NULL DEFAULT 0,
+    queried_hashes INTEGER NOT NULL DEFAULT 0,
+    hits INTEGER NOT NULL DEFAULT 0,
+    published_ids INTEGER NOT NULL DEFAULT 0,
+    last_seen_at INTEGER
+);
+"#;
+
+/// 2: entries keyed by (tenant id, hash) in a WITHOUT ROWID table, so a
+/// lookup is one B-tree descent (it was the unique index, then the table),
+/// and running totals kept by triggers, so store size is not a full scan.
+/// Small columns come before the ids blob so they stay on the B-tree page.
+const V2: &str = r#"
+CREATE TABLE tenants (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+INSERT INTO tenants (name) SELECT DISTINCT tenant FROM entries ORDER BY tenant;
+CREATE TABLE entries_v2 (
+    tenant_id INTEGER NOT NULL,
+    file_hash BLOB NOT NULL,
+    last_read_at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ids BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, file_hash)
+) WITHOUT ROWID;
+INSERT INTO entries_v2 (tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids)
+    SELECT t.id, e.file_hash, e.last_read_at, e.bytes, e.created_at, e.updated_at, e.ids
+    FROM entries e JOIN tenants t ON t.name = e.tenant ORDER BY t.id, e.file_hash;
+DROP TABLE entries;
+ALTER TABLE entries_v2 RENAME TO entries;
+CREATE INDEX entries_last_read ON entries(last_read_at);
+CREATE TABLE totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO totals (id, entries, bytes) SELECT 1, COUNT(*), COALESCE(SUM(bytes), 0) FROM entries;
+CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 1;
+END;
+CREATE TRIGGER entries_removed AFTER DELETE ON entries BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 1;
+END;
+CREATE TRIGGER entries_resized AFTER UPDATE OF bytes ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
+END;
+"#;
+
+/// 3, before the rows move: the old table steps aside, the new ones appear.
+/// See `entries.rs` for why entries live at slots.
+const V3_TABLES: &str = r#"
+DROP INDEX entries_last_read;
+ALTER TABLE entries RENAME TO entries_v2;
+CREATE TABLE entries (
+    slot INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    file_hash BLOB NOT NULL,
+    last_read_at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ids BLOB NOT NULL
+);
+CREATE TABLE entries_overflow (
+    tenant_id INTEGER NOT NULL,
+    file_hash BLOB NOT NULL,
+    last_read_at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ids BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, file_hash)
+) WITHOUT ROWID;
+"#;
+
+/// 3, after the rows moved: indexes, and totals kept over both tables.
+const V3_FINISH: &str = r#"
+DROP TABLE entries_v2;
+CREATE INDEX entries_last_read ON entries(last_read_at);
+CREATE INDEX entries_overflow_last_read ON entries_overflow(last_read_at);
+CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 1;
+END;
+CREATE TRIGGER entries_removed AFTER DELETE ON entries BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 1;
+END;
+CREATE TRIGGER entries_resized AFTER UPDATE OF bytes ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
+END;
+CREATE TRIGGER overflow_added AFTER INSERT ON entries_overflow BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 1;
+END;
+CREATE TRIGGER overflow_removed AFTER DELETE ON entries_overflow BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 1;
+END;
+CREATE TRIGGER overflow_resized AFTER UPDATE OF bytes ON entries_overflow BEGIN
+    UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
+END;
+UPDATE totals SET
+    entries = (SELECT COUNT(*) FROM entries) + (SELECT COUNT(*) FROM entries_overflow),
+    bytes = (SELECT COALESCE(SUM(bytes), 0) FROM entries)
+          + (SELECT COALESCE(SUM(bytes), 0) FROM entries_overflow)
+WHERE id = 1;
+"#;
+
+/// 3: every entry moves to its slot, keeping all its columns.
+fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    };
+    tx.execute_batch(V3_TABLES).map_err(err)?;
+    let mut old = tx
+        .prepare(
+            "SELECT tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids \
+             FROM entries_v2",
+        )
+        .map_err(err)?;
+    let mut rows = old.query([]).map_err(err)?;
+    let mut finder = entries::Finder::new(tx, path)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        let tenant_id: i64 = row.get(0).map_err(err)?;
+        let hash: Vec<u8> = row.get(1).map_err(err)?;
+        let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::Corrupt {
+            table: "entries",
+            reason: "file_hash is not 32 bytes".into(),
+        })?;
+        let columns = (
+            row.get::<_, i64>(2).map_err(err)?,
+            row.get::<_, i64>(3).map_err(err)?,
+            row.get::<_, i64>(4).map_err(err)?,
+            row.get::<_, i64>(5).map_err(err)?,
+            row.get::<_, Vec<u8>>(6).map_err(err)?,
+        );
+        // The old table's key was unique, so every key is absent here.
+        let Found::Absent { place } = finder.find(tenant_id, &hash)? else {
+            return Err(StoreError::Corrupt {
+                table: "entries",
+                reason: "a (tenant, hash) key appears twice".into(),
+            });
+        };
+        let (last_read_at, bytes, created_at, updated_at, ids) = columns;
+        match place {
+            Place::Slot(slot) => tx.execute(
+                "INSERT INTO entries (slot, tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![slot, tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
+            ),
+            Place::Overflow => tx.execute(
+                "INSERT INTO entries_overflow (tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
+            ),
+        }
+        .map_err(err)?;
+    }
+    drop(finder);
+    drop(rows);
+    drop(old);
+    tx.execute_batch(V3_FINISH).map_err(err)
+}
+
+/// Brings the file at `path` to the latest schema.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    };
+    let done: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let done = done.max(0) as usize;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(err)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql).map_err(err)?,
+            Migration::Steps(steps) => steps(&tx, path)?,
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    if done > 0 && done < LATEST {
+        // An upgrade may rewrite a whole table; move it from the WAL into the
+        // database file now rather than leave a WAL as large as the table.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
