@@ -49,6 +49,11 @@ pub struct ServerArgs {
     /// Milliseconds between writes of buffered read times and usage counters.
     #[arg(long, env = "DRYCI_FLUSH_INTERVAL_MS", default_value_t = 5000)]
     flush_interval_ms: u64,
+    /// MiB of recently read entries kept in memory (0: none). Default: 32
+    /// with SQLite; none with PostgreSQL, where it is safe only with a
+    /// single server writing to the database.
+    #[arg(long, env = "DRYCI_HOT_CACHE_MB")]
+    hot_cache_mb: Option<u64>,
     /// Database connections (SQLite readers, or the PostgreSQL pool size).
     #[arg(long, env = "DRYCI_DB_CONNECTIONS", default_value_t = 4)]
     db_connections: usize,
@@ -157,6 +162,7 @@ impl ServerArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             stats_interval: Duration::from_secs(self.eviction_interval_secs.min(30)),
+            hot_cache_bytes: self.hot_cache_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
         })
     }
 }

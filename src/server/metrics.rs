@@ -35,6 +35,8 @@ pub struct Metrics {
     latency: HistogramFamily,
     pub hits: Counter,
     pub misses: Counter,
+    /// Queried hashes answered from the in-memory cache of hot entries.
+    pub hot_hits: Counter,
     pub published_ids: Counter,
     pub store_entries: Gauge,
     pub store_bytes: Gauge,
@@ -50,8 +52,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("dryci");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let (hits, misses, published_ids) =
-            (Counter::default(), Counter::default(), Counter::default());
+        let (hits, misses, hot_hits, published_ids) = (
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+        );
         let (store_entries, store_bytes) = (Gauge::default(), Gauge::default());
         registry.register(
             "http_requests",
@@ -74,6 +80,11 @@ impl Metrics {
             misses.clone(),
         );
         registry.register(
+            "hot_cache_hits",
+            "Queried test-file hashes answered from the in-memory cache of hot entries",
+            hot_hits.clone(),
+        );
+        registry.register(
             "published_ids",
             "Node ids newly stored by publishes",
             published_ids.clone(),
@@ -94,6 +105,7 @@ impl Metrics {
             latency,
             hits,
             misses,
+            hot_hits,
             published_ids,
             store_entries,
             store_bytes,

@@ -71,7 +71,15 @@ pub struct ServerConfig {
     pub flush_interval: Duration,
     /// How often store size metrics are refreshed.
     pub stats_interval: Duration,
+    /// Bytes of hot entries kept in memory (0: none); `None` picks by
+    /// backend: 32 MiB for SQLite, none for PostgreSQL, whose replicas
+    /// would not see each other's writes (see `store::hot`).
+    pub hot_cache_bytes: Option<u64>,
 }
+
+/// The default memory for hot entries with SQLite: about 150,000 entries
+/// of 8 ids, keeping the server with a million stored hashes under 100 MB.
+pub const DEFAULT_HOT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -81,6 +89,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             flush_interval: Duration::from_secs(5),
             stats_interval: Duration::from_secs(30),
+            hot_cache_bytes: None,
         }
     }
 }
@@ -104,6 +113,19 @@ pub async fn launch_with_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(metrics::Metrics::new());
+    let hot_cache_bytes = config.hot_cache_bytes.unwrap_or(match store.backend() {
+        "sqlite" => DEFAULT_HOT_CACHE_BYTES,
+        _ => 0,
+    });
+    let store: Arc<dyn Store> = if hot_cache_bytes > 0 {
+        Arc::new(store::hot::HotCache::new(
+            store,
+            hot_cache_bytes,
+            metrics.hot_hits.clone(),
+        ))
+    } else {
+        store
+    };
     let tracker = Arc::new(tracker::Tracker::default());
     let state = Arc::new(AppState {
         store: store.clone(),

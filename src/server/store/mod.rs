@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub mod codec;
+pub mod hot;
 pub mod postgres;
 pub mod sqlite;
 
