@@ -49,60 +49,85 @@ fn decode_hex<const N: usize>(
     field: impl FnOnce() -> String,
     s: &str,
 ) -> Result<[u8; N], FieldError> {
-    check_hex(field, s, N * 2)?;
+    // One pass that decodes and validates; `check_hex` words the error.
     let mut out = [0u8; N];
-    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-        // check_hex guaranteed lowercase hex digits.
-        out[i] = (nibble(pair[0]) << 4) | nibble(pair[1]);
+    let mut valid = s.len() == N * 2;
+    if valid {
+        for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+            let (high, low) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+            valid &= (high | low) < 16;
+            *byte = (high << 4) | (low & 15);
+        }
+    }
+    if !valid {
+        check_hex(field, s, N * 2)?;
     }
     Ok(out)
 }
 
-fn nibble(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        _ => b - b'a' + 10,
+/// The value of each lowercase hex digit; 0xff for every other byte.
+const NIBBLE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[HEX_DIGITS[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    table
+};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The two lowercase hex digits of each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX_DIGITS[i >> 4], HEX_DIGITS[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
+    bytes
+        .iter()
+        .flat_map(|&b| HEX_PAIRS[b as usize])
+        .map(char::from)
+        .collect()
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        out.extend_from_slice(&HEX_PAIRS[b as usize]);
     }
 }
 
-/// The v1 query answer written straight into one buffer: the hot path of
-/// the server, where building a `Vec<Vec<String>>` for serde cost one
-/// allocation per id. Byte-identical to serde_json's compact output of
+/// The v1 query answer written straight into one buffer of bytes: the hot
+/// path of the server, where building a `Vec<Vec<String>>` for serde cost
+/// one allocation per id, and pushing `char`s cost a UTF-8 encoding each.
+/// Byte-identical to serde_json's compact output of
 /// `v1::QueryPassedResponse` (pinned by a test below).
-pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> String {
+pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> Vec<u8> {
     let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
-    let mut out = String::with_capacity(16 + 3 * entries.len() + 35 * ids);
-    out.push_str("{\"node_ids\":[");
+    let mut out = Vec::with_capacity(16 + 3 * entries.len() + 35 * ids);
+    out.extend_from_slice(b"{\"node_ids\":[");
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push('[');
-        for (j, id) in entry.iter().flat_map(|e| &e.ids).enumerate() {
+        out.push(b'[');
+        for (j, id) in entry.iter().flat_map(|e| e.ids.iter()).enumerate() {
             if j > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push('"');
+            out.push(b'"');
             push_hex(&mut out, &id.node_id);
-            out.push('"');
+            out.push(b'"');
         }
-        out.push(']');
+        out.push(b']');
     }
-    out.push_str("]}");
+    out.extend_from_slice(b"]}");
     out
 }
 
@@ -187,6 +212,33 @@ mod tests {
     fn hex_round_trip() {
         let h: [u8; 16] = decode_hex(|| "x".into(), "00ff10a0000000000000000000000001").unwrap();
         assert_eq!(hex(&h), "00ff10a0000000000000000000000001");
+        let all: Vec<u8> = (0..=255).collect();
+        let mut back = [0u8; 256];
+        for (i, pair) in hex(&all).as_bytes().chunks(32).enumerate() {
+            let chunk: [u8; 16] =
+                decode_hex(|| "x".into(), std::str::from_utf8(pair).unwrap()).unwrap();
+            back[i * 16..(i + 1) * 16].copy_from_slice(&chunk);
+        }
+        assert_eq!(back.to_vec(), all);
+    }
+
+    #[test]
+    fn hex_rejects_name_the_field() {
+        for bad in [
+            "00FF10A0000000000000000000000001",  // uppercase
+            "00ff10a000000000000000000000001",   // one short
+            "00ff10a00000000000000000000000011", // one long
+            "00ff10a0000000000000000000000g01",  // not hex
+            "00ff10a0000000000000000000000é1",   // multi-byte
+        ] {
+            let err = decode_hex::<16>(|| "ids[3]".into(), bad).unwrap_err();
+            assert_eq!(err.field, "ids[3]", "{bad}");
+            assert!(
+                err.reason.contains("lowercase hex"),
+                "{bad}: {}",
+                err.reason
+            );
+        }
     }
 
     #[test]
@@ -217,10 +269,10 @@ mod tests {
                 .collect(),
         };
         assert_eq!(
-            v1_query_response(&entries),
+            String::from_utf8(v1_query_response(&entries)).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
-        assert_eq!(v1_query_response(&[]), r#"{"node_ids":[]}"#);
+        assert_eq!(v1_query_response(&[]), br#"{"node_ids":[]}"#);
     }
 
     #[test]
