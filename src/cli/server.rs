@@ -49,7 +49,7 @@ pub struct ServerArgs {
     /// Milliseconds between writes of buffered read times and usage counters.
     #[arg(long, env = "DRYCI_FLUSH_INTERVAL_MS", default_value_t = 5000)]
     flush_interval_ms: u64,
-    /// MiB of recently read entries kept in memory (0: none). Default: 32
+    /// MiB of recently read entries kept in memory (0: none). Default: 16
     /// with SQLite; none with PostgreSQL, where it is safe only with a
     /// single server writing to the database.
     #[arg(long, env = "DRYCI_HOT_CACHE_MB")]

@@ -97,10 +97,13 @@ pub fn hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        out.extend_from_slice(&HEX_PAIRS[b as usize]);
+/// A node id as a JSON string, built on the stack and copied out at once.
+fn quoted_hex(id: &NodeId) -> [u8; 34] {
+    let mut out = [b'"'; 34];
+    for (pair, &b) in out[1..33].chunks_exact_mut(2).zip(id) {
+        pair.copy_from_slice(&HEX_PAIRS[b as usize]);
     }
+    out
 }
 
 /// The v1 query answer written straight into one buffer of bytes: the hot
@@ -121,9 +124,7 @@ pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> Vec<u8> {
             if j > 0 {
                 out.push(b',');
             }
-            out.push(b'"');
-            push_hex(&mut out, &id.node_id);
-            out.push(b'"');
+            out.extend_from_slice(&quoted_hex(&id.node_id));
         }
         out.push(b']');
     }
@@ -262,7 +263,7 @@ mod tests {
                 .iter()
                 .map(|e| {
                     e.iter()
-                        .flat_map(|e| &e.ids)
+                        .flat_map(|e| e.ids.iter())
                         .map(|i| hex(&i.node_id))
                         .collect()
                 })

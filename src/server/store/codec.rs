@@ -21,7 +21,12 @@ pub fn encode(ids: &[StoredId]) -> Vec<u8> {
     out
 }
 
-pub fn decode(table: &'static str, blob: &[u8]) -> Result<Vec<StoredId>, StoreError> {
+/// Decodes into any collection: a `Vec` to merge into, or an `Arc<[_]>`
+/// to serve (collected in one allocation, the length being known).
+pub fn decode<C: FromIterator<StoredId>>(
+    table: &'static str,
+    blob: &[u8],
+) -> Result<C, StoreError> {
     if blob.len() % RECORD != 0 {
         return Err(StoreError::Corrupt {
             table,
@@ -63,7 +68,7 @@ mod tests {
                 duration_ms: Some(1234),
             },
         ];
-        assert_eq!(decode("entries", &encode(&ids)).unwrap(), ids);
-        assert!(decode("entries", &[1, 2, 3]).is_err());
+        assert_eq!(decode::<Vec<_>>("entries", &encode(&ids)).unwrap(), ids);
+        assert!(decode::<Vec<_>>("entries", &[1, 2, 3]).is_err());
     }
 }

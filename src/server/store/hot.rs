@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -49,9 +49,44 @@ impl quick_cache::Weighter<Key, Entry> for Weighter {
     }
 }
 
+/// Remembers which keys missed recently; an entry is cached on its second
+/// miss only (TinyLFU's doorkeeper). Without it, lookups with no locality
+/// (a job on an old commit, or the uniform benchmark) made every miss an
+/// insert that evicted an entry still useful: 18% more CPU per query and
+/// 40 MB more memory, for a hit rate near zero.
+struct Doorkeeper {
+    seen: Vec<AtomicU32>,
+}
+
+/// Slots of the doorkeeper (1 MiB): a key is forgotten after about 260,000
+/// other misses. A quarter of that let in fewer random keys but also lost
+/// more of the working set (5,000-5,300 against 5,600-6,200 queries/s on
+/// the benchmark's working set, same uniform figures).
+const DOORKEEPER_SLOTS: usize = 1 << 18;
+
+impl Doorkeeper {
+    fn new() -> Self {
+        Self {
+            seen: (0..DOORKEEPER_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Records a miss of `key`; true if it missed recently already.
+    fn missed_again(&self, key: &Key) -> bool {
+        // Hashes are digests: their bytes past the slot's are as good as random.
+        let mut bits = [0u8; 8];
+        bits.copy_from_slice(&key.1[8..16]);
+        let bits = u64::from_le_bytes(bits) ^ u64::from(key.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &self.seen[bits as usize % DOORKEEPER_SLOTS];
+        let fingerprint = (bits >> 32) as u32 | 1;
+        slot.swap(fingerprint, Ordering::Relaxed) == fingerprint
+    }
+}
+
 pub struct HotCache {
     inner: Arc<dyn Store>,
     entries: Cache<Key, Entry, Weighter>,
+    doorkeeper: Doorkeeper,
     tenants: RwLock<HashMap<String, u32>>,
     /// Bumped by every write that changes ids, between its commit and the
     /// moment it drops what it changed from `entries`.
@@ -67,6 +102,7 @@ impl HotCache {
         Self {
             inner,
             entries: Cache::with_weighter(estimated_items, max_bytes, Weighter),
+            doorkeeper: Doorkeeper::new(),
             tenants: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             served,
@@ -123,8 +159,11 @@ impl HotCache {
         let found = fetch(missing.iter().map(|&i| hashes[i]).collect()).await?;
         let mut cached = Vec::new();
         for (&i, entry) in missing.iter().zip(found) {
-            if let Some(entry) = &entry {
-                let key = (tenant_key, hashes[i]);
+            let key = (tenant_key, hashes[i]);
+            if let Some(entry) = entry
+                .as_ref()
+                .filter(|_| self.doorkeeper.missed_again(&key))
+            {
                 self.entries.insert(key, entry.clone());
                 cached.push(key);
             }
@@ -148,7 +187,8 @@ fn weight_of_typical_entry() -> u64 {
                 duration_ms: None
             };
             10
-        ],
+        ]
+        .into(),
         last_read_at: 0,
     })
 }
@@ -267,7 +307,10 @@ mod tests {
     }
 
     fn ids(answers: Vec<Option<Entry>>) -> Vec<Option<Vec<StoredId>>> {
-        answers.into_iter().map(|e| e.map(|e| e.ids)).collect()
+        answers
+            .into_iter()
+            .map(|e| e.map(|e| e.ids.to_vec()))
+            .collect()
     }
 
     struct Fixture {
@@ -299,20 +342,19 @@ mod tests {
             .publish("t", vec![(a, vec![id(1)])], 100, 10)
             .await
             .unwrap();
-        assert_eq!(
-            ids(f.cache.query("t", &[a, b]).await.unwrap()),
-            vec![Some(vec![id(1)]), None]
-        );
+        // The doorkeeper lets an entry in on its second miss.
+        for _ in 0..2 {
+            assert_eq!(
+                ids(f.cache.query("t", &[a, b]).await.unwrap()),
+                vec![Some(vec![id(1)]), None]
+            );
+        }
         assert_eq!(f.served.get(), 0);
         assert_eq!(
             ids(f.cache.query("t", &[a, b]).await.unwrap()),
             vec![Some(vec![id(1)]), None]
         );
-        assert_eq!(
-            f.served.get(),
-            1,
-            "the second read of `a` comes from memory"
-        );
+        assert_eq!(f.served.get(), 1, "the third read of `a` comes from memory");
         // Another tenant never sees it.
         assert_eq!(ids(f.cache.query("u", &[a]).await.unwrap()), vec![None]);
 
@@ -352,6 +394,8 @@ mod tests {
             .publish("t", vec![(a, vec![id(1)])], 100, 10)
             .await
             .unwrap();
+        // A first miss, so that the racing read's miss is the one let in.
+        f.cache.query("t", &[a]).await.unwrap();
         let (read_tx, read_rx) = tokio::sync::oneshot::channel();
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         let (cache, inner) = (f.cache.clone(), f.inner.clone());

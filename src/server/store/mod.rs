@@ -142,10 +142,11 @@ pub struct StoredId {
     pub duration_ms: Option<u32>,
 }
 
-/// What is stored for one test-file hash.
+/// What is stored for one test-file hash. The ids are shared, not copied,
+/// between the cache of hot entries and the answers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub ids: Vec<StoredId>,
+    pub ids: Arc<[StoredId]>,
     pub last_read_at: i64,
 }
 

@@ -369,7 +369,8 @@ impl Store for PostgresStore {
         let mut stored = std::collections::HashMap::with_capacity(batch.len());
         for row in tx.query(&lock, &[&tenant, &keys]).await? {
             let hash = hash32("entries", row.get(0))?;
-            stored.insert(hash, codec::decode("entries", row.get::<_, &[u8]>(1))?);
+            let ids: Vec<StoredId> = codec::decode("entries", row.get::<_, &[u8]>(1))?;
+            stored.insert(hash, ids);
         }
         let (mut hashes, mut blobs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
         let mut added = 0;
