@@ -35,7 +35,7 @@ use super::{
 type Key = (u32, FileHash);
 
 /// What one cached entry costs in memory: its ids plus the key, the
-/// cache's bookkeeping and the vector header, rounded up.
+/// cache's bookkeeping and the `Arc` header, rounded up.
 fn weight(entry: &Entry) -> u64 {
     128 + (entry.ids.len() * std::mem::size_of::<StoredId>()) as u64
 }
@@ -297,21 +297,8 @@ impl Store for HotCache {
 #[cfg(test)]
 mod tests {
     use super::super::sqlite::SqliteStore;
+    use super::super::test_support::{id, ids};
     use super::*;
-
-    fn id(b: u8) -> StoredId {
-        StoredId {
-            node_id: [b; 16],
-            duration_ms: None,
-        }
-    }
-
-    fn ids(answers: Vec<Option<Entry>>) -> Vec<Option<Vec<StoredId>>> {
-        answers
-            .into_iter()
-            .map(|e| e.map(|e| e.ids.to_vec()))
-            .collect()
-    }
 
     struct Fixture {
         _dir: tempfile::TempDir,

@@ -267,6 +267,28 @@ pub(crate) fn token_updated(rows: u64, token_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Helpers shared by the backends' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Entry, StoredId};
+
+    /// A stored id made of one repeated byte, without a duration.
+    pub fn id(b: u8) -> StoredId {
+        StoredId {
+            node_id: [b; 16],
+            duration_ms: None,
+        }
+    }
+
+    /// The ids of each answer, for comparing with `vec![...]`.
+    pub fn ids(answers: Vec<Option<Entry>>) -> Vec<Option<Vec<StoredId>>> {
+        answers
+            .into_iter()
+            .map(|e| e.map(|e| e.ids.to_vec()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

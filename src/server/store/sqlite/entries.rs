@@ -218,36 +218,30 @@ pub struct Victim {
 
 /// Up to `limit` rows of both tables, least recently read first.
 pub fn least_recently_read(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Victim>> {
-    let mut victims: Vec<Victim> = c
-        .prepare_cached(
-            "SELECT last_read_at, tenant_id, file_hash, slot, bytes FROM entries \
-             ORDER BY last_read_at LIMIT ?1",
-        )?
-        .query_map(params![limit as i64], |r| {
-            Ok(Victim {
-                last_read_at: r.get(0)?,
-                tenant_id: r.get(1)?,
-                hash: r.get(2)?,
-                place: Place::Slot(r.get(3)?),
-                bytes: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let overflow = c
-        .prepare_cached(
-            "SELECT last_read_at, tenant_id, file_hash, bytes FROM entries_overflow \
-             ORDER BY last_read_at LIMIT ?1",
-        )?
-        .query_map(params![limit as i64], |r| {
-            Ok(Victim {
-                last_read_at: r.get(0)?,
-                tenant_id: r.get(1)?,
-                hash: r.get(2)?,
-                place: Place::Overflow,
-                bytes: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // NULL stands for the overflow table's missing slot column.
+    let oldest = |sql: &str| -> rusqlite::Result<Vec<Victim>> {
+        c.prepare_cached(sql)?
+            .query_map(params![limit as i64], |r| {
+                Ok(Victim {
+                    last_read_at: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    hash: r.get(2)?,
+                    place: r
+                        .get::<_, Option<i64>>(3)?
+                        .map_or(Place::Overflow, Place::Slot),
+                    bytes: r.get(4)?,
+                })
+            })?
+            .collect()
+    };
+    let mut victims = oldest(
+        "SELECT last_read_at, tenant_id, file_hash, slot, bytes FROM entries \
+         ORDER BY last_read_at LIMIT ?1",
+    )?;
+    let overflow = oldest(
+        "SELECT last_read_at, tenant_id, file_hash, NULL, bytes FROM entries_overflow \
+         ORDER BY last_read_at LIMIT ?1",
+    )?;
     victims.extend(overflow);
     victims.sort_by(|a, b| {
         (a.last_read_at, a.tenant_id, &a.hash).cmp(&(b.last_read_at, b.tenant_id, &b.hash))

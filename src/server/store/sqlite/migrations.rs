@@ -229,6 +229,15 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
     let done = done.max(0) as usize;
+    if done > 0 && done < LATEST {
+        // Rewriting the entries of a large store takes a while: say why.
+        tracing::info!(
+            path,
+            from = done,
+            to = LATEST,
+            "upgrading the database schema"
+        );
+    }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction().map_err(err)?;
         match migration {

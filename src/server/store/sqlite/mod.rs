@@ -706,14 +706,8 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{id, ids};
     use super::*;
-
-    fn id(b: u8) -> StoredId {
-        StoredId {
-            node_id: [b; 16],
-            duration_ms: None,
-        }
-    }
 
     /// A hash whose first 8 bytes, and so its slot, are those of `[1; 32]`.
     const SHARES_SLOT_WITH_ONES: FileHash = {
@@ -845,12 +839,6 @@ mod tests {
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
 
-        let ids = |answers: Vec<Option<Entry>>| -> Vec<Option<Vec<StoredId>>> {
-            answers
-                .into_iter()
-                .map(|e| e.map(|e| e.ids.to_vec()))
-                .collect()
-        };
         let a = store.query("a", &[ones, twin, intruder]).await.unwrap();
         assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2)]), None]);
         let b = store.query("b", &[ones, twin, intruder]).await.unwrap();
