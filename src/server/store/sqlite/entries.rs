@@ -54,11 +54,15 @@ impl Found {
 
 /// Finds rows by key, with its two statements prepared once for a batch
 /// of lookups (looking them up in the statement cache per key cost 4% of
-/// a query).
+/// a query). Used within one transaction, whose snapshot it relies on.
 pub struct Finder<'c> {
     path: &'c str,
     in_slot: CachedStatement<'c>,
     in_overflow: CachedStatement<'c>,
+    /// Whether the overflow table has rows in this transaction's snapshot;
+    /// almost always not, and then a key absent from its slot is absent,
+    /// without a second lookup.
+    overflow_used: bool,
 }
 
 impl<'c> Finder<'c> {
@@ -67,8 +71,13 @@ impl<'c> Finder<'c> {
             path: path.to_string(),
             source,
         };
+        let overflow_used = c
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries_overflow)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(err)?;
         Ok(Self {
             path,
+            overflow_used,
             in_slot: c
                 .prepare_cached(
                     "SELECT tenant_id, file_hash, ids, last_read_at FROM entries WHERE slot = ?1",
@@ -112,6 +121,16 @@ impl<'c> Finder<'c> {
             None => false,
         };
         drop(rows);
+        let absent = Found::Absent {
+            place: if slot_taken {
+                Place::Overflow
+            } else {
+                Place::Slot(slot)
+            },
+        };
+        if !self.overflow_used {
+            return Ok(absent);
+        }
         let mut rows = self
             .in_overflow
             .query(params![tenant_id, &hash[..]])
@@ -126,13 +145,13 @@ impl<'c> Finder<'c> {
                 },
             });
         }
-        Ok(Found::Absent {
-            place: if slot_taken {
-                Place::Overflow
-            } else {
-                Place::Slot(slot)
-            },
-        })
+        Ok(absent)
+    }
+
+    /// Records a row written to the overflow table in this transaction, so
+    /// that later lookups in it look there.
+    pub fn wrote_overflow(&mut self) {
+        self.overflow_used = true;
     }
 }
 
@@ -140,18 +159,22 @@ fn blob(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<&[u8]> {
     v.as_blob().map_err(Into::into)
 }
 
-/// Writes the ids of (tenant_id, hash) at `place`, as `find` answered it in
-/// the same transaction: inserts the row, or updates it keeping its
+/// Writes the ids of (tenant_id, hash) at `place`, as `finder` answered it
+/// in the same transaction: inserts the row, or updates it keeping its
 /// creation time and the later of the two read times.
 pub fn put(
     c: &Connection,
-    path: &str,
+    finder: &mut Finder<'_>,
     place: Place,
     tenant_id: i64,
     hash: &FileHash,
     ids: &[u8],
     now: i64,
 ) -> Result<()> {
+    let path = finder.path;
+    if place == Place::Overflow {
+        finder.wrote_overflow();
+    }
     let err = |source| StoreError::Sqlite {
         path: path.to_string(),
         source,

@@ -205,11 +205,14 @@ fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![slot, tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
             ),
-            Place::Overflow => tx.execute(
+            Place::Overflow => {
+                finder.wrote_overflow();
+                tx.execute(
                 "INSERT INTO entries_overflow (tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
-            ),
+            )
+            }
         }
         .map_err(err)?;
     }

@@ -553,7 +553,7 @@ impl Store for SqliteStore {
                 }
                 entries::put(
                     c,
-                    &path,
+                    &mut finder,
                     place,
                     tenant_id,
                     &hash,
@@ -910,6 +910,25 @@ mod tests {
                 bytes: 20
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fills_the_overflow_table_finds_its_own_rows() {
+        // Lookups skip the overflow table while it is empty; a batch that
+        // writes the first row there must still find that row again.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.sqlite");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
+        store
+            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .await
+            .unwrap();
+        let batch = vec![(twin, vec![id(2)]), (twin, vec![id(3)])];
+        assert_eq!(store.publish("a", batch, 100, 20).await.unwrap(), 2);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2), id(3)])]);
+        assert_eq!(overflow_rows(&path), 1);
     }
 
     #[test]
