@@ -93,8 +93,8 @@ impl<'c> Finder<'c> {
     }
 
     /// Reads the row of (tenant_id, hash): its slot first, and only when the
-    /// slot is empty or holds another key, the overflow table (empty unless
-    /// a slot was ever shared, so that second lookup touches one cached page).
+    /// slot is empty or holds another key, the overflow table (unless that
+    /// is empty, as it is unless a slot was ever shared).
     pub fn find(&mut self, tenant_id: i64, hash: &FileHash) -> Result<Found> {
         let err = |source| StoreError::Sqlite {
             path: self.path.to_string(),

@@ -1,4 +1,5 @@
-//! The SQLite backend: one file in WAL mode, migrations embedded below.
+//! The SQLite backend: one file in WAL mode; the schema and its upgrades are
+//! in `migrations.rs`, where entries live in `entries.rs`.
 //!
 //! Reads run on a small pool of connections (WAL lets them proceed while a
 //! write commits). All writes go through one writer thread that commits in
