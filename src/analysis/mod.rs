@@ -186,7 +186,8 @@ fn prepare(request: &Request) -> Result<Prepared, AnalysisError> {
 /// Builds the graph and hashes every input.
 pub fn analyze(request: &Request) -> Result<Analysis, AnalysisError> {
     let prepared = prepare(request)?;
-    Ok(analyze_prepared(request, prepared))
+    let key = memo_key(request, &prepared);
+    Ok(analyze_prepared(request, prepared, key))
 }
 
 /// The dependency hashes of the inputs: remembered ones when nothing they
@@ -197,7 +198,7 @@ pub fn dependency_hashes(request: &Request) -> Result<HashRun, AnalysisError> {
     if let Some(run) = remembered_run(request, &prepared, &key) {
         return Ok(run);
     }
-    let analysis = analyze_prepared(request, prepared);
+    let analysis = analyze_prepared(request, prepared, key);
     Ok(HashRun {
         inputs: analysis.inputs.iter().map(InputHash::from).collect(),
         node_count: analysis.graph.nodes.len(),
@@ -217,8 +218,8 @@ fn memo_key(request: &Request, prepared: &Prepared) -> [u8; 32] {
     memo::key(&prepared.visit_context, &context, &prepared.requested)
 }
 
-fn analyze_prepared(request: &Request, prepared: Prepared) -> Analysis {
-    let key = memo_key(request, &prepared);
+/// `key` is `memo_key(request, &prepared)`, which the caller has already.
+fn analyze_prepared(request: &Request, prepared: Prepared, key: [u8; 32]) -> Analysis {
     let Prepared {
         config,
         index,

@@ -36,8 +36,8 @@ type Key = (u32, FileHash);
 
 /// What one cached entry costs in memory: its ids plus the key, the
 /// cache's bookkeeping and the `Arc` header, rounded up.
-fn weight(entry: &Entry) -> u64 {
-    128 + (entry.ids.len() * std::mem::size_of::<StoredId>()) as u64
+fn weight(ids: usize) -> u64 {
+    128 + (ids * std::mem::size_of::<StoredId>()) as u64
 }
 
 #[derive(Clone)]
@@ -45,7 +45,7 @@ struct Weighter;
 
 impl quick_cache::Weighter<Key, Entry> for Weighter {
     fn weight(&self, _key: &Key, entry: &Entry) -> u64 {
-        weight(entry)
+        weight(entry.ids.len())
     }
 }
 
@@ -98,7 +98,7 @@ pub struct HotCache {
 impl HotCache {
     /// Wraps `inner` with a cache of at most `max_bytes` of entries.
     pub fn new(inner: Arc<dyn Store>, max_bytes: u64, served: Counter) -> Self {
-        let estimated_items = (max_bytes / weight_of_typical_entry()).max(16) as usize;
+        let estimated_items = (max_bytes / weight(TYPICAL_IDS)).max(16) as usize;
         Self {
             inner,
             entries: Cache::with_weighter(estimated_items, max_bytes, Weighter),
@@ -179,19 +179,7 @@ impl HotCache {
 }
 
 /// Sizes the cache's index for entries of about ten ids.
-fn weight_of_typical_entry() -> u64 {
-    weight(&Entry {
-        ids: vec![
-            StoredId {
-                node_id: [0; 16],
-                duration_ms: None
-            };
-            10
-        ]
-        .into(),
-        last_read_at: 0,
-    })
-}
+const TYPICAL_IDS: usize = 10;
 
 #[async_trait::async_trait]
 impl Store for HotCache {

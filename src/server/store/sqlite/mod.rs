@@ -151,6 +151,24 @@ impl SqliteStore {
         }
     }
 
+    /// Runs `sql` on token `token_id` (?1) with `value` (?2); not found if
+    /// no row changed.
+    async fn update_token(
+        &self,
+        sql: &'static str,
+        token_id: i64,
+        value: Option<i64>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let n = c
+                .execute(sql, params![token_id, value])
+                .map_err(|source| StoreError::Sqlite { path, source })?;
+            token_updated(n as u64, token_id)
+        })
+        .await
+    }
+
     /// Queues `f` for the writer thread and waits until its group is committed.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
@@ -487,30 +505,20 @@ impl Store for SqliteStore {
     }
 
     async fn set_token_expiry(&self, token_id: i64, expires_at: Option<i64>) -> Result<()> {
-        let path = self.path.clone();
-        self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE tokens SET expires_at = ?2 WHERE id = ?1",
-                    params![token_id, expires_at],
-                )
-                .map_err(|source| StoreError::Sqlite { path, source })?;
-            token_updated(n as u64, token_id)
-        })
+        self.update_token(
+            "UPDATE tokens SET expires_at = ?2 WHERE id = ?1",
+            token_id,
+            expires_at,
+        )
         .await
     }
 
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()> {
-        let path = self.path.clone();
-        self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                    params![token_id, now],
-                )
-                .map_err(|source| StoreError::Sqlite { path, source })?;
-            token_updated(n as u64, token_id)
-        })
+        self.update_token(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            token_id,
+            Some(now),
+        )
         .await
     }
 
