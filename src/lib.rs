@@ -2,7 +2,8 @@
 //!
 //! The core (`config` -> `imports` -> `graph` -> `hash`) turns a repository
 //! into one dependency hash per test file; `cache` and `server` share the
-//! wire types in `protocol`. The bindings (`python`) and the command line
+//! wire types in `protocol`. `session` composes the core and the cache into
+//! what one pytest run needs. The bindings (`python`) and the command line
 //! (`cli`) sit on top and compose them.
 
 /// The graph build allocates many small strings and vectors on every
@@ -17,10 +18,12 @@ pub mod config;
 pub mod files;
 pub mod graph;
 pub mod hash;
+pub mod hashing;
 pub mod imports;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod session;
 pub mod walk;
 
 #[cfg(feature = "python")]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
 
+use crate::hashing::hash_field;
+
 /// Index of a file in `RepoIndex::paths` (sorted by path).
 pub type FileId = u32;
 
@@ -146,8 +148,7 @@ impl RepoIndex {
             hasher.update(&[kind]);
             hasher.update(&(list.len() as u64).to_le_bytes());
             for path in list {
-                hasher.update(&(path.len() as u64).to_le_bytes());
-                hasher.update(path.as_bytes());
+                hash_field(&mut hasher, path.as_bytes());
             }
         }
         hasher.finalize()

@@ -3,58 +3,77 @@
 from typing import final
 
 __all__ = [
-    "HashReport",
-    "ResultCache",
+    "Decision",
+    "FileDecision",
+    "Publication",
+    "Session",
     "__version__",
     "cli_main",
-    "compute_hashes",
-    "file_key",
-    "node_keys",
 ]
 
 __version__: str
 
 @final
-class HashReport:
+class FileDecision:
     @property
-    def root(self) -> str: ...
+    def short_hash(self) -> str | None: ...
     @property
-    def hashes(self) -> dict[str, str | None]: ...
+    def problem(self) -> str | None: ...
     @property
-    def problems(self) -> dict[str, str]: ...
+    def complete(self) -> list[str] | None: ...
     @property
-    def warnings(self) -> list[str]: ...
+    def passed_tests(self) -> int: ...
     @property
-    def config_source(self) -> str: ...
+    def passed_ms(self) -> int: ...
 
 @final
-class ResultCache:
+class Decision:
+    @property
+    def files(self) -> dict[str, FileDecision]: ...
+    @property
+    def config_source(self) -> str: ...
+    @property
+    def graph_warnings(self) -> list[str]: ...
+    @property
+    def cache_warnings(self) -> list[str]: ...
+
+@final
+class Publication:
+    @property
+    def published(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]: ...
+
+@final
+class Session:
     def __new__(
         cls,
-        local_path: str | None = None,
+        root: str,
+        *,
+        config: str | None = None,
+        salt: str = ...,
+        python_env: str | None = None,
+        state_cache: bool = True,
+        local_store: bool = True,
         server_url: str | None = None,
         token: str | None = None,
         timeout: float = 3.0,
-    ) -> ResultCache: ...
-    @property
-    def open_warnings(self) -> list[str]: ...
-    def query(self, file_keys: list[str]) -> tuple[list[dict[str, int | None]], list[str]]: ...
-    def complete_files(self, file_keys: list[str]) -> tuple[list[str | None], list[str]]: ...
-    def record_complete_files(self, complete: dict[str, str]) -> list[str]: ...
+        query: bool = True,
+    ) -> Session: ...
+    @staticmethod
+    def restore(data: bytes) -> Session: ...
+    def export(self) -> bytes: ...
+    def decide(self, files: list[tuple[str, str]]) -> Decision: ...
+    def passed(self, node_ids: list[str]) -> dict[str, int | None]: ...
     def publish(
         self,
-        passed: dict[str, dict[str, int | None]],
-        counts: tuple[int, int, int, int, int],
-    ) -> tuple[int, list[str]]: ...
+        passes: dict[str, dict[str, int]],
+        complete: dict[str, list[str]],
+        *,
+        total: int,
+        failed: int,
+        skipped: int,
+        served: int,
+    ) -> Publication: ...
 
-def compute_hashes(
-    root: str,
-    files: list[str],
-    config: str | None = None,
-    salt: str = ...,
-    python_env: str | None = None,
-    state_cache: bool = True,
-) -> HashReport: ...
-def file_key(dep_hash: str) -> str: ...
-def node_keys(node_ids: list[str], dep_hash: str) -> dict[str, str]: ...
 def cli_main(argv: list[str]) -> int: ...

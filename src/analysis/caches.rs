@@ -1,5 +1,6 @@
-//! Reading and writing the caches under `.dryci/` for one run: where they
-//! live, what a run learned, and replaying a run from the hash memo.
+//! The caches under `.dryci/` for one run, loaded and saved here and nowhere
+//! else: where they live, loading them, writing what a run learned, and
+//! replaying a run from the hash memo.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,36 @@ use crate::imports::scan::ScanResult;
 use crate::walk::{FileId, RepoIndex};
 
 use super::{HashRun, InputResult, Prepared, Request, StateCacheMode};
+
+/// The per-file state cache (stamps, digests, scans).
+pub(super) fn load_state(mode: &StateCacheMode, root: &Path) -> StateCache {
+    match mode {
+        StateCacheMode::Default => StateCache::load(&root.join(".dryci").join("state-v1.bin")),
+        StateCacheMode::At(path) => StateCache::load(path),
+        StateCacheMode::Off => StateCache::disabled(),
+    }
+}
+
+/// The dependency hashes remembered from recent runs.
+pub(super) fn load_memo(mode: &StateCacheMode, root: &Path) -> Memo {
+    match cache_path(mode, root, "hashes") {
+        Some(path) => Memo::load(&path),
+        None => Memo::disabled(),
+    }
+}
+
+/// What each file's visit derived, for files whose content and `context` did not change.
+pub(super) fn load_visits(
+    mode: &StateCacheMode,
+    root: &Path,
+    context: [u8; 32],
+    index: &RepoIndex,
+) -> VisitCache {
+    match cache_path(mode, root, "visits") {
+        Some(path) => VisitCache::load(&path, context, index),
+        None => VisitCache::disabled(),
+    }
+}
 
 /// The memo's answer, when every file its slot was computed from still
 /// has the same content (read again if its stamp changed).
@@ -121,7 +152,7 @@ pub(super) fn remember(
 }
 
 /// DryCI's other cache files (`visits`, `hashes`) live next to the state cache.
-pub(super) fn cache_path(mode: &StateCacheMode, root: &Path, name: &str) -> Option<PathBuf> {
+fn cache_path(mode: &StateCacheMode, root: &Path, name: &str) -> Option<PathBuf> {
     match mode {
         StateCacheMode::Default => Some(root.join(".dryci").join(format!("{name}-v1.bin"))),
         StateCacheMode::At(state) => {

@@ -10,18 +10,21 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, FrontEnd};
 use crate::files::state::StateCache;
 use crate::graph::entry_points::EntryPoint;
-use crate::graph::visit_cache::VisitCache;
 use crate::graph::{self, BuildInput, Closures, DepGraph, NodeId};
 use crate::hash::memo::{self, InputHash, Memo};
-use crate::hash::{dependency_hash, node_entries, HashContext, Salt};
+use crate::hash::{
+    dependency_hash, node_entries, DependencyHash, HashContext, RequestedInput, Salt, Unhashed,
+};
 use crate::walk::{relative, RepoIndex};
 
 mod caches;
 
-use caches::{cache_path, ignored_cache_dir, remember, remembered_run, save_learned};
+use caches::{
+    ignored_cache_dir, load_memo, load_state, load_visits, remember, remembered_run, save_learned,
+};
 
 /// Where the per-file state cache lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,28 +50,33 @@ pub struct InputResult {
     /// Relative to the repo root (or as given, when outside it).
     pub path: String,
     pub node: Option<NodeId>,
-    /// `None` when the input could not be fully hashed; `problem` says why.
-    pub hash: Option<String>,
-    pub problem: Option<String>,
+    /// The hash, or why the input could not be fully hashed.
+    pub outcome: Result<DependencyHash, Unhashed>,
 }
 
 impl From<&InputResult> for InputHash {
     fn from(result: &InputResult) -> Self {
         InputHash {
             path: result.path.clone(),
-            hash: result.hash.clone(),
-            problem: result.problem.clone(),
+            outcome: result.outcome.clone(),
         }
     }
 }
 
 impl InputResult {
-    fn unhashed(path: String, problem: String) -> Self {
+    pub fn hash(&self) -> Option<&DependencyHash> {
+        self.outcome.as_ref().ok()
+    }
+
+    pub fn problem(&self) -> Option<&Unhashed> {
+        self.outcome.as_ref().err()
+    }
+
+    fn unhashed(path: String, why: Unhashed) -> Self {
         InputResult {
             path,
             node: None,
-            hash: None,
-            problem: Some(problem),
+            outcome: Err(why),
         }
     }
 }
@@ -127,10 +135,17 @@ pub enum AnalysisError {
 }
 
 impl AnalysisError {
-    pub fn hint(&self) -> Option<&'static str> {
+    /// A hint for `front_end`'s user, naming its settings in its own words.
+    pub fn hint(&self, front_end: FrontEnd) -> Option<String> {
         match self {
-            AnalysisError::Config(err) => err.hint(),
-            AnalysisError::Root(_) => Some("pass the repository's root with --root"),
+            AnalysisError::Config(err) => err.hint(front_end),
+            AnalysisError::Root(_) => Some(
+                match front_end {
+                    FrontEnd::Cli => "pass the repository's root with --root",
+                    FrontEnd::Plugin => "run pytest from inside the repository (its rootdir)",
+                }
+                .to_string(),
+            ),
         }
     }
 }
@@ -140,7 +155,7 @@ impl AnalysisError {
 struct Prepared {
     config: Config,
     index: RepoIndex,
-    requested: Vec<Result<String, (String, String)>>,
+    requested: Vec<RequestedInput>,
     state: StateCache,
     entry_points: Vec<EntryPoint>,
     /// The fingerprint of what, besides a file's content, a visit depends on.
@@ -160,17 +175,10 @@ fn prepare(request: &Request) -> Result<Prepared, AnalysisError> {
     let index = RepoIndex::build(&root, &config.rules.global_exclude);
     timings.index = started.elapsed();
     let requested = resolve_inputs(&root, &index, &config, request.inputs.as_deref());
-    let state = match &request.state_cache {
-        StateCacheMode::Default => StateCache::load(&default_state_path(&root)),
-        StateCacheMode::At(path) => StateCache::load(path),
-        StateCacheMode::Off => StateCache::disabled(),
-    };
+    let state = load_state(&request.state_cache, &root);
     let entry_points = graph::entry_points::for_config(&config);
     let visit_context = graph::visit_cache::context(&config, &index, &entry_points);
-    let memo = match cache_path(&request.state_cache, &root, "hashes") {
-        Some(path) => Memo::load(&path),
-        None => Memo::disabled(),
-    };
+    let memo = load_memo(&request.state_cache, &root);
     Ok(Prepared {
         config,
         index,
@@ -233,12 +241,9 @@ fn analyze_prepared(request: &Request, prepared: Prepared, key: [u8; 32]) -> Ana
     let root = config.root.clone();
     let relative_inputs: Vec<String> = requested
         .iter()
-        .filter_map(|r| r.as_ref().ok().cloned())
+        .filter_map(|r| r.relative().map(str::to_string))
         .collect();
-    let visit_cache = match cache_path(&request.state_cache, &root, "visits") {
-        Some(path) => VisitCache::load(&path, visit_context, &index),
-        None => VisitCache::disabled(),
-    };
+    let visit_cache = load_visits(&request.state_cache, &root, visit_context, &index);
     let started = Instant::now();
     let built = graph::build(BuildInput {
         config: &config,
@@ -318,12 +323,12 @@ fn hash_inputs(
     graph: &DepGraph,
     index: &RepoIndex,
     previous: Option<&memo::Slot>,
-    requested: Vec<Result<String, (String, String)>>,
+    requested: Vec<RequestedInput>,
 ) -> (Vec<InputResult>, Closures) {
     let reuse = previous.map(|slot| memo::Reuse::new(slot, graph, index));
     let to_hash = requested
         .iter()
-        .filter_map(|r| r.as_ref().ok().and_then(|rel| graph.node(rel)))
+        .filter_map(|r| r.relative().and_then(|rel| graph.node(rel)))
         .filter(|node| reuse.as_ref().is_none_or(|r| r.is_affected(*node)))
         .count();
     // Every closure at once pays off when many inputs need theirs.
@@ -342,40 +347,29 @@ fn hash_inputs(
         .enumerate()
         .map_init(Vec::new, |buffer, (position, entry)| {
             let rel = match entry {
-                Ok(rel) => rel,
-                Err((path, problem)) => return InputResult::unhashed(path, problem),
+                RequestedInput::InRepository(rel) => rel,
+                RequestedInput::Rejected { path, why } => return InputResult::unhashed(path, why),
             };
             let Some(node) = graph.node(&rel) else {
-                return InputResult::unhashed(rel, "not in the dependency graph".to_string());
+                return InputResult::unhashed(rel, Unhashed::NotInGraph);
             };
             if let Some(remembered) = reuse.as_ref().and_then(|r| r.outcome(position, &rel, node)) {
                 return InputResult {
                     path: rel,
                     node: Some(node),
-                    hash: remembered.hash.clone(),
-                    problem: None,
+                    outcome: remembered.outcome.clone(),
                 };
             }
             let closure = closures.of_input(node);
             let closure = closure.ones().map(|i| i as NodeId);
-            let hashed = dependency_hash(&context, graph, &entries, node, closure, buffer);
-            let (hash, problem) = match hashed {
-                Ok(hash) => (Some(hash), None),
-                Err(problem) => (None, Some(problem)),
-            };
             InputResult {
                 path: rel,
                 node: Some(node),
-                hash,
-                problem,
+                outcome: dependency_hash(&context, graph, &entries, node, closure, buffer),
             }
         })
         .collect();
     (inputs, closures)
-}
-
-pub fn default_state_path(root: &Path) -> PathBuf {
-    root.join(".dryci").join("state-v1.bin")
 }
 
 /// Each requested input relative to the root, or (as given, why not).
@@ -384,12 +378,12 @@ fn resolve_inputs(
     index: &RepoIndex,
     config: &Config,
     given: Option<&[PathBuf]>,
-) -> Vec<Result<String, (String, String)>> {
+) -> Vec<RequestedInput> {
     let Some(given) = given else {
         return index
             .paths()
             .filter(|(_, path)| config.rules.inputs_set.is_match(path))
-            .map(|(_, path)| Ok(path.to_string()))
+            .map(|(_, path)| RequestedInput::InRepository(path.to_string()))
             .collect();
     };
     given
@@ -402,15 +396,17 @@ fn resolve_inputs(
             };
             let absolute = std::fs::canonicalize(&absolute).unwrap_or(absolute);
             match relative(root, &absolute) {
-                Some(rel) if index.id(&rel).is_some() => Ok(rel),
-                Some(rel) => Err((
-                    rel,
-                    "not in the repository (missing, excluded or not a file)".to_string(),
-                )),
-                None => Err((
-                    path.display().to_string(),
-                    format!("outside the repository root {}", root.display()),
-                )),
+                Some(rel) if index.id(&rel).is_some() => RequestedInput::InRepository(rel),
+                Some(rel) => RequestedInput::Rejected {
+                    path: rel,
+                    why: Unhashed::NotInRepository,
+                },
+                None => RequestedInput::Rejected {
+                    path: path.display().to_string(),
+                    why: Unhashed::OutsideRoot {
+                        root: root.display().to_string(),
+                    },
+                },
             }
         })
         .collect()

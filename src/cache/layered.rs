@@ -2,6 +2,10 @@
 //! local store in front of the server. It never fails: a layer that cannot
 //! be opened or does not answer becomes a warning, and its answer is "no
 //! test passed before", so the tests simply run.
+//!
+//! Its callers speak in typed keys (`FileKey`); the layers below it (the
+//! SQLite file, the HTTP client) store and send them as the hex strings of
+//! the wire.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -11,6 +15,7 @@ use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
 
 use super::http::HttpClient;
+use super::keys::FileKey;
 use super::local::LocalStore;
 
 #[derive(Debug, Clone)]
@@ -84,7 +89,9 @@ impl Cache {
     }
 
     /// For each file key, the tests that passed under it in any layer.
-    pub fn query(&mut self, file_keys: &[String]) -> (Vec<Vec<PassedTest>>, Warnings) {
+    pub fn query(&mut self, file_keys: &[FileKey]) -> (Vec<Vec<PassedTest>>, Warnings) {
+        let file_keys = hex_keys(file_keys);
+        let file_keys = file_keys.as_slice();
         let mut warnings = Vec::new();
         let mut merged: Vec<Vec<PassedTest>> = vec![Vec::new(); file_keys.len()];
         if file_keys.is_empty() {
@@ -107,36 +114,59 @@ impl Cache {
         (merged, warnings)
     }
 
-    /// Node ids (JSON lists) of the complete files recorded locally, per file key.
-    pub fn complete_files(&self, file_keys: &[String]) -> (Vec<Option<String>>, Warnings) {
-        match &self.local {
-            Some(local) => match local.complete_files(file_keys) {
-                Ok(found) => (found, Vec::new()),
-                Err(err) => (vec![None; file_keys.len()], vec![err.to_string()]),
-            },
-            None => (vec![None; file_keys.len()], Vec::new()),
+    /// The node ids of the complete files recorded locally, per file key.
+    /// A record that cannot be decoded is no record (its tests run).
+    pub fn complete_files(&self, file_keys: &[FileKey]) -> (Vec<Option<Vec<String>>>, Warnings) {
+        let none = || vec![None; file_keys.len()];
+        let Some(local) = &self.local else {
+            return (none(), Vec::new());
+        };
+        match local.complete_files(&hex_keys(file_keys)) {
+            Ok(found) => {
+                let decoded = found
+                    .into_iter()
+                    .map(|ids| ids.and_then(|json| serde_json::from_str(&json).ok()))
+                    .collect();
+                (decoded, Vec::new())
+            }
+            Err(err) => (none(), vec![err.to_string()]),
         }
     }
 
     /// Records complete files in the local store (plain ids stay on this machine).
-    pub fn record_complete_files(&self, complete: &BTreeMap<String, String>) -> Warnings {
-        match &self.local {
-            Some(local) if !complete.is_empty() => local
-                .record_complete_files(complete)
-                .err()
-                .map(|e| e.to_string())
-                .into_iter()
-                .collect(),
-            _ => Vec::new(),
+    pub fn record_complete_files(&self, complete: &BTreeMap<FileKey, Vec<String>>) -> Warnings {
+        let Some(local) = &self.local else {
+            return Vec::new();
+        };
+        if complete.is_empty() {
+            return Vec::new();
         }
+        let encoded: BTreeMap<String, String> = complete
+            .iter()
+            .map(|(key, ids)| {
+                let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_string());
+                (key.as_str().to_string(), json)
+            })
+            .collect();
+        local
+            .record_complete_files(&encoded)
+            .err()
+            .map(|e| e.to_string())
+            .into_iter()
+            .collect()
     }
 
     /// Publishes to every layer; returns how many tests were sent and the warnings.
     pub fn publish(
         &mut self,
-        passed: &BTreeMap<String, Vec<PassedTest>>,
+        passed: &BTreeMap<FileKey, Vec<PassedTest>>,
         counts: RunCounts,
     ) -> (usize, Warnings) {
+        let passed: BTreeMap<String, Vec<PassedTest>> = passed
+            .iter()
+            .map(|(key, tests)| (key.as_str().to_string(), tests.clone()))
+            .collect();
+        let passed = &passed;
         let mut warnings = Vec::new();
         let total: usize = passed.values().map(Vec::len).sum();
         if let Some(local) = &self.local {
@@ -199,6 +229,13 @@ fn publish_v1(
         .map(|(k, tests)| (k.clone(), tests.iter().map(|t| t.node_id.clone()).collect()))
         .collect();
     remote.publish_v1(ids, counts).map(|_| ())
+}
+
+fn hex_keys(file_keys: &[FileKey]) -> Vec<String> {
+    file_keys
+        .iter()
+        .map(|key| key.as_str().to_string())
+        .collect()
 }
 
 /// Adds `answers` to `merged`, keeping the first duration seen for a test.

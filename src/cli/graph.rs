@@ -10,8 +10,10 @@ use serde::Serialize;
 use crate::analysis::{
     analyze, dependency_hashes, Analysis, AnalysisError, Request, StateCacheMode,
 };
+use crate::config::FrontEnd;
 use crate::graph::explain;
 use crate::hash::memo::InputHash;
+use crate::hash::DependencyHash;
 use crate::hash::Salt;
 
 use super::{CliError, ExitStatus};
@@ -164,7 +166,7 @@ fn discover_root(cwd: &Path) -> PathBuf {
 }
 
 fn analysis_error(err: AnalysisError) -> CliError {
-    let hint = err.hint();
+    let hint = err.hint(FrontEnd::Cli);
     let error = CliError::new(err.to_string());
     match hint {
         Some(hint) => error.with_hint(hint),
@@ -359,15 +361,13 @@ fn run_hashes_only(args: &GraphArgs, request: &Request) -> Result<ExitStatus, Cl
 fn write_dep_hashes(out: Option<&Path>, rows: &[InputHash]) -> Result<(), CliError> {
     let hashes: BTreeMap<&str, Option<&str>> = rows
         .iter()
-        .map(|row| (row.path.as_str(), row.hash.as_deref()))
+        .map(|row| (row.path.as_str(), row.hash().map(DependencyHash::as_str)))
         .collect();
     write_json(out.unwrap_or(Path::new("-")), &hashes)?;
-    for row in rows.iter().filter(|row| row.hash.is_none()) {
-        eprintln!(
-            "warning: {}: no dependency hash: {}",
-            row.path,
-            row.problem.as_deref().unwrap_or("unknown")
-        );
+    for row in rows {
+        if let Some(problem) = row.problem() {
+            eprintln!("warning: {}: no dependency hash: {problem}", row.path);
+        }
     }
     Ok(())
 }
@@ -436,11 +436,10 @@ fn find_input<'a>(
     let found = analysis.inputs.iter().find(|i| i.path == rel);
     match found {
         Some(result) if result.node.is_some() => Ok(result),
-        Some(result) => Err(CliError::new(format!(
-            "{}: {}",
-            result.path,
-            result.problem.as_deref().unwrap_or("cannot be analysed")
-        ))),
+        Some(result) => Err(CliError::new(match result.problem() {
+            Some(problem) => format!("{}: {problem}", result.path),
+            None => format!("{}: cannot be analysed", result.path),
+        })),
         None => Err(CliError::new(format!("{rel} is not one of the inputs"))
             .with_hint("name it with --input-files, or check the configuration's `inputs`")),
     }

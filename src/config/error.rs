@@ -38,14 +38,37 @@ impl fmt::Display for Location {
     }
 }
 
-impl ConfigError {
-    /// A hint for the command line, when there is a useful one.
-    pub fn hint(&self) -> Option<&'static str> {
+/// Who shows an error to the user: a hint names a setting as that front end spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// The `dryci` command line.
+    Cli,
+    /// The pytest plugin.
+    Plugin,
+}
+
+impl FrontEnd {
+    /// The setting that names the configuration file.
+    pub fn config_setting(self) -> &'static str {
         match self {
-            ConfigError::Read { .. } => Some("check the path given with --config"),
-            ConfigError::Syntax { .. } => {
-                Some("the keys and their meaning are listed in README.md, section Configuration")
-            }
+            FrontEnd::Cli => "--config",
+            FrontEnd::Plugin => "--dryci-config (or the ini option dryci_config)",
+        }
+    }
+}
+
+impl ConfigError {
+    /// A hint for `front_end`'s user, when there is a useful one.
+    pub fn hint(&self, front_end: FrontEnd) -> Option<String> {
+        match self {
+            ConfigError::Read { .. } => Some(format!(
+                "check the path given with {}",
+                front_end.config_setting()
+            )),
+            ConfigError::Syntax { .. } => Some(
+                "the keys and their meaning are listed in README.md, section Configuration"
+                    .to_string(),
+            ),
             ConfigError::Invalid { .. } => None,
         }
     }

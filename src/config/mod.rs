@@ -15,7 +15,7 @@ pub use compile::{
     build_glob, is_dotted_name, normalize_dir, Actions, EntryPointPolicy, PathRule, RegexRule,
     Rules,
 };
-pub use error::{ConfigError, Location};
+pub use error::{ConfigError, FrontEnd, Location};
 pub use raw::{OneOrMany, RawActions, RawConfig};
 pub use template::Template;
 
@@ -27,6 +27,18 @@ pub enum ConfigSource {
     Yaml(PathBuf),
     Pyproject(PathBuf),
     Defaults,
+}
+
+impl std::fmt::Display for ConfigSource {
+    /// The file the configuration was read from, or `defaults`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Yaml(path) | ConfigSource::Pyproject(path) => {
+                write!(f, "{}", path.display())
+            }
+            ConfigSource::Defaults => f.write_str("defaults"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

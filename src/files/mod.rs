@@ -30,6 +30,24 @@ impl Digest {
     }
 }
 
+/// Why a file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadProblem {
+    /// It exists but is a folder, a pipe, a socket...
+    NotAFile,
+    /// The operating system's error message.
+    Io(String),
+}
+
+impl std::fmt::Display for ReadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadProblem::NotAFile => f.write_str("not a regular file"),
+            ReadProblem::Io(message) => f.write_str(message),
+        }
+    }
+}
+
 /// What a dependency contributes to a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileDigest {
@@ -38,7 +56,7 @@ pub enum FileDigest {
     /// creating it later changes the hash.
     Absent,
     /// Could not be read: whoever depends on it cannot be hashed, and so is never skipped.
-    Unreadable(String),
+    Unreadable(ReadProblem),
 }
 
 /// What a visit needs from a file besides its digest.
@@ -69,9 +87,9 @@ impl FileFacts {
         }
     }
 
-    fn unreadable(reason: String) -> Self {
+    fn unreadable(problem: ReadProblem) -> Self {
         FileFacts {
-            digest: FileDigest::Unreadable(reason),
+            digest: FileDigest::Unreadable(problem),
             scan: None,
             text: None,
             fresh: None,
@@ -101,10 +119,10 @@ pub fn read_facts(absolute: &Path, rel: &str, needs: Needs, state: &StateCache) 
                 fresh: None,
             }
         }
-        Err(err) => return FileFacts::unreadable(format!("{rel}: {err}")),
+        Err(err) => return FileFacts::unreadable(ReadProblem::Io(err.to_string())),
     };
     if !meta.is_file() {
-        return FileFacts::unreadable(format!("{rel}: not a regular file"));
+        return FileFacts::unreadable(ReadProblem::NotAFile);
     }
     let stamp = FileStamp::of(&meta);
     if !needs.text {
@@ -126,7 +144,7 @@ pub fn read_facts(absolute: &Path, rel: &str, needs: Needs, state: &StateCache) 
     }
     let bytes = match read_all(absolute, meta.len()) {
         Ok(bytes) => bytes,
-        Err(err) => return FileFacts::unreadable(format!("{rel}: {err}")),
+        Err(err) => return FileFacts::unreadable(ReadProblem::Io(err.to_string())),
     };
     let digest = Digest::of(&bytes);
     let scan = needs.imports.then(|| {

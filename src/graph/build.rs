@@ -219,9 +219,9 @@ impl<'a> Builder<'a> {
                             scans.push((*d, scan.clone()));
                         }
                     }
-                    if let FileDigest::Unreadable(reason) = &visit.facts.digest {
+                    if let FileDigest::Unreadable(problem) = &visit.facts.digest {
                         warnings.push(format!(
-                            "cannot read {reason}; tests that depend on it will run"
+                            "cannot read {path}: {problem}; tests that depend on it will run"
                         ));
                     }
                     warnings.extend(visit.derived.warnings.iter().cloned());

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::files::envelope::Envelope;
 use crate::files::Digest;
+use crate::hashing::hash_field;
 use crate::walk::{FileId, RepoIndex};
 
 use super::entry_points::EntryPoint;
@@ -55,22 +56,17 @@ pub fn context(config: &Config, index: &RepoIndex, entry_points: &[EntryPoint]) 
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
     hasher.update(&FILE.version.to_le_bytes());
     let effective = serde_json::to_vec(&config.effective).unwrap_or_default();
-    field(&mut hasher, &effective);
-    field(&mut hasher, config.fingerprint.as_bytes());
+    hash_field(&mut hasher, &effective);
+    hash_field(&mut hasher, config.fingerprint.as_bytes());
     hasher.update(index.layout_fingerprint().as_bytes());
     hasher.update(&(entry_points.len() as u64).to_le_bytes());
     for entry_point in entry_points {
-        field(&mut hasher, entry_point.group.as_bytes());
-        field(&mut hasher, entry_point.spec.as_bytes());
-        field(&mut hasher, entry_point.module.as_bytes());
-        field(&mut hasher, entry_point.declared_in.as_bytes());
+        hash_field(&mut hasher, entry_point.group.as_bytes());
+        hash_field(&mut hasher, entry_point.spec.as_bytes());
+        hash_field(&mut hasher, entry_point.module.as_bytes());
+        hash_field(&mut hasher, entry_point.declared_in.as_bytes());
     }
     *hasher.finalize().as_bytes()
-}
-
-fn field(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    hasher.update(&(bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
 }
 
 impl VisitCache {

@@ -19,13 +19,14 @@ use rustc_hash::FxHashMap;
 use crate::files::envelope::Envelope;
 use crate::files::{Digest, FileDigest};
 use crate::graph::{reaching, DepGraph, NodeId};
+use crate::hashing::hash_field;
 use crate::walk::{FileId, RepoIndex};
 
-use super::{HashContext, ALGORITHM_VERSION};
+use super::{DependencyHash, HashContext, RequestedInput, Unhashed, ALGORITHM_VERSION};
 
 const FILE: Envelope = Envelope {
     magic: b"DRYCIhm\0",
-    version: 1,
+    version: 2,
 };
 
 /// Runs with other inputs or salts (the CLI and pytest, say) each keep a slot.
@@ -35,8 +36,17 @@ const SLOTS: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputHash {
     pub path: String,
-    pub hash: Option<String>,
-    pub problem: Option<String>,
+    pub outcome: Result<DependencyHash, Unhashed>,
+}
+
+impl InputHash {
+    pub fn hash(&self) -> Option<&DependencyHash> {
+        self.outcome.as_ref().ok()
+    }
+
+    pub fn problem(&self) -> Option<&Unhashed> {
+        self.outcome.as_ref().err()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,33 +75,28 @@ pub struct Memo {
 pub fn key(
     visit_context: &[u8; 32],
     context: &HashContext<'_>,
-    inputs: &[Result<String, (String, String)>],
+    inputs: &[RequestedInput],
 ) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 hash memo key");
     hasher.update(&ALGORITHM_VERSION.to_le_bytes());
     hasher.update(visit_context);
-    field(&mut hasher, context.config_fingerprint.as_bytes());
+    hash_field(&mut hasher, context.config_fingerprint.as_bytes());
     hasher.update(&context.salt);
     hasher.update(&(inputs.len() as u64).to_le_bytes());
     for input in inputs {
         match input {
-            Ok(path) => {
+            RequestedInput::InRepository(path) => {
                 hasher.update(b"o");
-                field(&mut hasher, path.as_bytes());
+                hash_field(&mut hasher, path.as_bytes());
             }
-            Err((path, problem)) => {
+            RequestedInput::Rejected { path, why } => {
                 hasher.update(b"e");
-                field(&mut hasher, path.as_bytes());
-                field(&mut hasher, problem.as_bytes());
+                hash_field(&mut hasher, path.as_bytes());
+                hash_field(&mut hasher, why.to_string().as_bytes());
             }
         }
     }
     *hasher.finalize().as_bytes()
-}
-
-fn field(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    hasher.update(&(bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
 }
 
 impl Slot {
@@ -157,7 +162,7 @@ impl<'s> Reuse<'s> {
         self.slot
             .inputs
             .get(position)
-            .filter(|remembered| remembered.path == path && remembered.hash.is_some())
+            .filter(|remembered| remembered.path == path && remembered.outcome.is_ok())
     }
 }
 
@@ -212,8 +217,7 @@ mod tests {
     fn remembered(path: &str) -> InputHash {
         InputHash {
             path: path.into(),
-            hash: Some("h".into()),
-            problem: None,
+            outcome: Ok("h".into()),
         }
     }
 
@@ -223,7 +227,7 @@ mod tests {
             config_fingerprint: "c",
             salt: [1; 32],
         };
-        let inputs = vec![Ok("t/test_a.py".to_string())];
+        let inputs = vec![RequestedInput::InRepository("t/test_a.py".to_string())];
         let base = key(&[0; 32], &context, &inputs);
         assert_ne!(base, key(&[9; 32], &context, &inputs));
         let salted = HashContext {
@@ -233,14 +237,21 @@ mod tests {
         assert_ne!(base, key(&[0; 32], &salted, &inputs));
         assert_ne!(
             base,
-            key(&[0; 32], &context, &[Ok("t/test_b.py".to_string())])
+            key(
+                &[0; 32],
+                &context,
+                &[RequestedInput::InRepository("t/test_b.py".to_string())]
+            )
         );
         assert_ne!(
             base,
             key(
                 &[0; 32],
                 &context,
-                &[Err(("t/test_a.py".into(), "missing".into()))]
+                &[RequestedInput::Rejected {
+                    path: "t/test_a.py".into(),
+                    why: Unhashed::NotInRepository
+                }]
             )
         );
 

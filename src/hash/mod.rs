@@ -10,10 +10,14 @@
 pub mod memo;
 pub mod salt;
 
-use rayon::prelude::*;
+use std::fmt;
 
-use crate::files::FileDigest;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::files::{FileDigest, ReadProblem};
 use crate::graph::{DepGraph, NodeId};
+use crate::hashing::hash_field;
 
 pub use salt::{Platform, Salt};
 
@@ -26,10 +30,91 @@ pub struct HashContext<'a> {
     pub salt: [u8; 32],
 }
 
+/// The dependency hash of a test file: 64 hex characters of blake3 over
+/// everything its tests depend on. It never leaves the machine: the cache
+/// sees only keys derived from it (`cache::keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DependencyHash(String);
+
+impl DependencyHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 characters, enough to tell hashes apart in a report.
+    pub fn short(&self) -> &str {
+        self.0.get(..12).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for DependencyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for DependencyHash {
+    fn from(text: &str) -> Self {
+        DependencyHash(text.to_string())
+    }
+}
+
+/// Why a test file has no dependency hash: its tests always run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unhashed {
+    /// A file of its closure could not be read.
+    UnreadableDependency {
+        path: String,
+        problem: ReadProblem,
+    },
+    /// The path given is outside the repository root.
+    OutsideRoot {
+        root: String,
+    },
+    /// Missing, excluded by the configuration, or not a regular file.
+    NotInRepository,
+    NotInGraph,
+}
+
+impl fmt::Display for Unhashed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unhashed::UnreadableDependency { path, problem } => {
+                write!(f, "cannot read {path}: {problem}")
+            }
+            Unhashed::OutsideRoot { root } => write!(f, "outside the repository root {root}"),
+            Unhashed::NotInRepository => {
+                f.write_str("not in the repository (missing, excluded or not a file)")
+            }
+            Unhashed::NotInGraph => f.write_str("not in the dependency graph"),
+        }
+    }
+}
+
+/// A test file as requested, before any graph: its path relative to the
+/// root, or (the path as given) why it cannot be hashed at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestedInput {
+    InRepository(String),
+    Rejected { path: String, why: Unhashed },
+}
+
+impl RequestedInput {
+    /// The path relative to the root, for one in the repository.
+    pub fn relative(&self) -> Option<&str> {
+        match self {
+            RequestedInput::InRepository(rel) => Some(rel),
+            RequestedInput::Rejected { .. } => None,
+        }
+    }
+}
+
 /// One node's contribution to every hash that includes it: blake3 of its
 /// length-prefixed path, a tag (content or absent) and its digest; or why
 /// it cannot contribute (unreadable).
-pub type NodeEntry = Result<[u8; 32], String>;
+pub type NodeEntry = Result<[u8; 32], Unhashed>;
 
 /// The entry of every node of `graph`, computed in parallel.
 pub fn node_entries(graph: &DepGraph) -> Vec<NodeEntry> {
@@ -38,7 +123,7 @@ pub fn node_entries(graph: &DepGraph) -> Vec<NodeEntry> {
         .par_iter()
         .map(|node| {
             let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 closure entry");
-            field(&mut hasher, node.path.as_bytes());
+            hash_field(&mut hasher, node.path.as_bytes());
             match &node.digest {
                 FileDigest::Content(digest) => {
                     hasher.update(b"C");
@@ -47,7 +132,12 @@ pub fn node_entries(graph: &DepGraph) -> Vec<NodeEntry> {
                 FileDigest::Absent => {
                     hasher.update(b"A");
                 }
-                FileDigest::Unreadable(reason) => return Err(format!("cannot read {reason}")),
+                FileDigest::Unreadable(problem) => {
+                    return Err(Unhashed::UnreadableDependency {
+                        path: node.path.clone(),
+                        problem: problem.clone(),
+                    })
+                }
             }
             Ok(*hasher.finalize().as_bytes())
         })
@@ -65,7 +155,7 @@ pub fn dependency_hash(
     input: NodeId,
     closure: impl Iterator<Item = NodeId>,
     buffer: &mut Vec<u8>,
-) -> Result<String, String> {
+) -> Result<DependencyHash, Unhashed> {
     buffer.clear();
     for node in closure {
         match &entries[node as usize] {
@@ -75,15 +165,10 @@ pub fn dependency_hash(
     }
     let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 test-file dependency hash");
     hasher.update(&ALGORITHM_VERSION.to_le_bytes());
-    field(&mut hasher, context.config_fingerprint.as_bytes());
+    hash_field(&mut hasher, context.config_fingerprint.as_bytes());
     hasher.update(&context.salt);
-    field(&mut hasher, graph.path(input).as_bytes());
+    hash_field(&mut hasher, graph.path(input).as_bytes());
     hasher.update(&((buffer.len() / 32) as u64).to_le_bytes());
     hasher.update(buffer);
-    Ok(hasher.finalize().to_hex().to_string())
-}
-
-fn field(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    hasher.update(&(bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
+    Ok(DependencyHash(hasher.finalize().to_hex().to_string()))
 }

@@ -1,20 +1,26 @@
 //! The only place pyo3 appears: the `pytest_dryci._native` module. Every
-//! function converts its arguments, runs a plain Rust function with the GIL
-//! released, and converts the result; errors cross to Python in `to_py_err`
-//! as `pytest_dryci.errors.DryciError`, with the same messages as the CLI.
+//! method converts its arguments, runs plain Rust (`crate::session`) with
+//! the GIL released, and converts the result into typed objects; errors
+//! cross to Python in `to_py_err` as `pytest_dryci.errors.DryciError`, with
+//! the same messages as the CLI and hints in the plugin's words.
+//!
+//! A pytest run crosses here once to decide (hash and query), once to match
+//! its collected tests against the answers, and once to publish. Dependency
+//! hashes and keys never leave Rust.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
-use crate::analysis::{dependency_hashes, Request, StateCacheMode};
-use crate::cache::{keys, Cache, CacheSettings, ServerSettings};
+use crate::analysis::StateCacheMode;
+use crate::cache::ServerSettings;
+use crate::config::FrontEnd;
 use crate::hash::Salt;
-use crate::protocol::v2::PassedTest;
-use crate::protocol::RunCounts;
+use crate::session::{self, OtherCounts, SessionError, SessionSettings};
 
 /// The one place a Rust error becomes a Python exception.
 fn to_py_err(py: Python<'_>, message: String) -> PyErr {
@@ -28,115 +34,107 @@ fn to_py_err(py: Python<'_>, message: String) -> PyErr {
     }
 }
 
-/// Dependency hashes of some test files.
+fn session_error(py: Python<'_>, err: SessionError) -> PyErr {
+    let hint = match &err {
+        SessionError::Analysis(analysis) => analysis.hint(FrontEnd::Plugin),
+        _ => None,
+    };
+    let message = match hint {
+        Some(hint) => format!("{err}\nhint: {hint}"),
+        None => err.to_string(),
+    };
+    to_py_err(py, message)
+}
+
+/// What DryCI decided about one test file.
 #[pyclass(frozen, module = "pytest_dryci._native")]
-struct HashReport {
-    /// The repository root the paths are relative to.
+struct FileDecision {
+    /// The first characters of its dependency hash (for skip reasons); None when unhashed.
     #[pyo3(get)]
-    root: String,
-    /// Given path -> dependency hash, or None when it could not be fully hashed.
+    short_hash: Option<String>,
+    /// Why it has no hash (its tests run); None when hashed.
     #[pyo3(get)]
-    hashes: HashMap<String, Option<String>>,
-    /// Given path -> why it has no hash.
+    problem: Option<String>,
+    /// Every node id of the file when all passed under its hash: it need not be collected.
     #[pyo3(get)]
-    problems: HashMap<String, String>,
+    complete: Option<Vec<String>>,
+    /// How many of its tests passed under its hash.
     #[pyo3(get)]
-    warnings: Vec<String>,
-    /// Where the configuration came from.
+    passed_tests: usize,
+    /// The durations of its tests that passed under its hash, added up (ms).
+    #[pyo3(get)]
+    passed_ms: u64,
+}
+
+/// The answer of `Session.decide`.
+#[pyclass(frozen, module = "pytest_dryci._native")]
+struct Decision {
+    /// Node-id part of each test file -> its decision.
+    #[pyo3(get)]
+    files: BTreeMap<String, Py<FileDecision>>,
     #[pyo3(get)]
     config_source: String,
-}
-
-/// Computes the dependency hash of each of `files` (absolute or relative to `root`).
-#[pyfunction]
-#[pyo3(signature = (root, files, config=None, salt=String::new(), python_env=None, state_cache=true))]
-fn compute_hashes(
-    py: Python<'_>,
-    root: PathBuf,
-    files: Vec<PathBuf>,
-    config: Option<PathBuf>,
-    salt: String,
-    python_env: Option<String>,
-    state_cache: bool,
-) -> PyResult<HashReport> {
-    let request = Request {
-        root,
-        config_path: config,
-        inputs: Some(files.clone()),
-        salt: Salt::new(salt, python_env),
-        state_cache: if state_cache {
-            StateCacheMode::Default
-        } else {
-            StateCacheMode::Off
-        },
-    };
-    let analysis = py.detach(|| dependency_hashes(&request)).map_err(|err| {
-        let message = match err.hint() {
-            Some(hint) => format!("{err}\nhint: {hint}"),
-            None => err.to_string(),
-        };
-        to_py_err(py, message)
-    })?;
-    // Inputs come back in the order given, one row each.
-    let mut hashes = HashMap::new();
-    let mut problems = HashMap::new();
-    for (given, result) in files.iter().zip(&analysis.inputs) {
-        let key = given.to_string_lossy().into_owned();
-        if let Some(problem) = &result.problem {
-            problems.insert(key.clone(), problem.clone());
-        }
-        hashes.insert(key, result.hash.clone());
-    }
-    let config_source = match &analysis.config.source {
-        crate::config::ConfigSource::Yaml(p) | crate::config::ConfigSource::Pyproject(p) => {
-            p.display().to_string()
-        }
-        crate::config::ConfigSource::Defaults => "defaults".to_string(),
-    };
-    Ok(HashReport {
-        root: analysis.config.root.display().to_string(),
-        hashes,
-        problems,
-        warnings: analysis.warnings,
-        config_source,
-    })
-}
-
-/// The key a test file's dependency hash is stored under.
-#[pyfunction]
-fn file_key(dep_hash: &str) -> String {
-    keys::file_key(dep_hash)
-}
-
-/// The keys of many tests of one file: node id -> key.
-#[pyfunction]
-fn node_keys(node_ids: Vec<String>, dep_hash: &str) -> HashMap<String, String> {
-    node_ids
-        .into_iter()
-        .map(|id| (keys::node_key(&id, dep_hash), id))
-        .map(|(k, id)| (id, k))
-        .collect()
-}
-
-/// The layered result cache (local store and/or server). Never raises on
-/// cache failures: they come back as warnings and the tests run.
-#[pyclass(module = "pytest_dryci._native")]
-struct ResultCache {
-    inner: Mutex<Cache>,
     #[pyo3(get)]
-    open_warnings: Vec<String>,
+    graph_warnings: Vec<String>,
+    /// Cache failures: the tests they concern run.
+    #[pyo3(get)]
+    cache_warnings: Vec<String>,
+}
+
+/// The answer of `Session.publish`.
+#[pyclass(frozen, module = "pytest_dryci._native")]
+struct Publication {
+    #[pyo3(get)]
+    published: usize,
+    #[pyo3(get)]
+    warnings: Vec<String>,
+}
+
+/// One pytest run's link to DryCI (see `crate::session`). Cache failures
+/// never raise: they come back as warnings and the tests run.
+#[pyclass(module = "pytest_dryci._native")]
+struct Session {
+    /// Behind a lock so the GIL can be released while it works (a SQLite
+    /// connection may move between threads but not be shared).
+    inner: Mutex<session::Session>,
+}
+
+impl Session {
+    fn wrap(inner: session::Session) -> Self {
+        Session {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// The session; after a panic in an earlier call its state is still
+    /// whole (every update is one map insertion), so the lock is taken anyway.
+    fn lock(&self) -> MutexGuard<'_, session::Session> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[pymethods]
-impl ResultCache {
+impl Session {
     #[new]
-    #[pyo3(signature = (local_path=None, server_url=None, token=None, timeout=3.0))]
+    #[pyo3(signature = (
+        root, *, config=None, salt=String::new(), python_env=None, state_cache=true,
+        local_store=true, server_url=None, token=None, timeout=3.0, query=true,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        local_path: Option<PathBuf>,
+        root: PathBuf,
+        config: Option<PathBuf>,
+        salt: String,
+        python_env: Option<String>,
+        state_cache: bool,
+        local_store: bool,
         server_url: Option<String>,
         token: Option<String>,
         timeout: f64,
+        query: bool,
     ) -> PyResult<Self> {
         let timeout = Duration::try_from_secs_f64(timeout)
             .ok()
@@ -147,107 +145,98 @@ impl ResultCache {
                     format!("DRYCI_TIMEOUT must be a positive number of seconds, got {timeout}"),
                 )
             })?;
-        let settings = CacheSettings {
-            local: local_path,
+        let settings = SessionSettings {
+            root,
+            config_path: config,
+            salt: Salt::new(salt, python_env),
+            state_cache: if state_cache {
+                StateCacheMode::Default
+            } else {
+                StateCacheMode::Off
+            },
+            local_store,
             server: server_url.map(|url| ServerSettings {
                 url,
                 token,
                 timeout,
             }),
+            query,
         };
-        let (cache, open_warnings) = py.detach(|| Cache::open(&settings));
-        Ok(ResultCache {
-            inner: Mutex::new(cache),
-            open_warnings,
-        })
+        Ok(Session::wrap(session::Session::new(settings)))
     }
 
-    /// For each file key, {node key: duration in ms or None}; plus warnings.
-    fn query(
-        &self,
-        py: Python<'_>,
-        file_keys: Vec<String>,
-    ) -> (Vec<HashMap<String, Option<u64>>>, Vec<String>) {
-        py.detach(|| {
-            let Ok(mut cache) = self.inner.lock() else {
-                return (
-                    vec![HashMap::new(); file_keys.len()],
-                    vec!["cache lock poisoned".to_string()],
-                );
+    /// A worker's session from the controller's `export()`: it only matches tests.
+    #[staticmethod]
+    fn restore(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = session::Session::restore(data).map_err(|e| session_error(py, e))?;
+        Ok(Session::wrap(inner))
+    }
+
+    /// The answers a worker needs, as opaque bytes.
+    fn export<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.lock().export())
+    }
+
+    /// Hashes `files` (node-id part -> path) and asks the cache about them.
+    fn decide(&self, py: Python<'_>, files: Vec<(String, PathBuf)>) -> PyResult<Decision> {
+        let decision = py
+            .detach(|| self.lock().decide(&files))
+            .map_err(|e| session_error(py, e))?;
+        let mut converted = BTreeMap::new();
+        for (part, file) in decision.files {
+            let (short_hash, problem) = match file.hash {
+                Ok(short) => (Some(short), None),
+                Err(why) => (None, Some(why)),
             };
-            let (answers, warnings) = cache.query(&file_keys);
-            let answers = answers
-                .into_iter()
-                .map(|tests| {
-                    tests
-                        .into_iter()
-                        .map(|t| (t.node_id, t.duration_ms))
-                        .collect()
-                })
-                .collect();
-            (answers, warnings)
+            let file = FileDecision {
+                short_hash,
+                problem,
+                complete: file.complete,
+                passed_tests: file.passed_tests,
+                passed_ms: file.passed_ms,
+            };
+            converted.insert(part, Py::new(py, file)?);
+        }
+        Ok(Decision {
+            files: converted,
+            config_source: decision.config_source,
+            graph_warnings: decision.graph_warnings,
+            cache_warnings: decision.cache_warnings,
         })
     }
 
-    /// For each file key, the JSON list of node ids of its complete-file record, or None.
-    fn complete_files(
-        &self,
-        py: Python<'_>,
-        file_keys: Vec<String>,
-    ) -> (Vec<Option<String>>, Vec<String>) {
-        py.detach(|| match self.inner.lock() {
-            Ok(cache) => cache.complete_files(&file_keys),
-            Err(_) => (
-                vec![None; file_keys.len()],
-                vec!["cache lock poisoned".to_string()],
-            ),
-        })
+    /// Of `node_ids`, those that passed before under their file's current
+    /// hash: node id -> duration in ms (None when unknown).
+    fn passed(&self, py: Python<'_>, node_ids: Vec<String>) -> BTreeMap<String, Option<u64>> {
+        py.detach(|| self.lock().passed(&node_ids).into_iter().collect())
     }
 
-    /// Records complete files: {file key: JSON list of node ids}; returns warnings.
-    fn record_complete_files(
-        &self,
-        py: Python<'_>,
-        complete: BTreeMap<String, String>,
-    ) -> Vec<String> {
-        py.detach(|| match self.inner.lock() {
-            Ok(cache) => cache.record_complete_files(&complete),
-            Err(_) => vec!["cache lock poisoned".to_string()],
-        })
-    }
-
-    /// Publishes {file key: {node key: duration ms}} with the run's counts
-    /// (total, passed, failed, skipped, skipped by cache); returns (tests sent, warnings).
+    /// Publishes `passes` (node-id part -> {node id: duration ms}) and
+    /// records `complete` files (node-id part -> all its node ids).
+    #[pyo3(signature = (passes, complete, *, total, failed, skipped, served))]
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         py: Python<'_>,
-        passed: HashMap<String, HashMap<String, Option<u64>>>,
-        counts: (u64, u64, u64, u64, u64),
-    ) -> (usize, Vec<String>) {
-        let passed: BTreeMap<String, Vec<PassedTest>> = passed
-            .into_iter()
-            .map(|(file, tests)| {
-                let mut tests: Vec<PassedTest> = tests
-                    .into_iter()
-                    .map(|(node_id, duration_ms)| PassedTest {
-                        node_id,
-                        duration_ms,
-                    })
-                    .collect();
-                tests.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-                (file, tests)
-            })
-            .collect();
-        let counts = RunCounts {
-            total_test_count: counts.0,
-            passed_test_count: counts.1,
-            failed_test_count: counts.2,
-            skipped_test_count: counts.3,
-            skipped_by_cache_test_count: counts.4,
+        passes: BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        complete: BTreeMap<String, Vec<String>>,
+        total: u64,
+        failed: u64,
+        skipped: u64,
+        served: u64,
+    ) -> PyResult<Publication> {
+        let counts = OtherCounts {
+            total,
+            failed,
+            skipped,
+            served,
         };
-        py.detach(|| match self.inner.lock() {
-            Ok(mut cache) => cache.publish(&passed, counts),
-            Err(_) => (0, vec!["cache lock poisoned".to_string()]),
+        let publication = py
+            .detach(|| self.lock().publish(&passes, &complete, counts))
+            .map_err(|e| session_error(py, e))?;
+        Ok(Publication {
+            published: publication.published,
+            warnings: publication.warnings,
         })
     }
 }
@@ -261,11 +250,10 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_class::<HashReport>()?;
-    m.add_class::<ResultCache>()?;
-    m.add_function(wrap_pyfunction!(compute_hashes, m)?)?;
-    m.add_function(wrap_pyfunction!(file_key, m)?)?;
-    m.add_function(wrap_pyfunction!(node_keys, m)?)?;
+    m.add_class::<Session>()?;
+    m.add_class::<Decision>()?;
+    m.add_class::<FileDecision>()?;
+    m.add_class::<Publication>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     Ok(())
 }

@@ -63,7 +63,7 @@ impl Repo {
         analysis
             .inputs
             .iter()
-            .map(|i| (i.path.clone(), i.hash.clone()))
+            .map(|i| (i.path.clone(), i.hash().map(|h| h.to_string())))
             .collect()
     }
 
@@ -79,7 +79,7 @@ impl Repo {
         let hashes = run
             .inputs
             .iter()
-            .map(|i| (i.path.clone(), i.hash.clone()))
+            .map(|i| (i.path.clone(), i.hash().map(|h| h.to_string())))
             .collect();
         (hashes, run.remembered)
     }
@@ -154,7 +154,7 @@ pub fn assert_sound(repo: &Repo, inputs: Option<&[&str]>) {
     let before: BTreeMap<String, Option<String>> = before_analysis
         .inputs
         .iter()
-        .map(|i| (i.path.clone(), i.hash.clone()))
+        .map(|i| (i.path.clone(), i.hash().map(|h| h.to_string())))
         .collect();
     assert_eq!(cached, before, "cached and uncached hashes differ");
     for file in repo.all_files() {

@@ -7,7 +7,10 @@ import pytest_dryci
 
 
 def test_native_version_matches_package():
-    assert pytest_dryci.__version__ == "0.1.0"
+    from pytest_dryci import _native
+
+    assert pytest_dryci.__version__ == "0.1.0"  # from the distribution's metadata
+    assert _native.__version__ == pytest_dryci.__version__
 
 
 def test_console_entry_runs_the_rust_cli():

@@ -1,0 +1,120 @@
+"""Deciding what to skip: one native call hashes the test files and asks the
+cache which of their tests passed under those hashes; one more matches the
+collected tests against the answers. Under pytest-xdist the controller
+decides and each worker receives the answers (`to_worker`/`from_worker_input`).
+
+Dependency hashes and cache keys stay in the native module; here are node
+ids, short hashes for skip reasons and durations."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_dryci import _native
+from pytest_dryci.environment import environment_fingerprint
+from pytest_dryci.errors import DryciError
+from pytest_dryci.options import options_fingerprint
+from pytest_dryci.settings import Degradations, Settings
+
+
+class Decisions:
+    def __init__(self, native: _native.Session | None) -> None:
+        # None when the native session could not be made: every test runs.
+        self.native = native
+        # node-id part -> the first characters of its dependency hash
+        self.short_hashes: dict[str, str] = {}
+        # node-id part -> why it has no hash (its tests run)
+        self.unhashed: dict[str, str] = {}
+        # node-id part -> every node id, for files all of whose tests passed
+        self.complete: dict[str, list[str]] = {}
+        # node-id part -> durations (ms) of the tests that passed under its hash, added
+        # up, for each file some of whose tests passed under its hash
+        self.passed_ms: dict[str, int] = {}
+        # node id -> duration (ms) of each test found to have passed before
+        self.durations: dict[str, int | None] = {}
+        self.graph_warnings: list[str] = []
+
+    @classmethod
+    def for_controller(
+        cls, config: pytest.Config, settings: Settings, degradations: Degradations
+    ) -> Decisions:
+        salt = f"{settings.salt}\noptions:{options_fingerprint(config)}"
+        python_env = (
+            environment_fingerprint(str(settings.root / ".dryci"))
+            if settings.hash_environment
+            else None
+        )
+        try:
+            native = _native.Session(
+                str(settings.root),
+                config=settings.config_path,
+                salt=salt,
+                python_env=python_env,
+                server_url=settings.server,
+                token=settings.token,
+                timeout=settings.timeout,
+                query=settings.skip,
+            )
+        except DryciError as err:
+            degradations.add(str(err))
+            native = None
+        return cls(native)
+
+    def decide(self, files: dict[str, str], degradations: Degradations) -> None:
+        """Hashes `files` (node-id part -> path) and asks the cache about them."""
+        if not files:
+            return
+        if self.native is None:
+            self.unhashed.update((part, "no DryCI session") for part in files)
+            return
+        try:
+            decision = self.native.decide(list(files.items()))
+        except DryciError as err:
+            degradations.add(f"cannot compute dependency hashes, every test runs: {err}")
+            self.unhashed.update((part, "no dependency graph") for part in files)
+            return
+        self.graph_warnings.extend(decision.graph_warnings)
+        for warning in decision.cache_warnings:
+            degradations.add(warning)
+        for part, file in decision.files.items():
+            if file.short_hash is None:
+                self.unhashed[part] = file.problem or "no hash"
+                continue
+            self.short_hashes[part] = file.short_hash
+            if file.passed_tests:
+                self.passed_ms[part] = file.passed_ms
+            if file.complete is not None:
+                self.complete[part] = file.complete
+
+    def passed(self, node_ids: list[str]) -> dict[str, int | None]:
+        """Of `node_ids`, those that passed before under their file's current
+        hash: node id -> duration in ms."""
+        if self.native is None or not node_ids:
+            return {}
+        found = self.native.passed(node_ids)
+        self.durations.update(found)
+        return found
+
+    def to_worker(self) -> dict:
+        """What an xdist worker needs, in types execnet can send."""
+        return {
+            "session": self.native.export() if self.native is not None else b"",
+            "short_hashes": self.short_hashes,
+            "passed_ms": self.passed_ms,
+            "complete": self.complete,
+        }
+
+    @classmethod
+    def from_worker_input(cls, sent: dict, degradations: Degradations) -> Decisions:
+        native = None
+        if sent.get("session"):
+            try:
+                native = _native.Session.restore(sent["session"])
+            except DryciError as err:
+                degradations.add(f"{err}; this worker runs every test")
+                return cls(None)
+        decisions = cls(native)
+        decisions.short_hashes = sent.get("short_hashes", {})
+        decisions.passed_ms = sent.get("passed_ms", {})
+        decisions.complete = sent.get("complete", {})
+        return decisions

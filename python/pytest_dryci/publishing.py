@@ -1,0 +1,85 @@
+"""Publishing: what this run saw (every report, what each file produced and
+kept), which passes may be published, which files are complete, and the one
+native call that publishes them. Failures are never published."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from pytest_dryci.decisions import Decisions
+from pytest_dryci.discovery import file_part
+from pytest_dryci.outcomes import OutcomeTracker
+from pytest_dryci.serving import is_dryci_skip
+from pytest_dryci.settings import Degradations
+
+
+class RunRecord:
+    """What the controller saw of this run."""
+
+    def __init__(self) -> None:
+        self.tracker = OutcomeTracker()
+        # node ids served from the cache, whether skipped by marker or without collection
+        self.served_nodeids: set[str] = set()
+        # node-id part -> node ids as the file produced them, and as they were kept
+        self.produced: dict[str, list[str]] = defaultdict(list)
+        self.collected: dict[str, list[str]] = defaultdict(list)
+        # node-id part -> node ids, for files served without collection
+        self.served_files: dict[str, list[str]] = {}
+
+    def record(self, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        if nodeid in self.served_nodeids:
+            return  # a served test, or the teardown after a cache skip
+        if is_dryci_skip(report):
+            self.served_nodeids.add(nodeid)
+        else:
+            self.tracker.record(report)
+
+    def served_count(self) -> int:
+        return sum(len(node_ids) for node_ids in self.served_files.values())
+
+    def complete_files(self, publishable: dict[str, float], decisions: Decisions) -> dict:
+        """node-id part -> node ids, for every file all of whose tests passed
+        (now or before, under the same hash) and of which nothing was
+        deselected or dropped by any plugin."""
+        complete = {}
+        for part, nodeids in self.collected.items():
+            if (
+                part not in decisions.short_hashes
+                or part in self.served_files
+                or sorted(nodeids) != sorted(self.produced.get(part, ()))
+                or not all(n in publishable or n in self.served_nodeids for n in nodeids)
+            ):
+                continue
+            complete[part] = self.produced[part]
+        return complete
+
+
+def publish(
+    record: RunRecord,
+    decisions: Decisions,
+    degradations: Degradations,
+    record_complete_files: bool,
+) -> int:
+    """Publishes the run's passes and complete files; returns the passes published."""
+    if decisions.native is None:
+        return 0
+    publishable = record.tracker.publishable()
+    passes: dict[str, dict[str, int]] = defaultdict(dict)
+    for nodeid, seconds in publishable.items():
+        part = file_part(nodeid)
+        if part in decisions.short_hashes:
+            passes[part][nodeid] = int(seconds * 1000)
+    complete = record.complete_files(publishable, decisions) if record_complete_files else {}
+    if not passes and not complete:
+        return 0
+    total, failed, skipped = record.tracker.counts()
+    served = len(record.served_nodeids)
+    publication = decisions.native.publish(
+        dict(passes), complete, total=total + served, failed=failed, skipped=skipped, served=served
+    )
+    for warning in publication.warnings:
+        degradations.add(warning)
+    return publication.published

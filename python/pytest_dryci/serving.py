@@ -1,0 +1,68 @@
+"""Applying the decisions during collection: which whole files may be served
+without collecting them, and the skip marker on each collected test that
+passed before. (How served files are reported is `collection.py`.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_dryci.decisions import Decisions
+from pytest_dryci.discovery import file_part
+from pytest_dryci.settings import Settings
+
+SKIP_REASON_PREFIX = "dryci: passed before with identical inputs"
+
+
+def skip_reason(short_hash: str) -> str:
+    return f"{SKIP_REASON_PREFIX} ({short_hash})"
+
+
+def is_dryci_skip(report: pytest.TestReport) -> bool:
+    longrepr = report.longrepr
+    return (
+        report.skipped
+        and isinstance(longrepr, tuple)
+        and len(longrepr) == 3
+        and SKIP_REASON_PREFIX in str(longrepr[2])
+    )
+
+
+def names_node_ids(config: pytest.Config) -> bool:
+    """Whether the command line narrows the run to node ids (`file.py::test`)."""
+    return any("::" in arg for arg in config.args)
+
+
+def may_serve_whole_files(config: pytest.Config, settings: Settings) -> bool:
+    """Not when the selection looks inside files (names, markers, node ids)."""
+    option = config.option
+    if not settings.skip or option.keyword or option.markexpr or option.collectonly:
+        return False
+    if any(getattr(option, name, None) for name in ("lf", "deselect", "stepwise")):
+        return False  # they deselect tests by name, after collection
+    return settings.skip_collection and not names_node_ids(config)
+
+
+def mark_passed(
+    items: list[pytest.Item], decisions: Decisions, served_files: dict[str, list[str]]
+) -> None:
+    """Adds a skip marker to every item that passed before under its file's
+    current hash, in one native call for all of them."""
+    candidates = [
+        item
+        for item in items
+        if (part := file_part(item.nodeid)) in decisions.passed_ms and part not in served_files
+    ]
+    passed = decisions.passed([item.nodeid for item in candidates])
+    if not passed:
+        return
+    markers: dict[str, pytest.MarkDecorator] = {}
+    for item in candidates:
+        if item.nodeid not in passed:
+            continue
+        part = file_part(item.nodeid)
+        marker = markers.get(part)
+        if marker is None:
+            marker = markers[part] = pytest.mark.skip(
+                reason=skip_reason(decisions.short_hashes[part])
+            )
+        item.add_marker(marker)

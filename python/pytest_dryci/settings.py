@@ -1,0 +1,73 @@
+"""DryCI's settings for one run, from pytest's options, ini and the
+environment, and the one way a cache failure reaches the user."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DEFAULT_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass
+class Degradations:
+    """Cache failures: in strict mode each is an error, otherwise a summary line."""
+
+    strict: bool
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        if self.strict:
+            raise pytest.UsageError(f"dryci (strict): {message}")
+        self.messages.append(message)
+
+
+@dataclass
+class Settings:
+    root: Path
+    config_path: str | None
+    salt: str
+    hash_environment: bool
+    publish: bool
+    skip: bool
+    skip_collection: bool
+    server: str | None
+    token: str | None
+    timeout: float
+
+    @classmethod
+    def from_pytest(cls, config: pytest.Config, degradations: Degradations) -> Settings:
+        config_path = config.getoption("dryci_config") or config.getini("dryci_config") or None
+        return cls(
+            root=Path(config.rootpath),
+            config_path=config_path,
+            salt=os.environ.get("DRYCI_SALT", ""),
+            hash_environment=config.getini("dryci_hash_environment")
+            and not config.getoption("dryci_no_env_hash"),
+            publish=not config.getoption("dryci_no_publish"),
+            skip=not config.getoption("dryci_no_skip"),
+            skip_collection=config.getini("dryci_skip_collection"),
+            server=os.environ.get("DRYCI_SERVER") or None,
+            token=os.environ.get("DRYCI_TOKEN") or None,
+            timeout=_timeout(degradations),
+        )
+
+
+def _timeout(degradations: Degradations) -> float:
+    text = os.environ.get("DRYCI_TIMEOUT", "")
+    if not text:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        timeout = float(text)
+        if timeout > 0:
+            return timeout
+    except ValueError:
+        pass
+    degradations.add(
+        f"DRYCI_TIMEOUT={text!r} is not a positive number of seconds; "
+        f"using {DEFAULT_TIMEOUT_SECONDS}"
+    )
+    return DEFAULT_TIMEOUT_SECONDS

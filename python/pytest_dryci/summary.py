@@ -1,0 +1,64 @@
+"""The lines DryCI adds to pytest's terminal summary."""
+
+from __future__ import annotations
+
+from pytest_dryci.decisions import Decisions
+from pytest_dryci.discovery import file_part
+from pytest_dryci.publishing import RunRecord
+from pytest_dryci.settings import Degradations
+
+MAX_DEGRADATION_LINES = 5
+
+
+def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
+    """How long the served tests took when they last ran."""
+    # Every test that passed under a served file's hash is one of its tests.
+    saved_ms = sum(decisions.passed_ms.get(part, 0) for part in record.served_files)
+    others = [
+        nodeid
+        for nodeid in record.served_nodeids
+        if file_part(nodeid) not in record.served_files and nodeid not in decisions.durations
+    ]
+    decisions.passed(others)  # under xdist the workers matched them; ask once here
+    saved_ms += sum(
+        decisions.durations.get(nodeid) or 0
+        for nodeid in record.served_nodeids
+        if file_part(nodeid) not in record.served_files
+    )
+    return saved_ms / 1000
+
+
+def write_summary(
+    write,
+    record: RunRecord,
+    decisions: Decisions,
+    degradations: Degradations,
+    published: int | None,
+) -> None:
+    """`published` is None when publishing was switched off."""
+    total, _, _ = record.tracker.counts()
+    write(f"dryci: {total} tests ran")
+    served_files = len(record.served_files)
+    not_collected = f", {served_files} files not even collected" if served_files else ""
+    write(
+        f"dryci: {len(record.served_nodeids)} tests served from the cache "
+        f"(they took {saved_seconds(record, decisions):.2f}s when they last ran{not_collected})"
+    )
+    if published is None:
+        write("dryci: nothing published (--dryci-no-publish)")
+    else:
+        write(f"dryci: {published} passes published")
+    if decisions.unhashed:
+        sample = "; ".join(f"{p}: {why}" for p, why in sorted(decisions.unhashed.items())[:3])
+        write(f"dryci: {len(decisions.unhashed)} test files could not be hashed and ran: {sample}")
+    warnings = decisions.graph_warnings
+    if warnings:
+        write(
+            f"dryci: {len(warnings)} dependency graph warnings "
+            f"(`dryci graph -v` lists them), first: {warnings[0]}"
+        )
+    messages = degradations.messages
+    for message in messages[:MAX_DEGRADATION_LINES]:
+        write(f"dryci: degraded: {message}", yellow=True)
+    if len(messages) > MAX_DEGRADATION_LINES:
+        write(f"dryci: degraded: ... and {len(messages) - MAX_DEGRADATION_LINES} more")

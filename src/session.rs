@@ -1,0 +1,322 @@
+//! What one pytest run asks of DryCI, as few calls as the run allows:
+//! `decide` hashes the test files and asks the cache, once, which of their
+//! tests passed under those hashes; `passed` matches the collected node ids
+//! against the answers; `publish` stores this run's passes, once.
+//!
+//! Dependency hashes and keys stay in here: the plugin sees node ids, short
+//! hashes for its skip reasons, durations and warnings. A test file is named
+//! as pytest names it in node ids (its path relative to the rootdir, with
+//! `/`), because that is what the plugin has at hand at every step.
+//!
+//! Under pytest-xdist the controller decides and publishes; each worker
+//! matches its own collection against the controller's answers, which it
+//! receives as `Session::export` bytes (opaque to Python).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{dependency_hashes, AnalysisError, Request, StateCacheMode};
+use crate::cache::keys::{FileKey, NodeKey};
+use crate::cache::{Cache, CacheSettings};
+use crate::hash::{DependencyHash, Salt};
+use crate::protocol::v2::PassedTest;
+use crate::protocol::RunCounts;
+
+/// Where the local store lives below the repository root.
+const LOCAL_STORE: &str = ".dryci/results-v1.sqlite";
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub root: PathBuf,
+    pub config_path: Option<PathBuf>,
+    pub salt: Salt,
+    pub state_cache: StateCacheMode,
+    /// Use the local store (at `<repository root>/.dryci/`).
+    pub local_store: bool,
+    pub server: Option<crate::cache::ServerSettings>,
+    /// Ask the cache what passed (not under `--dryci-no-skip`, which only publishes).
+    pub query: bool,
+}
+
+/// The decision about one test file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDecision {
+    /// The first characters of its dependency hash, or why it has none (its tests run).
+    pub hash: Result<String, String>,
+    /// Every node id of the file, when all of them passed under its current
+    /// hash in a run that collected the whole file: it need not be collected.
+    pub complete: Option<Vec<String>>,
+    /// How many tests passed under its hash.
+    pub passed_tests: usize,
+    /// The durations of the tests that passed under its hash, added up (ms).
+    pub passed_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Keyed by the file's node-id part.
+    pub files: BTreeMap<String, FileDecision>,
+    /// Where the repository's configuration came from.
+    pub config_source: String,
+    /// What the dependency graph could not resolve or read.
+    pub graph_warnings: Vec<String>,
+    /// Cache failures: the tests they concern run.
+    pub cache_warnings: Vec<String>,
+}
+
+/// What a publish did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Publication {
+    /// Passes sent (0 when a layer failed).
+    pub published: usize,
+    pub warnings: Vec<String>,
+}
+
+/// The counts of a run other than the passes, which `publish` counts itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherCounts {
+    /// Every test the run reported, served ones included.
+    pub total: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Served from the cache.
+    pub served: u64,
+}
+
+/// What the controller knows after deciding, and what a worker needs of it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Known {
+    /// Node-id part of each test file -> its dependency hash.
+    hashes: HashMap<String, DependencyHash>,
+    /// Dependency hash -> node key -> duration (ms) of each test that passed under it.
+    passed: HashMap<DependencyHash, HashMap<NodeKey, Option<u64>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    #[error("the controller's decisions could not be decoded: {0}")]
+    Decode(String),
+    #[error("a worker's session only matches tests; the controller decides and publishes")]
+    WorkerOnly,
+}
+
+pub struct Session {
+    /// `None` in a worker restored from the controller's decisions.
+    settings: Option<SessionSettings>,
+    /// Opened on first use; `None` until then, or when it could not be opened.
+    cache: Option<Cache>,
+    /// The repository root the configuration settled on (the local store's home).
+    store_root: Option<PathBuf>,
+    known: Known,
+}
+
+impl Session {
+    pub fn new(settings: SessionSettings) -> Self {
+        Session {
+            settings: Some(settings),
+            cache: None,
+            store_root: None,
+            known: Known::default(),
+        }
+    }
+
+    /// A worker's session: it matches tests against the answers `bytes`
+    /// (`export` of the controller's) and does nothing else.
+    pub fn restore(bytes: &[u8]) -> Result<Self, SessionError> {
+        let known = postcard::from_bytes(bytes).map_err(|e| SessionError::Decode(e.to_string()))?;
+        Ok(Session {
+            settings: None,
+            cache: None,
+            store_root: None,
+            known,
+        })
+    }
+
+    pub fn export(&self) -> Vec<u8> {
+        // Maps of strings always encode; an empty answer would only make
+        // every test run in the workers.
+        postcard::to_stdvec(&self.known).unwrap_or_default()
+    }
+
+    /// Hashes `files` (node-id part -> path) and asks the cache about them.
+    pub fn decide(&mut self, files: &[(String, PathBuf)]) -> Result<Decision, SessionError> {
+        let settings = self.settings.clone().ok_or(SessionError::WorkerOnly)?;
+        let request = Request {
+            root: settings.root.clone(),
+            config_path: settings.config_path.clone(),
+            inputs: Some(files.iter().map(|(_, path)| path.clone()).collect()),
+            salt: settings.salt.clone(),
+            state_cache: settings.state_cache.clone(),
+        };
+        let run = dependency_hashes(&request)?;
+        self.store_root = Some(run.config.root.clone());
+        let mut decision = Decision {
+            config_source: run.config.source.to_string(),
+            graph_warnings: run.warnings,
+            ..Decision::default()
+        };
+        // Inputs come back in the order given, one row each.
+        let mut hashed: Vec<(&str, DependencyHash)> = Vec::new();
+        for ((part, _), input) in files.iter().zip(run.inputs) {
+            let hash = match input.outcome {
+                Ok(hash) => {
+                    hashed.push((part, hash.clone()));
+                    self.known.hashes.insert(part.clone(), hash.clone());
+                    Ok(hash.short().to_string())
+                }
+                Err(why) => Err(why.to_string()),
+            };
+            let file = FileDecision {
+                hash,
+                complete: None,
+                passed_tests: 0,
+                passed_ms: 0,
+            };
+            decision.files.insert(part.clone(), file);
+        }
+        if settings.query && !hashed.is_empty() {
+            self.ask_cache(&hashed, &mut decision);
+        }
+        Ok(decision)
+    }
+
+    fn ask_cache(&mut self, hashed: &[(&str, DependencyHash)], decision: &mut Decision) {
+        let mut unique: Vec<&DependencyHash> = hashed.iter().map(|(_, hash)| hash).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let file_keys: Vec<FileKey> = unique.iter().map(|hash| FileKey::of(hash)).collect();
+        let Some(cache) = self.cache(&mut decision.cache_warnings) else {
+            return;
+        };
+        let (answers, warnings) = cache.query(&file_keys);
+        decision.cache_warnings.extend(warnings);
+        let (complete, warnings) = cache.complete_files(&file_keys);
+        decision.cache_warnings.extend(warnings);
+        let mut complete_by_hash = HashMap::new();
+        for ((hash, answer), complete) in unique.iter().zip(answers).zip(complete) {
+            if answer.is_empty() {
+                continue;
+            }
+            let passed: HashMap<NodeKey, Option<u64>> = answer
+                .into_iter()
+                .map(|test| (NodeKey::from_stored(test.node_id), test.duration_ms))
+                .collect();
+            self.known.passed.insert((*hash).clone(), passed);
+            if let Some(ids) = complete {
+                complete_by_hash.insert(*hash, ids);
+            }
+        }
+        for (part, hash) in hashed {
+            let Some(passed) = self.known.passed.get(hash) else {
+                continue;
+            };
+            if let Some(file) = decision.files.get_mut(*part) {
+                file.passed_tests = passed.len();
+                file.passed_ms = passed.values().map(|ms| ms.unwrap_or(0)).sum();
+                file.complete = complete_by_hash.get(hash).cloned();
+            }
+        }
+    }
+
+    /// The cache, opened on first use; its opening warnings go to `warnings`.
+    fn cache(&mut self, warnings: &mut Vec<String>) -> Option<&mut Cache> {
+        if self.cache.is_none() {
+            let settings = self.settings.as_ref()?;
+            let root = self.store_root.as_ref().unwrap_or(&settings.root);
+            let cache_settings = CacheSettings {
+                local: settings.local_store.then(|| root.join(LOCAL_STORE)),
+                server: settings.server.clone(),
+            };
+            let (cache, opened) = Cache::open(&cache_settings);
+            warnings.extend(opened);
+            self.cache = Some(cache);
+        }
+        self.cache.as_mut().filter(|cache| cache.has_layers())
+    }
+
+    /// Of `node_ids`, those that passed before under their file's current
+    /// hash, with their durations (ms, when known).
+    pub fn passed(&self, node_ids: &[String]) -> Vec<(String, Option<u64>)> {
+        let mut found = Vec::new();
+        for node_id in node_ids {
+            let part = file_part(node_id);
+            let Some(hash) = self.known.hashes.get(part) else {
+                continue;
+            };
+            let Some(passed) = self.known.passed.get(hash) else {
+                continue;
+            };
+            if let Some(duration) = passed.get(&NodeKey::of(node_id, hash)) {
+                found.push((node_id.clone(), *duration));
+            }
+        }
+        found
+    }
+
+    /// Publishes this run's passes (node-id part -> node id -> duration ms)
+    /// and records `complete` files (node-id part -> every node id the file
+    /// produced) for the next run. Files without a hash are left out.
+    pub fn publish(
+        &mut self,
+        passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        complete: &BTreeMap<String, Vec<String>>,
+        counts: OtherCounts,
+    ) -> Result<Publication, SessionError> {
+        if self.settings.is_none() {
+            return Err(SessionError::WorkerOnly);
+        }
+        let mut by_key: BTreeMap<FileKey, Vec<PassedTest>> = BTreeMap::new();
+        for (part, tests) in passes {
+            let Some(hash) = self.known.hashes.get(part) else {
+                continue;
+            };
+            let entry = by_key.entry(FileKey::of(hash)).or_default();
+            entry.extend(tests.iter().map(|(node_id, duration_ms)| PassedTest {
+                node_id: NodeKey::of(node_id, hash).into_string(),
+                duration_ms: *duration_ms,
+            }));
+        }
+        for tests in by_key.values_mut() {
+            tests.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        }
+        let complete: BTreeMap<FileKey, Vec<String>> = complete
+            .iter()
+            .filter_map(|(part, ids)| {
+                Some((FileKey::of(self.known.hashes.get(part)?), ids.clone()))
+            })
+            .collect();
+        let mut publication = Publication::default();
+        if by_key.is_empty() && complete.is_empty() {
+            return Ok(publication);
+        }
+        let Some(cache) = self.cache(&mut publication.warnings) else {
+            return Ok(publication);
+        };
+        if !by_key.is_empty() {
+            let passed: usize = by_key.values().map(Vec::len).sum();
+            let run_counts = RunCounts {
+                total_test_count: counts.total,
+                passed_test_count: passed as u64,
+                failed_test_count: counts.failed,
+                skipped_test_count: counts.skipped,
+                skipped_by_cache_test_count: counts.served,
+            };
+            let (sent, warnings) = cache.publish(&by_key, run_counts);
+            publication.published = if warnings.is_empty() { sent } else { 0 };
+            publication.warnings.extend(warnings);
+        }
+        publication
+            .warnings
+            .extend(cache.record_complete_files(&complete));
+        Ok(publication)
+    }
+}
+
+/// `tests/test_a.py::TestX::test_y[1]` -> `tests/test_a.py`
+fn file_part(node_id: &str) -> &str {
+    node_id.split("::").next().unwrap_or(node_id)
+}

@@ -1,0 +1,189 @@
+//! The plugin's session (`dryci::session`) end to end on a real repository
+//! and a real local store: decide, match, publish, decide again; an edit;
+//! a worker restored from the controller's answers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::Repo;
+use dryci::analysis::StateCacheMode;
+use dryci::hash::Salt;
+use dryci::session::{OtherCounts, Session, SessionError, SessionSettings};
+
+fn project() -> Repo {
+    Repo::new(&[
+        ("app/__init__.py", ""),
+        ("app/core.py", "def add(a, b):\n    return a + b\n"),
+        ("app/other.py", "X = 1\n"),
+        ("tests/test_core.py", "from app.core import add\n"),
+        ("tests/test_other.py", "from app.other import X\n"),
+    ])
+}
+
+fn session(repo: &Repo) -> Session {
+    Session::new(settings_of(repo))
+}
+
+fn files(repo: &Repo) -> Vec<(String, PathBuf)> {
+    ["tests/test_core.py", "tests/test_other.py"]
+        .iter()
+        .map(|part| (part.to_string(), repo.root().join(part)))
+        .collect()
+}
+
+const CORE_TESTS: [&str; 2] = ["tests/test_core.py::test_a", "tests/test_core.py::test_b"];
+const OTHER_TEST: &str = "tests/test_other.py::test_x";
+
+fn all_tests() -> Vec<String> {
+    CORE_TESTS
+        .iter()
+        .chain([&OTHER_TEST])
+        .map(|id| id.to_string())
+        .collect()
+}
+
+/// Publishes every test of both files as passed, both files complete.
+fn publish_all(session: &mut Session) {
+    let mut passes: BTreeMap<String, BTreeMap<String, Option<u64>>> = BTreeMap::new();
+    for id in all_tests() {
+        let part = id.split("::").next().unwrap().to_string();
+        passes.entry(part).or_default().insert(id, Some(5));
+    }
+    let complete: BTreeMap<String, Vec<String>> = passes
+        .iter()
+        .map(|(part, tests)| (part.clone(), tests.keys().cloned().collect()))
+        .collect();
+    let counts = OtherCounts {
+        total: 3,
+        ..OtherCounts::default()
+    };
+    let publication = session.publish(&passes, &complete, counts).unwrap();
+    assert_eq!(publication.warnings, Vec::<String>::new());
+    assert_eq!(publication.published, 3);
+}
+
+#[test]
+fn a_published_pass_is_served_until_its_inputs_change() {
+    let repo = project();
+    let mut first = session(&repo);
+    let decision = first.decide(&files(&repo)).unwrap();
+    assert_eq!(decision.files.len(), 2);
+    for file in decision.files.values() {
+        assert_eq!(file.hash.as_ref().map(String::len), Ok(12));
+        assert_eq!((file.passed_tests, file.complete.clone()), (0, None));
+    }
+    assert!(first.passed(&all_tests()).is_empty());
+    publish_all(&mut first);
+
+    let mut second = session(&repo);
+    let decision = second.decide(&files(&repo)).unwrap();
+    let core = &decision.files["tests/test_core.py"];
+    assert_eq!((core.passed_tests, core.passed_ms), (2, 10));
+    assert_eq!(
+        core.complete.as_deref(),
+        Some(&CORE_TESTS.map(String::from)[..])
+    );
+    let passed: Vec<String> = second
+        .passed(&all_tests())
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(passed, all_tests());
+    // A test the store never saw did not pass.
+    assert!(second
+        .passed(&["tests/test_core.py::test_new".to_string()])
+        .is_empty());
+
+    repo.write("app/core.py", "def add(a, b):\n    return b + a\n");
+    let mut third = session(&repo);
+    let decision = third.decide(&files(&repo)).unwrap();
+    assert_eq!(decision.files["tests/test_core.py"].passed_tests, 0);
+    assert_eq!(decision.files["tests/test_core.py"].complete, None);
+    let passed: Vec<String> = third
+        .passed(&all_tests())
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(passed, vec![OTHER_TEST.to_string()]);
+}
+
+#[test]
+fn a_worker_matches_with_the_controllers_answers_and_does_nothing_else() {
+    let repo = project();
+    let mut first = session(&repo);
+    first.decide(&files(&repo)).unwrap();
+    publish_all(&mut first);
+    let mut controller = session(&repo);
+    controller.decide(&files(&repo)).unwrap();
+
+    let mut worker = Session::restore(&controller.export()).unwrap();
+    assert_eq!(worker.passed(&all_tests()), controller.passed(&all_tests()));
+    assert_eq!(worker.passed(&all_tests()).len(), 3);
+    assert!(matches!(
+        worker.decide(&files(&repo)),
+        Err(SessionError::WorkerOnly)
+    ));
+    let nothing = BTreeMap::new();
+    assert!(matches!(
+        worker.publish(&nothing, &BTreeMap::new(), OtherCounts::default()),
+        Err(SessionError::WorkerOnly)
+    ));
+    assert!(matches!(
+        Session::restore(b"\xff\xff\xff"),
+        Err(SessionError::Decode(_))
+    ));
+}
+
+#[test]
+fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
+    let repo = project();
+    let mut session = session(&repo);
+    let missing = (
+        "tests/test_gone.py".to_string(),
+        repo.root().join("tests/test_gone.py"),
+    );
+    let decision = session.decide(&[missing]).unwrap();
+    let why = decision.files["tests/test_gone.py"]
+        .hash
+        .clone()
+        .unwrap_err();
+    assert!(why.contains("not in the repository"), "{why}");
+    let passes = BTreeMap::from([(
+        "tests/test_gone.py".to_string(),
+        BTreeMap::from([("tests/test_gone.py::t".to_string(), None)]),
+    )]);
+    let publication = session
+        .publish(&passes, &BTreeMap::new(), OtherCounts::default())
+        .unwrap();
+    assert_eq!(publication.published, 0);
+}
+
+#[test]
+fn without_query_nothing_is_asked_but_passes_are_published() {
+    let repo = project();
+    let mut first = session(&repo);
+    first.decide(&files(&repo)).unwrap();
+    publish_all(&mut first);
+    let mut no_skip = Session::new(SessionSettings {
+        query: false,
+        ..settings_of(&repo)
+    });
+    let decision = no_skip.decide(&files(&repo)).unwrap();
+    assert!(decision.files.values().all(|f| f.passed_tests == 0));
+    assert!(no_skip.passed(&all_tests()).is_empty());
+    publish_all(&mut no_skip);
+}
+
+fn settings_of(repo: &Repo) -> SessionSettings {
+    SessionSettings {
+        root: repo.root(),
+        config_path: None,
+        salt: Salt::new("test", None),
+        state_cache: StateCacheMode::Off,
+        local_store: true,
+        server: None,
+        query: true,
+    }
+}
