@@ -631,6 +631,101 @@ fn fallback_never_under_reports_on_the_import_cases() {
     }
 }
 
+/// Every input the scanner is tested on: the unit cases above and each file
+/// of the import corpus (`tests/data/import_corpus/*.py`), as (label, bytes).
+fn every_test_input() -> Vec<(String, Vec<u8>)> {
+    let mut inputs: Vec<(String, Vec<u8>)> = IMPORT_CASES
+        .iter()
+        .map(|&(about, source, _)| (format!("import case: {about}"), source.as_bytes().to_vec()))
+        .chain(
+            MODULE_STRING_CASES
+                .iter()
+                .map(|&(about, source, _)| (format!("module string case: {about}"), source.to_vec())),
+        )
+        .collect();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import_corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("the import corpus is part of the repository")
+        .map(|entry| entry.expect("corpus directory entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "py"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "the corpus went missing: {files:?}");
+    for path in files {
+        let name = path.file_name().expect("a file name").to_string_lossy();
+        let source = std::fs::read(&path).expect("readable corpus file");
+        inputs.push((format!("corpus: {name}"), source));
+    }
+    inputs
+}
+
+/// What the collector finds on its own: the token-stream path, including the
+/// partial results of a file that stops tokenizing.
+fn collector_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
+    let mut collector = collector::Collector::new(source, TextDecoder::for_source(source));
+    let _ = lexer::tokenize(source, &mut collector);
+    collector.into_results()
+}
+
+/// What the fallback finds on its own, without the collector's partial
+/// results merged in (which would make any superset check trivially pass).
+fn fallback_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
+    fallback::conservative_scan(source, TextDecoder::for_source(source), Vec::new(), Vec::new())
+}
+
+/// The fallback reports an import at least as wide as `import`: same kind,
+/// module, level and line, and every name `import` lists.
+fn fallback_covers(fallback_imports: &[ImportRef], import: &ImportRef) -> bool {
+    fallback_imports.iter().any(|candidate| {
+        candidate.kind == import.kind
+            && candidate.module == import.module
+            && candidate.level == import.level
+            && candidate.line == import.line
+            && import.names.iter().all(|name| candidate.names.contains(name))
+    })
+}
+
+/// Where the fallback knowingly reports less than the collector, as
+/// (input label, what the collector reports that the fallback does not).
+/// Each entry needs a reason here; the test fails if one goes away, so the
+/// list stays exact.
+const KNOWN_FALLBACK_GAPS: &[(&str, &str)] = &[];
+
+/// Pins the two grammars against each other: on every test input, the
+/// fallback (which reads everything as code) reports a superset of what the
+/// collector reports from the token stream. A miss here is an under-report
+/// waiting for the day that file stops tokenizing.
+#[test]
+fn fallback_reports_a_superset_of_the_collector_on_every_test_input() {
+    let inputs = every_test_input();
+    assert!(inputs.len() >= IMPORT_CASES.len() + MODULE_STRING_CASES.len() + 10);
+    let mut gaps: Vec<(String, String)> = Vec::new();
+    for (label, source) in &inputs {
+        let (precise_imports, precise_strings) = collector_path(source);
+        let (fallback_imports, fallback_strings) = fallback_path(source);
+        for import in &precise_imports {
+            if !fallback_covers(&fallback_imports, import) {
+                gaps.push((label.clone(), render_import(import)));
+            }
+        }
+        // The fallback records each distinct word once, at its first line:
+        // module strings are compared by value.
+        for string in &precise_strings {
+            if !fallback_strings.iter().any(|candidate| candidate.value == string.value) {
+                gaps.push((label.clone(), format!("L{} string {}", string.line, string.value)));
+            }
+        }
+    }
+    let expected: Vec<(String, String)> = KNOWN_FALLBACK_GAPS
+        .iter()
+        .map(|&(label, gap)| (label.to_owned(), gap.to_owned()))
+        .collect();
+    assert_eq!(
+        gaps, expected,
+        "the fallback's gaps against the collector changed (left: found, right: KNOWN_FALLBACK_GAPS)"
+    );
+}
+
 /// A small deterministic xorshift generator: no dev-dependency needed.
 struct Random(u64);
 
