@@ -597,6 +597,34 @@ fn fallback_keeps_what_the_precise_pass_found_first_without_duplicates() {
     assert_eq!(imports, vec![also_found_by_fallback, found_first]);
 }
 
+/// Regression: the fallback reads comments as code, and stopped a
+/// parenthesized name list at the first comment word, losing `b` and `d`.
+#[test]
+fn fallback_keeps_the_names_after_a_comment_in_a_parenthesized_list() {
+    let result =
+        fallback_of("s = '\nfrom x import (\n    a,  # the first\n    b as c,\n    d,\n)\n");
+    assert_eq!(rendered(&result), ["L2 from x [a, the, first, b, d]"]);
+}
+
+/// Regression: a name list left open must not swallow the import after it.
+#[test]
+fn fallback_ends_an_unclosed_name_list_at_the_next_import() {
+    let result = fallback_of("from x import (a,\nimport y\nimport_module('z')\n");
+    assert_eq!(
+        rendered(&result),
+        ["L1 from x [a]", "L2 import y", "L3 dynamic z"]
+    );
+}
+
+/// Regression: a continuation inside a string is deleted from its value,
+/// so `'pkg.\` + newline + `mod'` names `pkg.mod`, which the fallback missed.
+#[test]
+fn fallback_joins_dotted_words_across_a_continuation() {
+    let result = fallback_of("x = 'pkg.\\\nmod.\\\r\nsub'\ny = (\n");
+    assert!(has_module_string(&result, "pkg.mod.sub"));
+    assert!(has_module_string(&result, "pkg"));
+}
+
 /// The fallback must find at least what the precise scan finds on source
 /// that tokenizes, or it would under-report on the same text once broken.
 #[test]
@@ -638,9 +666,9 @@ fn every_test_input() -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|&(about, source, _)| (format!("import case: {about}"), source.as_bytes().to_vec()))
         .chain(
-            MODULE_STRING_CASES
-                .iter()
-                .map(|&(about, source, _)| (format!("module string case: {about}"), source.to_vec())),
+            MODULE_STRING_CASES.iter().map(|&(about, source, _)| {
+                (format!("module string case: {about}"), source.to_vec())
+            }),
         )
         .collect();
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import_corpus");
@@ -670,7 +698,12 @@ fn collector_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
 /// What the fallback finds on its own, without the collector's partial
 /// results merged in (which would make any superset check trivially pass).
 fn fallback_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
-    fallback::conservative_scan(source, TextDecoder::for_source(source), Vec::new(), Vec::new())
+    fallback::conservative_scan(
+        source,
+        TextDecoder::for_source(source),
+        Vec::new(),
+        Vec::new(),
+    )
 }
 
 /// The fallback reports an import at least as wide as `import`: same kind,
@@ -681,7 +714,10 @@ fn fallback_covers(fallback_imports: &[ImportRef], import: &ImportRef) -> bool {
             && candidate.module == import.module
             && candidate.level == import.level
             && candidate.line == import.line
-            && import.names.iter().all(|name| candidate.names.contains(name))
+            && import
+                .names
+                .iter()
+                .all(|name| candidate.names.contains(name))
     })
 }
 
@@ -711,8 +747,14 @@ fn fallback_reports_a_superset_of_the_collector_on_every_test_input() {
         // The fallback records each distinct word once, at its first line:
         // module strings are compared by value.
         for string in &precise_strings {
-            if !fallback_strings.iter().any(|candidate| candidate.value == string.value) {
-                gaps.push((label.clone(), format!("L{} string {}", string.line, string.value)));
+            if !fallback_strings
+                .iter()
+                .any(|candidate| candidate.value == string.value)
+            {
+                gaps.push((
+                    label.clone(),
+                    format!("L{} string {}", string.line, string.value),
+                ));
             }
         }
     }
