@@ -2,6 +2,8 @@
 //! its imports, module strings and fallback pinned as an insta snapshot
 //! (`tests/data/import_corpus/snapshots/`). Regenerate with
 //! `INSTA_UPDATE=always cargo test --test import_corpus` and review the diff.
+//! The same files (and every prefix of them) also pin the fallback scan
+//! against the collector: `src/imports/scan/tests.rs`.
 //!
 //! Also an ignored throughput measurement:
 //! `cargo test --release --test import_corpus -- --ignored --nocapture`

@@ -7,6 +7,47 @@
 //! backslashes), every `import_module("...")` / `__import__("...")` with a
 //! quoted first argument, and reports every dotted-name-looking word as a
 //! module string. It over-reports by design and must never under-report.
+//!
+//! # Why a second grammar, not the collector's
+//!
+//! The collector ([`super::collector`]) parses a Python token stream:
+//! comments and string contents are gone, newlines inside brackets are not
+//! logical, and `import`/`from` are hard keywords, so buffering a statement
+//! from its keyword to `;`, `:` or the logical newline and parsing it once
+//! is exact. Text read as code breaks each of those premises, and this
+//! grammar differs from the collector's exactly there:
+//!
+//! - It backtracks: every token a failed or partial parse does not use is
+//!   handed back and read again. In a comment or string read as code,
+//!   `from here, import json` must still yield `import json`; the
+//!   collector's statement buffer would swallow it up to the terminator.
+//! - It has no bracket depth (an unclosed bracket is often why we are here),
+//!   so it sees every line end. The names of `from m import (` run across
+//!   line ends up to the `)`, and end early at an import keyword, a call or
+//!   other punctuation, so an unclosed list cannot swallow what follows.
+//! - Comment words inside such a list are taken as names rather than
+//!   ending it (the collector never sees comments).
+//! - A string is both code and a string: its words are read as code, yet a
+//!   dynamic call's literal argument must be read as a string. The call is
+//!   therefore re-read by the collector itself over a window of text (the
+//!   call-argument grammar is shared, not repeated), and by a byte-level
+//!   reader of a quoted first argument when the window finds nothing.
+//! - Module strings are every word, plus the words joined across a
+//!   backslash continuation (deleted inside a string's value).
+//!
+//! Feeding a crude token stream to the collector would make the collector
+//! carry the backtracking and both tolerances, which never fire on a real
+//! token stream but sit in the hot path, and would let one grammar bug hit
+//! both passes at once. Instead the two are pinned against each other:
+//! `fallback_reports_a_superset_of_the_collector_on_every_test_input`
+//! (`tests.rs`) runs both over every unit-test input and every file of the
+//! import corpus, and `..._on_every_prefix` over every prefix of those, and
+//! requires the fallback's results to be a superset, with the differences
+//! listed and justified there (one, by rule: an import keyword the collector
+//! takes as an imported name, `from importlib import import` in a file cut
+//! inside `import_module`). When it was written it found two
+//! gaps, both fixed here: the names after a comment in a parenthesized list,
+//! and a dotted name split by a continuation inside a string.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -244,6 +285,31 @@ impl<'s> FallbackScanner<'s> {
                 self.parse_dynamic_call(token, kind);
             }
         }
+        self.record_words_across_continuations();
+    }
+
+    /// A backslash continuation inside a string is deleted from its value
+    /// (`'pkg.\` + newline + `mod'` is `"pkg.mod"`), but the crude lexer
+    /// splits words there: the words of each run joined across
+    /// continuations are recorded as module strings too.
+    fn record_words_across_continuations(&mut self) {
+        let mut recorded: HashSet<Vec<u8>> = HashSet::new();
+        for (joined, line) in runs_across_continuations(self.src) {
+            let mut stream = CrudeStream::new(&joined);
+            while let Some((token, _)) = stream.next() {
+                let word = &joined[token.start..token.end];
+                if token.kind != CrudeKind::Word
+                    || self.seen_words.contains(word)
+                    || !recorded.insert(word.to_vec())
+                {
+                    continue;
+                }
+                self.module_strings.push(ModuleString {
+                    value: self.decoder.decode(word),
+                    line,
+                });
+            }
+        }
     }
 
     /// After `import`: `a.b [as c], d ...` up to anything else.
@@ -309,30 +375,72 @@ impl<'s> FallbackScanner<'s> {
     }
 
     fn read_imported_names(&mut self) -> Vec<String> {
-        let parenthesized = self.accept_punct(b'(');
+        if self.accept_punct(b'(') {
+            return self.read_parenthesized_names();
+        }
         let mut names = Vec::new();
         loop {
-            let Some(token) = self.next() else {
-                return names;
-            };
-            match token.kind {
-                CrudeKind::Word => {
+            match self.next() {
+                Some(token) if token.kind == CrudeKind::Word && !self.is_import_keyword(token) => {
                     names.push(self.decoder.decode(self.text(token)));
                     self.skip_alias();
                 }
-                CrudeKind::Punct(b'*') => names.push("*".to_owned()),
-                CrudeKind::Newline if parenthesized => continue,
+                Some(token) if token.kind == CrudeKind::Punct(b'*') => names.push("*".to_owned()),
+                Some(token) => {
+                    self.stream.push_back(&[token]);
+                    return names;
+                }
+                None => return names,
+            }
+            if !self.accept_punct(b',') {
+                return names;
+            }
+        }
+    }
+
+    /// The names of `from m import (...)` up to the `)`. Comments are read
+    /// as code here too, so their words are taken as names (over-reporting
+    /// names is harmless; stopping at the first comment would lose the names
+    /// after it). An import keyword, a call, or any other punctuation ends
+    /// the list and is handed back, so an unclosed list cannot swallow the
+    /// imports after it.
+    fn read_parenthesized_names(&mut self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        while let Some(token) = self.next() {
+            match token.kind {
+                CrudeKind::Word if !self.is_import_keyword(token) => {
+                    let name = self.decoder.decode(self.text(token));
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                    match self.next() {
+                        Some(paren) if paren.kind == CrudeKind::Punct(b'(') => {
+                            // `import_module(` or any call: not a name list.
+                            self.stream.push_back(&[token, paren]);
+                            return names;
+                        }
+                        Some(other) => self.stream.push_back(&[other]),
+                        None => {}
+                    }
+                    self.skip_alias();
+                }
+                CrudeKind::Punct(b'*') if !names.iter().any(|name| name == "*") => {
+                    names.push("*".to_owned())
+                }
+                CrudeKind::Punct(b',' | b'*') | CrudeKind::Newline => {}
+                CrudeKind::Punct(b')') => return names,
                 _ => {
                     self.stream.push_back(&[token]);
                     return names;
                 }
             }
-            while parenthesized && self.accept_newline() {}
-            if !self.accept_punct(b',') {
-                return names;
-            }
-            while parenthesized && self.accept_newline() {}
         }
+        names
+    }
+
+    /// `import`, `cimport` and `from` are never imported names.
+    fn is_import_keyword(&self, token: Crude) -> bool {
+        matches!(self.text(token), b"import" | b"cimport" | b"from")
     }
 
     /// `a`, `a.b`, `a . b` (joined with single dots).
@@ -384,10 +492,6 @@ impl<'s> FallbackScanner<'s> {
 
     fn accept_punct(&mut self, punct: u8) -> bool {
         self.accept(|token| token.kind == CrudeKind::Punct(punct))
-    }
-
-    fn accept_newline(&mut self) -> bool {
-        self.accept(|token| token.kind == CrudeKind::Newline)
     }
 
     fn accept(&mut self, wanted: impl Fn(Crude) -> bool) -> bool {
@@ -485,6 +589,60 @@ fn dynamic_callee(word: &[u8]) -> Option<DynamicCallee> {
         b"__import__" => Some(DynamicCallee::DunderImport),
         _ => None,
     }
+}
+
+/// Each run of word bytes (identifier bytes and dots) that goes on across
+/// a backslash continuation, with the continuations deleted, and the line
+/// it starts on. Runs without a continuation are the crude lexer's words.
+fn runs_across_continuations(src: &[u8]) -> Vec<(Vec<u8>, u32)> {
+    let is_word_byte = |byte: u8| is_identifier_byte(byte) || byte == b'.';
+    let mut runs = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut current_line = 1;
+    let mut continued = false;
+    let mut line = 1u32;
+    let mut at = 0;
+    while let Some(&byte) = src.get(at) {
+        if is_word_byte(byte) {
+            if current.is_empty() {
+                current_line = line;
+            }
+            current.push(byte);
+            at += 1;
+            continue;
+        }
+        let line_end_length = |at: usize| match (src.get(at), src.get(at + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (Some(b'\r' | b'\n'), _) => 1,
+            _ => 0,
+        };
+        let after_backslash = line_end_length(at + 1);
+        if byte == b'\\' && after_backslash > 0 && !current.is_empty() {
+            let resumed = at + 1 + after_backslash;
+            if src.get(resumed).copied().is_some_and(is_word_byte) {
+                at = resumed;
+                line += 1;
+                continued = true;
+                continue;
+            }
+        }
+        if continued {
+            runs.push((current.clone(), current_line));
+        }
+        current.clear();
+        continued = false;
+        let here = line_end_length(at);
+        if here > 0 {
+            line += 1;
+            at += here;
+        } else {
+            at += 1;
+        }
+    }
+    if continued {
+        runs.push((current, current_line));
+    }
+    runs
 }
 
 fn count_blanks(bytes: &[u8]) -> usize {

@@ -597,6 +597,47 @@ fn fallback_keeps_what_the_precise_pass_found_first_without_duplicates() {
     assert_eq!(imports, vec![also_found_by_fallback, found_first]);
 }
 
+/// A broken file is often a good file cut short (an editor mid-save, a
+/// merge in progress): the same pin on every prefix of every test input.
+#[test]
+fn fallback_reports_a_superset_of_the_collector_on_every_prefix() {
+    let mut gaps = Vec::new();
+    for (label, source) in every_test_input() {
+        for end in 0..source.len() {
+            gaps.extend(fallback_gaps(&format!("{label} [..{end}]"), &source[..end]));
+        }
+    }
+    assert!(gaps.is_empty(), "the fallback under-reports: {gaps:#?}");
+}
+
+/// Regression: the fallback reads comments as code, and stopped a
+/// parenthesized name list at the first comment word, losing `b` and `d`.
+#[test]
+fn fallback_keeps_the_names_after_a_comment_in_a_parenthesized_list() {
+    let result =
+        fallback_of("s = '\nfrom x import (\n    a,  # the first\n    b as c,\n    d,\n)\n");
+    assert_eq!(rendered(&result), ["L2 from x [a, the, first, b, d]"]);
+}
+
+/// Regression: a name list left open must not swallow the import after it.
+#[test]
+fn fallback_ends_an_unclosed_name_list_at_the_next_import() {
+    let result = fallback_of("from x import (a,\nimport y\nimport_module('z')\n");
+    assert_eq!(
+        rendered(&result),
+        ["L1 from x [a]", "L2 import y", "L3 dynamic z"]
+    );
+}
+
+/// Regression: a continuation inside a string is deleted from its value,
+/// so `'pkg.\` + newline + `mod'` names `pkg.mod`, which the fallback missed.
+#[test]
+fn fallback_joins_dotted_words_across_a_continuation() {
+    let result = fallback_of("x = 'pkg.\\\nmod.\\\r\nsub'\ny = (\n");
+    assert!(has_module_string(&result, "pkg.mod.sub"));
+    assert!(has_module_string(&result, "pkg"));
+}
+
 /// The fallback must find at least what the precise scan finds on source
 /// that tokenizes, or it would under-report on the same text once broken.
 #[test]
@@ -629,6 +670,133 @@ fn fallback_never_under_reports_on_the_import_cases() {
             assert!(covered, "{about}: fallback misses module string {value:?}");
         }
     }
+}
+
+/// Every input the scanner is tested on: the unit cases above and each file
+/// of the import corpus (`tests/data/import_corpus/*.py`), as (label, bytes).
+fn every_test_input() -> Vec<(String, Vec<u8>)> {
+    let mut inputs: Vec<(String, Vec<u8>)> = IMPORT_CASES
+        .iter()
+        .map(|&(about, source, _)| (format!("import case: {about}"), source.as_bytes().to_vec()))
+        .chain(
+            MODULE_STRING_CASES.iter().map(|&(about, source, _)| {
+                (format!("module string case: {about}"), source.to_vec())
+            }),
+        )
+        .collect();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import_corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("the import corpus is part of the repository")
+        .map(|entry| entry.expect("corpus directory entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "py"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "the corpus went missing: {files:?}");
+    for path in files {
+        let name = path.file_name().expect("a file name").to_string_lossy();
+        let source = std::fs::read(&path).expect("readable corpus file");
+        inputs.push((format!("corpus: {name}"), source));
+    }
+    inputs
+}
+
+/// What the collector finds on its own: the token-stream path, including the
+/// partial results of a file that stops tokenizing.
+fn collector_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
+    let mut collector = collector::Collector::new(source, TextDecoder::for_source(source));
+    let _ = lexer::tokenize(source, &mut collector);
+    collector.into_results()
+}
+
+/// What the fallback finds on its own, without the collector's partial
+/// results merged in (which would make any superset check trivially pass).
+fn fallback_path(source: &[u8]) -> (Vec<ImportRef>, Vec<ModuleString>) {
+    fallback::conservative_scan(
+        source,
+        TextDecoder::for_source(source),
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
+/// The fallback reports an import at least as wide as `import`: same kind,
+/// module, level and line, and every name `import` lists.
+///
+/// One difference is allowed, by rule: an import keyword taken as a name.
+/// The collector takes any name token after `import`, so a file cut inside
+/// `import_module` gives `from importlib import import`; Python has no such
+/// name, and the fallback refuses it so that an unclosed list hands the
+/// keyword back to start the next import
+/// (`fallback_ends_an_unclosed_name_list_at_the_next_import`).
+fn fallback_covers(fallback_imports: &[ImportRef], import: &ImportRef) -> bool {
+    let wanted_names: Vec<&String> = import
+        .names
+        .iter()
+        .filter(|name| !matches!(name.as_str(), "import" | "cimport" | "from"))
+        .collect();
+    fallback_imports.iter().any(|candidate| {
+        candidate.kind == import.kind
+            && candidate.module == import.module
+            && candidate.level == import.level
+            && candidate.line == import.line
+            && wanted_names
+                .iter()
+                .all(|name| candidate.names.contains(name))
+    })
+}
+
+/// The gaps between the two paths on `source`, as (label, rendered item).
+fn fallback_gaps(label: &str, source: &[u8]) -> Vec<(String, String)> {
+    let (precise_imports, precise_strings) = collector_path(source);
+    let (fallback_imports, fallback_strings) = fallback_path(source);
+    let mut gaps = Vec::new();
+    for import in &precise_imports {
+        if !fallback_covers(&fallback_imports, import) {
+            gaps.push((label.to_owned(), render_import(import)));
+        }
+    }
+    // The fallback records each distinct word once, at its first line:
+    // module strings are compared by value.
+    for string in &precise_strings {
+        if !fallback_strings
+            .iter()
+            .any(|candidate| candidate.value == string.value)
+        {
+            gaps.push((
+                label.to_owned(),
+                format!("L{} string {}", string.line, string.value),
+            ));
+        }
+    }
+    gaps
+}
+
+/// Where the fallback knowingly reports less than the collector, as
+/// (input label, what the collector reports that the fallback does not).
+/// Each entry needs a reason here; the test fails if one goes away, so the
+/// list stays exact.
+const KNOWN_FALLBACK_GAPS: &[(&str, &str)] = &[];
+
+/// Pins the two grammars against each other: on every test input, the
+/// fallback (which reads everything as code) reports a superset of what the
+/// collector reports from the token stream. A miss here is an under-report
+/// waiting for the day that file stops tokenizing.
+#[test]
+fn fallback_reports_a_superset_of_the_collector_on_every_test_input() {
+    let inputs = every_test_input();
+    assert!(inputs.len() >= IMPORT_CASES.len() + MODULE_STRING_CASES.len() + 10);
+    let gaps: Vec<(String, String)> = inputs
+        .iter()
+        .flat_map(|(label, source)| fallback_gaps(label, source))
+        .collect();
+    let expected: Vec<(String, String)> = KNOWN_FALLBACK_GAPS
+        .iter()
+        .map(|&(label, gap)| (label.to_owned(), gap.to_owned()))
+        .collect();
+    assert_eq!(
+        gaps, expected,
+        "the fallback's gaps against the collector changed (left: found, right: KNOWN_FALLBACK_GAPS)"
+    );
 }
 
 /// A small deterministic xorshift generator: no dev-dependency needed.
