@@ -58,8 +58,6 @@ pub struct FileDecision {
 pub struct Decision {
     /// Keyed by the file's node-id part.
     pub files: BTreeMap<String, FileDecision>,
-    /// Where the repository's configuration came from.
-    pub config_source: String,
     /// What the dependency graph could not resolve or read.
     pub graph_warnings: Vec<String>,
     /// Cache failures: the tests they concern run.
@@ -155,7 +153,6 @@ impl Session {
         let run = dependency_hashes(&request)?;
         self.store_root = Some(run.config.root.clone());
         let mut decision = Decision {
-            config_source: run.config.source.to_string(),
             graph_warnings: run.warnings,
             ..Decision::default()
         };

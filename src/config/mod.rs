@@ -29,18 +29,6 @@ pub enum ConfigSource {
     Defaults,
 }
 
-impl std::fmt::Display for ConfigSource {
-    /// The file the configuration was read from, or `defaults`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigSource::Yaml(path) | ConfigSource::Pyproject(path) => {
-                write!(f, "{}", path.display())
-            }
-            ConfigSource::Defaults => f.write_str("defaults"),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Absolute repo root: `base_dir` resolved against the config file's folder.

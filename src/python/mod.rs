@@ -73,8 +73,6 @@ struct Decision {
     #[pyo3(get)]
     files: BTreeMap<String, Py<FileDecision>>,
     #[pyo3(get)]
-    config_source: String,
-    #[pyo3(get)]
     graph_warnings: Vec<String>,
     /// Cache failures: the tests they concern run.
     #[pyo3(get)]
@@ -199,7 +197,6 @@ impl Session {
         }
         Ok(Decision {
             files: converted,
-            config_source: decision.config_source,
             graph_warnings: decision.graph_warnings,
             cache_warnings: decision.cache_warnings,
         })

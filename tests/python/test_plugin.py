@@ -242,6 +242,14 @@ def test_strict_mode_turns_a_failure_into_an_error(project):
     result.stderr.fnmatch_lines(["ERROR: dryci (strict):*repo_dagger.yaml:3*unknown field*vist*"])
 
 
+def test_a_config_error_hints_at_the_plugins_own_setting(project):
+    result = run(project, "--dryci-strict", "--dryci-config", "missing.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*cannot read*missing.yaml*", "hint: check the path given with --dryci-config*"]
+    )
+
+
 def test_unwritable_local_store_degrades(project):
     (project.path / ".dryci").write_text("a file where the store's folder should be\n")
     result = run(project)
