@@ -26,13 +26,13 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 
 use super::{
-    Entry, FileHash, NewToken, Result, Store, StoreStats, StoredId, TokenAuth, TokenRow,
-    UsageDelta, UsageRow, UserRow,
+    Entry, FileKey, NewToken, Result, Store, StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta,
+    UsageRow, UserRow,
 };
 
 /// A tenant's name interned to a small number: keys stay small and cheap
 /// to hash. Tenants come from tokens, so there are few of them.
-type Key = (u32, FileHash);
+type Key = (u32, FileKey);
 
 /// What one cached entry costs in memory: its ids plus the key, the
 /// cache's bookkeeping and the `Arc` header, rounded up.
@@ -131,11 +131,11 @@ impl HotCache {
     async fn query_through<F, Fut>(
         &self,
         tenant: &str,
-        hashes: &[FileHash],
+        hashes: &[FileKey],
         fetch: F,
     ) -> Result<Vec<Option<Entry>>>
     where
-        F: FnOnce(Vec<FileHash>) -> Fut,
+        F: FnOnce(Vec<FileKey>) -> Fut,
         Fut: Future<Output = Result<Vec<Option<Entry>>>>,
     {
         let tenant_key = self.tenant_key(tenant);
@@ -223,7 +223,7 @@ impl Store for HotCache {
         self.inner.revoke_token(token_id, now).await
     }
 
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
         self.query_through(tenant, hashes, |missing| async move {
             self.inner.query(tenant, &missing).await
         })
@@ -233,7 +233,7 @@ impl Store for HotCache {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -245,7 +245,7 @@ impl Store for HotCache {
         published
     }
 
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
         let keys: Vec<Key> = reads
             .iter()
             .map(|(tenant, hash)| (self.tenant_key(tenant), *hash))

@@ -3,8 +3,8 @@
 //! Handlers never see SQL: they call `Store`. Two implementations exist,
 //! chosen by the database URL's scheme (`open`): SQLite (a path or
 //! `sqlite://path`, the default) and PostgreSQL (`postgres://...`).
-//! Keys arrive already validated as raw bytes: a test-file hash is 32 bytes,
-//! a node-id hash 16 bytes.
+//! Keys arrive already validated as raw bytes (`wire.rs` decodes them): a
+//! file key is 32 bytes, a node key 16.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,10 +15,18 @@ pub mod hot;
 pub mod postgres;
 pub mod sqlite;
 
-/// A test-file dependency hash (64 hex characters on the wire).
-pub type FileHash = [u8; 32];
-/// A node-id hash (32 hex characters on the wire).
-pub type NodeId = [u8; 16];
+/// A file key: the client's hash of a test file's dependency hash, under
+/// which the tests that passed in that file are stored (64 hex characters on the wire, in
+/// the v1 field `test_file_hashes`; the tables' column is `file_hash`).
+///
+/// A type alias, not a newtype: the bytes go straight to SQL binds, the
+/// codec and the hot cache's hashing, and the only value they could be
+/// confused with, a token's hash, never appears in the same signature.
+pub type FileKey = [u8; 32];
+/// A node key: the client's hash of a test's node id (32 hex characters
+/// on the wire, where v1 and v2 call it a node id). Not `NodeId`, which in
+/// this crate is a node of the dependency graph (`crate::graph::NodeId`).
+pub type NodeKey = [u8; 16];
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +146,11 @@ pub struct NewToken {
 /// One stored passed test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredId {
-    pub node_id: NodeId,
+    pub node_key: NodeKey,
     pub duration_ms: Option<u32>,
 }
 
-/// What is stored for one test-file hash. The ids are shared, not copied,
+/// What is stored for one file key. The ids are shared, not copied,
 /// between the cache of hot entries and the answers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -192,18 +200,18 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()>;
 
     /// One answer per requested hash, in order; `None` where nothing is stored.
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>>;
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>>;
     /// Merges `ids` into what is stored, keeping at most `max_ids` per hash;
     /// returns how many ids were new. Returns only after the data is committed.
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64>;
     /// Records that these entries were read at `now` (batched by the caller).
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()>;
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()>;
     async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
     async fn usage(&self) -> Result<Vec<UsageRow>>;
 
@@ -233,20 +241,20 @@ pub async fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>> {
 /// Merges `new` into `stored` (first-seen order kept, durations refreshed),
 /// capped at `max_ids`; returns how many ids were added.
 pub fn merge_ids(stored: &mut Vec<StoredId>, new: &[StoredId], max_ids: usize) -> u64 {
-    let mut index: std::collections::HashMap<NodeId, usize> = stored
+    let mut index: std::collections::HashMap<NodeKey, usize> = stored
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.node_id, i))
+        .map(|(i, s)| (s.node_key, i))
         .collect();
     let mut added = 0;
     for id in new {
-        match index.get(&id.node_id) {
+        match index.get(&id.node_key) {
             Some(&i) if id.duration_ms.is_some() => stored[i].duration_ms = id.duration_ms,
             Some(_) => {}
             // The cap (the original's 32768) drops the surplus rather than
             // failing the whole publish, as the original did.
             None if stored.len() < max_ids => {
-                index.insert(id.node_id, stored.len());
+                index.insert(id.node_key, stored.len());
                 stored.push(*id);
                 added += 1;
             }
@@ -275,7 +283,7 @@ pub(crate) mod test_support {
     /// A stored id made of one repeated byte, without a duration.
     pub fn id(b: u8) -> StoredId {
         StoredId {
-            node_id: [b; 16],
+            node_key: [b; 16],
             duration_ms: None,
         }
     }
@@ -295,7 +303,7 @@ mod tests {
 
     fn id(b: u8, d: Option<u32>) -> StoredId {
         StoredId {
-            node_id: [b; 16],
+            node_key: [b; 16],
             duration_ms: d,
         }
     }

@@ -9,7 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use super::{
-    codec, merge_ids, token_updated, Entry, FileHash, NewToken, Result, Scope, Store, StoreError,
+    codec, merge_ids, token_updated, Entry, FileKey, NewToken, Result, Scope, Store, StoreError,
     StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
@@ -311,7 +311,7 @@ impl Store for PostgresStore {
         token_updated(n, token_id)
     }
 
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached("SELECT file_hash, ids, last_read_at FROM entries WHERE tenant = $1 AND file_hash = ANY($2)")
@@ -337,7 +337,7 @@ impl Store for PostgresStore {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -403,14 +403,14 @@ impl Store for PostgresStore {
         Ok(added)
     }
 
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE entries SET last_read_at = $3 WHERE tenant = $1 AND file_hash = ANY($2) AND last_read_at < $3",
             )
             .await?;
-        let mut by_tenant: std::collections::BTreeMap<String, Vec<FileHash>> = Default::default();
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<FileKey>> = Default::default();
         for (tenant, hash) in reads {
             by_tenant.entry(tenant).or_default().push(hash);
         }

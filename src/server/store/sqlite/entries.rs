@@ -17,12 +17,12 @@
 
 use rusqlite::{params, CachedStatement, Connection};
 
-use super::super::{codec, Entry, FileHash, Result, StoreError};
+use super::super::{codec, Entry, FileKey, Result, StoreError};
 
 /// The rowid of (tenant, hash) in `entries`. The multiplier is odd, so
 /// distinct tenants mix in distinct values and the same hash published by
 /// two tenants lands in two slots.
-pub fn slot(tenant_id: i64, hash: &FileHash) -> i64 {
+pub fn slot(tenant_id: i64, hash: &FileKey) -> i64 {
     let mut prefix = [0u8; 8];
     prefix.copy_from_slice(&hash[..8]);
     i64::from_le_bytes(prefix) ^ tenant_id.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)
@@ -95,7 +95,7 @@ impl<'c> Finder<'c> {
     /// Reads the row of (tenant_id, hash): its slot first, and only when the
     /// slot is empty or holds another key, the overflow table (unless that
     /// is empty, as it is unless a slot was ever shared).
-    pub fn find(&mut self, tenant_id: i64, hash: &FileHash) -> Result<Found> {
+    pub fn find(&mut self, tenant_id: i64, hash: &FileKey) -> Result<Found> {
         let err = |source| StoreError::Sqlite {
             path: self.path.to_string(),
             source,
@@ -167,7 +167,7 @@ pub fn put(
     finder: &mut Finder<'_>,
     place: Place,
     tenant_id: i64,
-    hash: &FileHash,
+    hash: &FileKey,
     ids: &[u8],
     now: i64,
 ) -> Result<()> {
@@ -212,7 +212,7 @@ pub fn put(
 
 /// Sets the read time of (tenant_id, hash) to `now` unless it is later
 /// already; a key stored nowhere is ignored.
-pub fn touch(c: &Connection, tenant_id: i64, hash: &FileHash, now: i64) -> rusqlite::Result<()> {
+pub fn touch(c: &Connection, tenant_id: i64, hash: &FileKey, now: i64) -> rusqlite::Result<()> {
     let in_slot = c
         .prepare_cached(
             "UPDATE entries SET last_read_at = ?4 \

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    codec, merge_ids, token_updated, Entry, FileHash, NewToken, Result, Scope, Store, StoreError,
+    codec, merge_ids, token_updated, Entry, FileKey, NewToken, Result, Scope, Store, StoreError,
     StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 use entries::Found;
@@ -268,7 +268,7 @@ fn lookup(
     c: &Connection,
     path: &str,
     tenant: &str,
-    hashes: &[FileHash],
+    hashes: &[FileKey],
 ) -> Result<Vec<Option<Entry>>> {
     let err = |source| StoreError::Sqlite {
         path: path.to_string(),
@@ -522,7 +522,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
         // Typical queries (hundreds of hashes) run inline; huge ones go to the blocking pool.
         if hashes.len() <= 2_000 {
             self.read_inline(|c| lookup(c, &self.path, tenant, hashes))
@@ -536,7 +536,7 @@ impl Store for SqliteStore {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -575,7 +575,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
         let path = self.path.clone();
         self.write(move |c| {
             let err = |source| StoreError::Sqlite {
@@ -719,7 +719,7 @@ mod tests {
     use super::*;
 
     /// A hash whose first 8 bytes, and so its slot, are those of `[1; 32]`.
-    const SHARES_SLOT_WITH_ONES: FileHash = {
+    const SHARES_SLOT_WITH_ONES: FileKey = {
         let mut h = [7u8; 32];
         let mut i = 0;
         while i < 8 {
