@@ -1,8 +1,13 @@
 //! The storage trait of the server and the types that cross it.
 //!
-//! Handlers never see SQL: they call `Store`. Two implementations exist,
+//! Handlers never see SQL: they call `Store`, which is two traits, one per
+//! job: `AccountStore` (users, tokens, usage counters) and `ResultStore`
+//! (the stored results and their retention). Two implementations exist,
 //! chosen by the database URL's scheme (`open`): SQLite (a path or
-//! `sqlite://path`, the default) and PostgreSQL (`postgres://...`).
+//! `sqlite://path`, the default) and PostgreSQL (`postgres://...`). Both
+//! are laid out the same way: `mod.rs` (connections and `Store`),
+//! `accounts.rs` (`AccountStore`), `entries.rs` (`ResultStore`),
+//! `migrations.rs` (the schema).
 //! Keys arrive already validated as raw bytes (`wire.rs` decodes them): a
 //! file key is 32 bytes, a node key 16.
 
@@ -181,13 +186,11 @@ pub struct StoreStats {
     pub bytes: u64,
 }
 
-/// The one storage interface; every backend passes the same story test.
+/// Accounts: users, their tokens, and the usage counters of each user.
+/// Written rarely (an admin command, a flush of counters every few
+/// seconds) and read once per request (the token).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// `sqlite` or `postgres`, for logs and `/api/v2/capabilities`.
-    fn backend(&self) -> &'static str;
-    async fn ping(&self) -> Result<()>;
-
+pub trait AccountStore: Send + Sync + 'static {
     async fn find_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenAuth>>;
     /// Creates user `admin` with an admin token if no user exists yet; true if it did.
     async fn bootstrap_admin(&self, token_hash: [u8; 32], now: i64) -> Result<bool>;
@@ -198,10 +201,19 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (or clears, with `None`) the expiry of a token.
     async fn set_token_expiry(&self, token_id: i64, expires_at: Option<i64>) -> Result<()>;
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()>;
+    /// Adds each delta to its user's counters; `now` becomes their last-seen time.
+    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
+    /// Every user's counters, users who never asked anything included.
+    async fn usage(&self) -> Result<Vec<UsageRow>>;
+}
 
-    /// One answer per requested hash, in order; `None` where nothing is stored.
-    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>>;
-    /// Merges `ids` into what is stored, keeping at most `max_ids` per hash;
+/// Results: the passed tests stored per (tenant, file key), and their
+/// retention. The hot path, and the only side the hot cache (`hot.rs`) wraps.
+#[async_trait::async_trait]
+pub trait ResultStore: Send + Sync + 'static {
+    /// One answer per requested key, in order; `None` where nothing is stored.
+    async fn query(&self, tenant: &str, keys: &[FileKey]) -> Result<Vec<Option<Entry>>>;
+    /// Merges `ids` into what is stored, keeping at most `max_ids` per key;
     /// returns how many ids were new. Returns only after the data is committed.
     async fn publish(
         &self,
@@ -212,13 +224,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64>;
     /// Records that these entries were read at `now` (batched by the caller).
     async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()>;
-    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
-    async fn usage(&self) -> Result<Vec<UsageRow>>;
-
     async fn stats(&self) -> Result<StoreStats>;
     /// Removes entries last read before `read_before`, then the least recently
     /// read ones until the store holds at most `max_bytes`; returns how many went.
     async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64>;
+}
+
+/// One database holding both sides; every backend passes the same story
+/// test (`tests/server_story.rs`).
+#[async_trait::async_trait]
+pub trait Store: AccountStore + ResultStore {
+    /// `sqlite` or `postgres`, for logs and the hot cache's default size.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
 }
 
 /// Opens the backend named by `url` and applies its migrations.
