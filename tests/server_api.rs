@@ -1,8 +1,8 @@
 //! API v1/v2 behaviour and every error path, against the real binary on a
 //! temporary SQLite file: tokens (missing, malformed, unknown, expired,
 //! revoked, read-only), bodies (oversized, not JSON, unknown fields, wrong
-//! hash and id lengths), tenancy, docs, health, metrics, retention, usage
-//! and graceful shutdown.
+//! hash and id lengths), tenancy, docs, health, metrics, usage and graceful
+//! shutdown. Retention is in `server_story.rs`, which runs on every backend.
 #![cfg(feature = "server")]
 
 mod server_support;
@@ -298,72 +298,6 @@ fn tenants_never_see_each_other() {
     assert_eq!(
         b.query_passed_v1(std::slice::from_ref(&h)).unwrap(),
         vec![vec![node_id("from-b")]]
-    );
-}
-
-#[test]
-fn retention_evicts_unread_entries_and_keeps_the_size_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &sqlite(&dir),
-        dir.path(),
-        &[
-            "--evict-unread-secs",
-            "3",
-            "--eviction-interval-secs",
-            "1",
-            "--touch-granularity-secs",
-            "0",
-            "--flush-interval-ms",
-            "100",
-        ],
-    );
-    let c = server.client(server.admin_token.as_deref());
-    let (kept, dropped) = (file_hash("kept"), file_hash("dropped"));
-    let mut passed = BTreeMap::new();
-    passed.insert(kept.clone(), vec![node_id("k")]);
-    passed.insert(dropped.clone(), vec![node_id("d")]);
-    c.publish_v1(passed, RunCounts::default()).unwrap();
-    // Read `kept` regularly for 6 s; `dropped` is never read.
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(6) {
-        assert_eq!(
-            c.query_passed_v1(std::slice::from_ref(&kept)).unwrap(),
-            vec![vec![node_id("k")]]
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    assert_eq!(
-        c.query_passed_v1(&[kept, dropped]).unwrap(),
-        vec![vec![node_id("k")], vec![]]
-    );
-    drop(server);
-
-    // Size limit: 2 ids take 40 bytes, so a 50-byte store keeps one entry: the most recently read.
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &sqlite(&dir),
-        dir.path(),
-        &[
-            "--max-store-bytes",
-            "50",
-            "--eviction-interval-secs",
-            "1",
-            "--touch-granularity-secs",
-            "0",
-        ],
-    );
-    let c = server.client(server.admin_token.as_deref());
-    let (old, new) = (file_hash("old"), file_hash("new"));
-    for h in [&old, &new] {
-        let mut passed = BTreeMap::new();
-        passed.insert(h.clone(), vec![node_id("1"), node_id("2")]);
-        c.publish_v1(passed, RunCounts::default()).unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        c.query_passed_v1(&[old, new]).unwrap(),
-        vec![vec![], vec![node_id("1"), node_id("2")]]
     );
 }
 

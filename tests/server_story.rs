@@ -1,14 +1,18 @@
 //! The story every storage backend must tell the same way: users, tokens,
 //! scopes, tenants, v1 and v2 publishes and queries, through the real binary
-//! and the project's own client. Runs on SQLite, and on PostgreSQL when
-//! `DRYCI_TEST_POSTGRES_URL` is set (required in CI).
+//! and the project's own client; then retention (by age and by size, with
+//! reads renewing entries) through the binary, and exactly, with the times
+//! given, through the storage traits, with usage counters. Runs on SQLite,
+//! and on PostgreSQL when `DRYCI_TEST_POSTGRES_URL` is set (required in CI).
 #![cfg(feature = "server")]
 
 mod server_support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use dryci::protocol::{v2, RunCounts};
+use dryci::server::store::{self, FileKey, Store, StoreStats, StoredId, UsageDelta, UsageRow};
 use server_support::*;
 
 fn counts(n: u64) -> RunCounts {
@@ -145,5 +149,267 @@ fn the_story_on_every_backend() {
     for backend in backends(&dir) {
         eprintln!("story on {}", backend.name());
         story(&backend, dir.path());
+    }
+}
+
+/// Publishes `ids` under `key` in one v1 request.
+fn publish_one(client: &dryci::cache::http::HttpClient, key: &str, ids: &[&str]) {
+    let mut passed = BTreeMap::new();
+    passed.insert(key.to_string(), ids.iter().map(|s| node_id(s)).collect());
+    client.publish_v1(passed, counts(ids.len() as u64)).unwrap();
+}
+
+/// Retention through the binary: queries renew what they read, so an entry
+/// read regularly outlives the age limit and the size limit takes the least
+/// recently read first. Last-read times are in whole seconds, hence the
+/// waits of a little over one.
+fn retention_story(backend: &Backend, dir: &std::path::Path) {
+    // By age: `kept` is read every 300 ms for 6 s, `dropped` never.
+    let (age_backend, _schema) = isolated(backend, dir, "age");
+    let server = Server::start(
+        &age_backend,
+        dir,
+        &[
+            "--evict-unread-secs",
+            "3",
+            "--eviction-interval-secs",
+            "1",
+            "--touch-granularity-secs",
+            "0",
+            "--flush-interval-ms",
+            "100",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let (kept, dropped) = (file_hash("kept"), file_hash("dropped"));
+    let mut passed = BTreeMap::new();
+    passed.insert(kept.clone(), vec![node_id("k")]);
+    passed.insert(dropped.clone(), vec![node_id("d")]);
+    c.publish_v1(passed, counts(2)).unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            c.query_passed_v1(std::slice::from_ref(&kept)).unwrap(),
+            vec![vec![node_id("k")]]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        c.query_passed_v1(&[kept, dropped]).unwrap(),
+        vec![vec![node_id("k")], vec![]],
+        "on {}",
+        backend.name()
+    );
+    drop(server);
+
+    // By size: one id is 20 bytes and the limit is 50. `a` is published,
+    // then `b`, then `a` is read; when `c` brings the store to 60 bytes,
+    // `b` is the least recently read, though `a` was published first.
+    let (size_backend, _schema) = isolated(backend, dir, "size");
+    let server = Server::start(
+        &size_backend,
+        dir,
+        &[
+            "--max-store-bytes",
+            "50",
+            "--eviction-interval-secs",
+            "1",
+            "--touch-granularity-secs",
+            "0",
+            "--flush-interval-ms",
+            "100",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let (a, b, new) = (file_hash("a"), file_hash("b"), file_hash("c"));
+    let second = Duration::from_millis(1100);
+    publish_one(&c, &a, &["1"]);
+    std::thread::sleep(second);
+    publish_one(&c, &b, &["2"]);
+    std::thread::sleep(second);
+    assert_eq!(
+        c.query_passed_v1(std::slice::from_ref(&a)).unwrap(),
+        vec![vec![node_id("1")]]
+    );
+    std::thread::sleep(second);
+    publish_one(&c, &new, &["3"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        c.query_passed_v1(&[a, b, new]).unwrap(),
+        vec![vec![node_id("1")], vec![], vec![node_id("3")]],
+        "on {}",
+        backend.name()
+    );
+}
+
+#[test]
+fn reads_renew_entries_and_retention_evicts_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in backends(&dir) {
+        eprintln!("retention story on {}", backend.name());
+        retention_story(&backend, dir.path());
+    }
+}
+
+fn key(n: u8) -> FileKey {
+    [n; 32]
+}
+
+/// A stored id without a duration: 20 bytes in every backend's codec.
+fn stored(n: u8) -> StoredId {
+    StoredId {
+        node_key: [n; 16],
+        duration_ms: None,
+    }
+}
+
+/// The ids and last-read time of each answer.
+async fn look(store: &dyn Store, tenant: &str, keys: &[FileKey]) -> Vec<Option<(Vec<u8>, i64)>> {
+    store
+        .query(tenant, keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            e.map(|e| {
+                (
+                    e.ids.iter().map(|i| i.node_key[0]).collect(),
+                    e.last_read_at,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Retention and usage through the storage traits, with every time given:
+/// which entry goes, and when, is exact to the second on every backend.
+async fn store_story(store: &dyn Store) {
+    // Three entries of tenant "t" and one of "u", all written at 100.
+    let batch = vec![
+        (key(1), vec![stored(1)]),
+        (key(2), vec![stored(2)]),
+        (key(3), vec![stored(3), stored(4)]),
+    ];
+    assert_eq!(store.publish("t", batch, 100, 100).await.unwrap(), 4);
+    store
+        .publish("u", vec![(key(1), vec![stored(9)])], 100, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stats().await.unwrap(),
+        StoreStats {
+            entries: 4,
+            bytes: 100
+        }
+    );
+
+    // A read renews the entry of its tenant only, and never moves it back.
+    store.touch(vec![("t".into(), key(1))], 200).await.unwrap();
+    store.touch(vec![("t".into(), key(1))], 150).await.unwrap();
+    assert_eq!(
+        look(store, "t", &[key(1), key(2)]).await,
+        vec![Some((vec![1], 200)), Some((vec![2], 100))]
+    );
+    assert_eq!(
+        look(store, "u", &[key(1)]).await,
+        vec![Some((vec![9], 100))]
+    );
+
+    // By age: whatever was last read before 150 goes, in every tenant.
+    assert_eq!(store.evict(Some(150), None).await.unwrap(), 3);
+    assert_eq!(
+        look(store, "t", &[key(1), key(2), key(3)]).await,
+        vec![Some((vec![1], 200)), None, None]
+    );
+    assert_eq!(look(store, "u", &[key(1)]).await, vec![None]);
+    assert_eq!(
+        store.stats().await.unwrap(),
+        StoreStats {
+            entries: 1,
+            bytes: 20
+        }
+    );
+
+    // By size: least recently read first. A publish counts as a read.
+    store
+        .publish("t", vec![(key(2), vec![stored(2)])], 100, 300)
+        .await
+        .unwrap();
+    store
+        .publish("t", vec![(key(3), vec![stored(3), stored(4)])], 100, 400)
+        .await
+        .unwrap();
+    store.touch(vec![("t".into(), key(1))], 500).await.unwrap();
+    assert_eq!(store.stats().await.unwrap().bytes, 80);
+    assert_eq!(
+        store.evict(None, Some(80)).await.unwrap(),
+        0,
+        "at the limit"
+    );
+    assert_eq!(store.evict(None, Some(60)).await.unwrap(), 1);
+    assert_eq!(
+        look(store, "t", &[key(1), key(2), key(3)]).await,
+        vec![Some((vec![1], 500)), None, Some((vec![3, 4], 400))]
+    );
+    assert_eq!(store.evict(None, Some(59)).await.unwrap(), 1);
+    assert_eq!(
+        look(store, "t", &[key(1), key(3)]).await,
+        vec![Some((vec![1], 500)), None]
+    );
+    assert_eq!(store.evict(None, Some(0)).await.unwrap(), 1);
+    assert_eq!(store.stats().await.unwrap(), StoreStats::default());
+
+    // Usage: every user is listed, counters add up, last seen is the last add.
+    let alice = store.create_user("alice", "t", 10).await.unwrap();
+    let bob = store.create_user("bob", "t", 10).await.unwrap();
+    let row = |user: &str, usage: UsageDelta, last_seen_at| UsageRow {
+        user_name: user.to_string(),
+        usage,
+        last_seen_at,
+    };
+    let delta = |requests, queried_hashes, hits, published_ids| UsageDelta {
+        requests,
+        queried_hashes,
+        hits,
+        published_ids,
+    };
+    assert_eq!(
+        store.usage().await.unwrap(),
+        vec![
+            row("alice", UsageDelta::default(), None),
+            row("bob", UsageDelta::default(), None)
+        ]
+    );
+    store
+        .add_usage(
+            vec![(alice.id, delta(1, 3, 2, 0)), (bob.id, delta(1, 0, 0, 5))],
+            20,
+        )
+        .await
+        .unwrap();
+    store
+        .add_usage(vec![(alice.id, delta(2, 4, 1, 0))], 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.usage().await.unwrap(),
+        vec![
+            row("alice", delta(3, 7, 3, 0), Some(30)),
+            row("bob", delta(1, 0, 0, 5), Some(20))
+        ]
+    );
+}
+
+#[test]
+fn the_store_story_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in backends(&dir) {
+        eprintln!("store story on {}", backend.name());
+        let (backend, _schema) = isolated(&backend, dir.path(), "store");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = store::open(&backend.db_arg(), 2).await.unwrap();
+            store_story(store.as_ref()).await;
+        });
     }
 }

@@ -15,7 +15,7 @@ use crate::protocol::{v1, v2};
 use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::store::{Entry, FileHash, Scope, Store, StoredId, TokenAuth, UsageDelta};
+use super::store::{Entry, FileKey, Scope, Store, StoredId, TokenAuth, UsageDelta};
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
 
@@ -63,7 +63,7 @@ impl AppState {
     async fn lookup(
         &self,
         who: &TokenAuth,
-        hashes: &[FileHash],
+        hashes: &[FileKey],
     ) -> Result<Vec<Option<Entry>>, ApiError> {
         let entries = self.store.query(&who.tenant, hashes).await?;
         let stale = now() - self.touch_granularity_secs;
@@ -93,7 +93,7 @@ impl AppState {
     async fn publish(
         &self,
         who: &TokenAuth,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
     ) -> Result<u64, ApiError> {
         if !who.scope.can_publish() {
             return Err(ApiError::Forbidden {
@@ -154,21 +154,7 @@ pub async fn v2_query(
     let req: v2::QueryPassedRequest = wire::parse_json(&st.body(body)?)?;
     let hashes = wire::query_hashes(&req.test_file_hashes, &st.limits)?;
     let entries = st.lookup(&who, &hashes).await?;
-    let passed = entries
-        .into_iter()
-        .map(|e| {
-            e.map_or_else(Vec::new, |e| {
-                e.ids
-                    .iter()
-                    .map(|i| v2::PassedTest {
-                        node_id: wire::hex(&i.node_id),
-                        duration_ms: i.duration_ms.map(u64::from),
-                    })
-                    .collect()
-            })
-        })
-        .collect();
-    Ok(Json(v2::QueryPassedResponse { passed }))
+    Ok(Json(wire::v2_query_response(&entries)))
 }
 
 pub async fn v2_publish(

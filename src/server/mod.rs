@@ -1,9 +1,9 @@
 //! The team cache server: HTTP API v1 (the original's, defects fixed) and
-//! our v2 extensions, over one storage trait with SQLite and PostgreSQL
+//! our v2 extensions, over one storage interface with SQLite and PostgreSQL
 //! backends.
 //!
-//! Layers: `router` + `handlers` (HTTP, no SQL) -> `store` (the trait and
-//! its backends). `launch_with_listener` takes a bound listener so tests can
+//! Layers: `router` + `handlers` (HTTP, no SQL; answers shaped in `wire`)
+//! -> `store` (the `Store` traits, accounts and results, and the backends). `launch_with_listener` takes a bound listener so tests can
 //! bind port 0; the CLI (`crate::cli::server`) parses flags and calls it.
 
 pub mod auth;

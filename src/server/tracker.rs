@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use super::store::{FileHash, Store, StoreError, UsageDelta};
+use super::store::{FileKey, Store, StoreError, UsageDelta};
 
 #[derive(Default)]
 pub struct Tracker {
-    reads: Mutex<HashSet<(String, FileHash)>>,
+    reads: Mutex<HashSet<(String, FileKey)>>,
     usage: Mutex<HashMap<i64, UsageDelta>>,
     /// Held for a whole flush, so a reader who flushes first (the usage
     /// endpoint) also waits for a background flush already writing.
@@ -19,7 +19,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn read(&self, tenant: &str, hash: FileHash) {
+    pub fn read(&self, tenant: &str, hash: FileKey) {
         if let Ok(mut reads) = self.reads.lock() {
             reads.insert((tenant.to_string(), hash));
         }

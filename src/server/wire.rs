@@ -1,4 +1,6 @@
-//! Turns validated wire types (`crate::protocol`) into store keys and back.
+//! Turns validated wire types (`crate::protocol`) into store keys, and
+//! stored entries into answers: every response body is shaped here, none
+//! in the handlers.
 //! Every rejection is a `FieldError` naming the JSON path at fault, so a
 //! malformed hash or id is a 422 that says which one, never a 500.
 
@@ -9,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol::{check_hex, v2, FieldError, NODE_ID_HEX_LEN, TEST_FILE_HASH_HEX_LEN};
 
-use super::store::{FileHash, NodeId, StoredId};
+use super::store::{Entry, FileKey, NodeKey, StoredId};
 
 /// What the server accepts; also reported by `/api/v2/capabilities`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +100,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// A node id as a JSON string, built on the stack and copied out at once.
-fn quoted_hex(id: &NodeId) -> [u8; 34] {
+fn quoted_hex(id: &NodeKey) -> [u8; 34] {
     let mut out = [b'"'; 34];
     for (pair, &b) in out[1..33].chunks_exact_mut(2).zip(id) {
         pair.copy_from_slice(&HEX_PAIRS[b as usize]);
@@ -111,7 +113,7 @@ fn quoted_hex(id: &NodeId) -> [u8; 34] {
 /// one allocation per id, and pushing `char`s cost a UTF-8 encoding each.
 /// Byte-identical to serde_json's compact output of
 /// `v1::QueryPassedResponse` (pinned by a test below).
-pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> Vec<u8> {
+pub fn v1_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
     let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
     let mut out = Vec::with_capacity(16 + 3 * entries.len() + 35 * ids);
     out.extend_from_slice(b"{\"node_ids\":[");
@@ -124,7 +126,7 @@ pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> Vec<u8> {
             if j > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&quoted_hex(&id.node_id));
+            out.extend_from_slice(&quoted_hex(&id.node_key));
         }
         out.push(b']');
     }
@@ -132,7 +134,26 @@ pub fn v1_query_response(entries: &[Option<super::store::Entry>]) -> Vec<u8> {
     out
 }
 
-pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileHash>, FieldError> {
+/// The v2 query answer: per requested key, its passed tests with their
+/// durations (an empty list where nothing is stored), for serde to write.
+pub fn v2_query_response(entries: &[Option<Entry>]) -> v2::QueryPassedResponse {
+    let passed = entries
+        .iter()
+        .map(|entry| {
+            entry
+                .iter()
+                .flat_map(|e| e.ids.iter())
+                .map(|id| v2::PassedTest {
+                    node_id: hex(&id.node_key),
+                    duration_ms: id.duration_ms.map(u64::from),
+                })
+                .collect()
+        })
+        .collect();
+    v2::QueryPassedResponse { passed }
+}
+
+pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileKey>, FieldError> {
     if hashes.len() > limits.max_hashes_per_query {
         return Err(FieldError {
             field: "test_file_hashes".into(),
@@ -156,7 +177,7 @@ fn publish_entries<T>(
     map: &BTreeMap<String, Vec<T>>,
     limits: &Limits,
     each: impl Fn(&T) -> (&str, Option<u64>),
-) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
     debug_assert_eq!(NODE_ID_HEX_LEN, 32);
     let mut out = Vec::with_capacity(map.len());
     for (key, ids) in map {
@@ -174,10 +195,10 @@ fn publish_entries<T>(
         let mut stored = Vec::with_capacity(ids.len());
         for (i, item) in ids.iter().enumerate() {
             let (id, duration) = each(item);
-            let node_id: NodeId = decode_hex::<16>(|| format!("{root}.{key}[{i}]"), id)?;
+            let node_key: NodeKey = decode_hex::<16>(|| format!("{root}.{key}[{i}]"), id)?;
             let duration_ms = duration.map(|d| u32::try_from(d).unwrap_or(u32::MAX - 1));
             stored.push(StoredId {
-                node_id,
+                node_key,
                 duration_ms,
             });
         }
@@ -189,7 +210,7 @@ fn publish_entries<T>(
 pub fn publish_v1(
     map: &BTreeMap<String, Vec<String>>,
     limits: &Limits,
-) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
     publish_entries("passed_node_ids_per_test_file", map, limits, |id| {
         (id.as_str(), None)
     })
@@ -198,7 +219,7 @@ pub fn publish_v1(
 pub fn publish_v2(
     map: &BTreeMap<String, Vec<v2::PassedTest>>,
     limits: &Limits,
-) -> Result<Vec<(FileHash, Vec<StoredId>)>, FieldError> {
+) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
     publish_entries("passed", map, limits, |t| {
         (t.node_id.as_str(), t.duration_ms)
     })
@@ -244,13 +265,12 @@ mod tests {
 
     #[test]
     fn handwritten_v1_answer_matches_serde() {
-        use super::super::store::{Entry, StoredId};
         let entry = |ids: &[u8]| {
             Some(Entry {
                 ids: ids
                     .iter()
                     .map(|&b| StoredId {
-                        node_id: [b; 16],
+                        node_key: [b; 16],
                         duration_ms: None,
                     })
                     .collect(),
@@ -264,7 +284,7 @@ mod tests {
                 .map(|e| {
                     e.iter()
                         .flat_map(|e| e.ids.iter())
-                        .map(|i| hex(&i.node_id))
+                        .map(|i| hex(&i.node_key))
                         .collect()
                 })
                 .collect(),
@@ -274,6 +294,31 @@ mod tests {
             serde_json::to_string(&expected).unwrap()
         );
         assert_eq!(v1_query_response(&[]), br#"{"node_ids":[]}"#);
+    }
+
+    #[test]
+    fn v2_answer_has_one_list_per_key_with_durations() {
+        let stored = |b: u8, d: Option<u32>| StoredId {
+            node_key: [b; 16],
+            duration_ms: d,
+        };
+        let entries = vec![
+            Some(Entry {
+                ids: vec![stored(1, Some(7)), stored(2, None)].into(),
+                last_read_at: 0,
+            }),
+            None,
+        ];
+        let answer = serde_json::to_value(v2_query_response(&entries)).unwrap();
+        let one = "01".repeat(16);
+        let two = "02".repeat(16);
+        assert_eq!(
+            answer,
+            serde_json::json!({"passed": [
+                [{"node_id": one, "duration_ms": 7}, {"node_id": two}],
+                []
+            ]})
+        );
     }
 
     #[test]

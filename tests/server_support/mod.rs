@@ -51,6 +51,78 @@ pub fn backends(dir: &tempfile::TempDir) -> Vec<Backend> {
     all
 }
 
+/// `backend` on storage of its own: a new SQLite file named `name` in
+/// `dir`, or a new schema of the PostgreSQL database, dropped (with its
+/// tables) when the returned guard is. For tests that evict: eviction
+/// takes entries of every tenant, so on the shared database it would
+/// remove what other tests, and other runs, are storing.
+pub fn isolated(
+    backend: &Backend,
+    dir: &std::path::Path,
+    name: &str,
+) -> (Backend, Option<PrivateSchema>) {
+    match backend {
+        Backend::Sqlite(_) => (Backend::Sqlite(dir.join(format!("{name}.sqlite"))), None),
+        Backend::Postgres(url) => {
+            let schema = PrivateSchema::create(url, name);
+            (Backend::Postgres(schema.url.clone()), Some(schema))
+        }
+    }
+}
+
+/// A PostgreSQL schema that exists while this value does; `url` connects
+/// with it as the only schema on the search path.
+pub struct PrivateSchema {
+    base_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PrivateSchema {
+    fn create(base_url: &str, name: &str) -> PrivateSchema {
+        let name = unique(&format!("dryci_{name}")).replace('-', "_");
+        postgres_execute(base_url, &format!("CREATE SCHEMA {name}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let separator = if base_url.contains('?') { '&' } else { '?' };
+        PrivateSchema {
+            url: format!("{base_url}{separator}options=-csearch_path%3D{name}"),
+            base_url: base_url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for PrivateSchema {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds.
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        if let Err(e) = postgres_execute(&self.base_url, &sql) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// Runs `sql` on the database at `url`, on a runtime of its own.
+fn postgres_execute(url: &str, sql: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        let connection = tokio::spawn(connection);
+        let done = client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| format!("{sql}: {e}"));
+        drop(client);
+        let _ = connection.await;
+        done
+    })
+}
+
 /// A unique suffix so runs against a shared PostgreSQL database never collide.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

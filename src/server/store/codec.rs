@@ -11,7 +11,7 @@ const NO_DURATION: u32 = u32::MAX;
 pub fn encode(ids: &[StoredId]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ids.len() * RECORD);
     for id in ids {
-        out.extend_from_slice(&id.node_id);
+        out.extend_from_slice(&id.node_key);
         // Durations at or above u32::MAX ms (49 days) are clamped below the marker.
         let d = id
             .duration_ms
@@ -39,13 +39,13 @@ pub fn decode<C: FromIterator<StoredId>>(
     Ok(blob
         .chunks_exact(RECORD)
         .map(|chunk| {
-            let mut node_id = [0u8; 16];
-            node_id.copy_from_slice(&chunk[..16]);
+            let mut node_key = [0u8; 16];
+            node_key.copy_from_slice(&chunk[..16]);
             let mut d = [0u8; 4];
             d.copy_from_slice(&chunk[16..]);
             let d = u32::from_le_bytes(d);
             StoredId {
-                node_id,
+                node_key,
                 duration_ms: (d != NO_DURATION).then_some(d),
             }
         })
@@ -60,11 +60,11 @@ mod tests {
     fn round_trip() {
         let ids = vec![
             StoredId {
-                node_id: [7; 16],
+                node_key: [7; 16],
                 duration_ms: None,
             },
             StoredId {
-                node_id: [9; 16],
+                node_key: [9; 16],
                 duration_ms: Some(1234),
             },
         ];

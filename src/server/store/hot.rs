@@ -1,4 +1,5 @@
 //! A bounded in-memory cache of recently read entries, in front of a store.
+//! It wraps the results side (`ResultStore`) and passes accounts through.
 //!
 //! CI asks for the same hashes again and again: every job of a commit,
 //! every re-run, every branch asks for the hashes of the files it did not
@@ -15,7 +16,7 @@
 //! read just after the drop; the generation counter, bumped by every write
 //! between its commit and its drop, tells that query to take back what it
 //! cached. A stale entry would only ever miss ids (a test re-runs), never
-//! add one: entries are facts about hashes, and ids are only added to them.
+//! add one: entries are facts about file keys, and ids are only added to them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,13 +27,13 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 
 use super::{
-    Entry, FileHash, NewToken, Result, Store, StoreStats, StoredId, TokenAuth, TokenRow,
-    UsageDelta, UsageRow, UserRow,
+    AccountStore, Entry, FileKey, NewToken, Result, ResultStore, Store, StoreStats, StoredId,
+    TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
 /// A tenant's name interned to a small number: keys stay small and cheap
 /// to hash. Tenants come from tokens, so there are few of them.
-type Key = (u32, FileHash);
+type Key = (u32, FileKey);
 
 /// What one cached entry costs in memory: its ids plus the key, the
 /// cache's bookkeeping and the `Arc` header, rounded up.
@@ -131,11 +132,11 @@ impl HotCache {
     async fn query_through<F, Fut>(
         &self,
         tenant: &str,
-        hashes: &[FileHash],
+        hashes: &[FileKey],
         fetch: F,
     ) -> Result<Vec<Option<Entry>>>
     where
-        F: FnOnce(Vec<FileHash>) -> Fut,
+        F: FnOnce(Vec<FileKey>) -> Fut,
         Fut: Future<Output = Result<Vec<Option<Entry>>>>,
     {
         let tenant_key = self.tenant_key(tenant);
@@ -182,15 +183,62 @@ impl HotCache {
 const TYPICAL_IDS: usize = 10;
 
 #[async_trait::async_trait]
-impl Store for HotCache {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+impl ResultStore for HotCache {
+    async fn query(&self, tenant: &str, keys: &[FileKey]) -> Result<Vec<Option<Entry>>> {
+        self.query_through(tenant, keys, |missing| async move {
+            self.inner.query(tenant, &missing).await
+        })
+        .await
     }
 
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
+    async fn publish(
+        &self,
+        tenant: &str,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
+        max_ids: usize,
+        now: i64,
+    ) -> Result<u64> {
+        let tenant_key = self.tenant_key(tenant);
+        let keys: Vec<Key> = batch.iter().map(|(key, _)| (tenant_key, *key)).collect();
+        let published = self.inner.publish(tenant, batch, max_ids, now).await;
+        // Also on error: the commit may have happened before the failure.
+        self.written(keys);
+        published
     }
 
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
+        let keys: Vec<Key> = reads
+            .iter()
+            .map(|(tenant, key)| (self.tenant_key(tenant), *key))
+            .collect();
+        let touched = self.inner.touch(reads, now).await;
+        // Cached copies hold the old read time; without this the handler
+        // would record every read of them again.
+        for key in keys {
+            self.entries.remove(&key);
+        }
+        touched
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.inner.stats().await
+    }
+
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
+        let evicted = self.inner.evict(read_before, max_bytes).await;
+        if !matches!(evicted, Ok(0)) {
+            // Which keys went is not known here; start over.
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.entries.clear();
+        }
+        evicted
+    }
+}
+
+/// Accounts pass straight through: they are read once per request, by
+/// token, and nothing here would make that cheaper.
+#[async_trait::async_trait]
+impl AccountStore for HotCache {
     async fn find_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenAuth>> {
         self.inner.find_token(token_hash).await
     }
@@ -223,42 +271,6 @@ impl Store for HotCache {
         self.inner.revoke_token(token_id, now).await
     }
 
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>> {
-        self.query_through(tenant, hashes, |missing| async move {
-            self.inner.query(tenant, &missing).await
-        })
-        .await
-    }
-
-    async fn publish(
-        &self,
-        tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
-        max_ids: usize,
-        now: i64,
-    ) -> Result<u64> {
-        let tenant_key = self.tenant_key(tenant);
-        let keys: Vec<Key> = batch.iter().map(|(hash, _)| (tenant_key, *hash)).collect();
-        let published = self.inner.publish(tenant, batch, max_ids, now).await;
-        // Also on error: the commit may have happened before the failure.
-        self.written(keys);
-        published
-    }
-
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()> {
-        let keys: Vec<Key> = reads
-            .iter()
-            .map(|(tenant, hash)| (self.tenant_key(tenant), *hash))
-            .collect();
-        let touched = self.inner.touch(reads, now).await;
-        // Cached copies hold the old read time; without this the handler
-        // would record every read of them again.
-        for key in keys {
-            self.entries.remove(&key);
-        }
-        touched
-    }
-
     async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()> {
         self.inner.add_usage(deltas, now).await
     }
@@ -266,19 +278,16 @@ impl Store for HotCache {
     async fn usage(&self) -> Result<Vec<UsageRow>> {
         self.inner.usage().await
     }
+}
 
-    async fn stats(&self) -> Result<StoreStats> {
-        self.inner.stats().await
+#[async_trait::async_trait]
+impl Store for HotCache {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
     }
 
-    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
-        let evicted = self.inner.evict(read_before, max_bytes).await;
-        if !matches!(evicted, Ok(0)) {
-            // Which keys went is not known here; start over.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            self.entries.clear();
-        }
-        evicted
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
     }
 }
 

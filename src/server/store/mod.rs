@@ -1,10 +1,15 @@
 //! The storage trait of the server and the types that cross it.
 //!
-//! Handlers never see SQL: they call `Store`. Two implementations exist,
+//! Handlers never see SQL: they call `Store`, which is two traits, one per
+//! job: `AccountStore` (users, tokens, usage counters) and `ResultStore`
+//! (the stored results and their retention). Two implementations exist,
 //! chosen by the database URL's scheme (`open`): SQLite (a path or
-//! `sqlite://path`, the default) and PostgreSQL (`postgres://...`).
-//! Keys arrive already validated as raw bytes: a test-file hash is 32 bytes,
-//! a node-id hash 16 bytes.
+//! `sqlite://path`, the default) and PostgreSQL (`postgres://...`). Both
+//! are laid out the same way: `mod.rs` (connections and `Store`),
+//! `accounts.rs` (`AccountStore`), `entries.rs` (`ResultStore`),
+//! `migrations.rs` (the schema).
+//! Keys arrive already validated as raw bytes (`wire.rs` decodes them): a
+//! file key is 32 bytes, a node key 16.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,10 +20,18 @@ pub mod hot;
 pub mod postgres;
 pub mod sqlite;
 
-/// A test-file dependency hash (64 hex characters on the wire).
-pub type FileHash = [u8; 32];
-/// A node-id hash (32 hex characters on the wire).
-pub type NodeId = [u8; 16];
+/// A file key: the client's hash of a test file's dependency hash, under
+/// which the tests that passed in that file are stored (64 hex characters on the wire, in
+/// the v1 field `test_file_hashes`; the tables' column is `file_hash`).
+///
+/// A type alias, not a newtype: the bytes go straight to SQL binds, the
+/// codec and the hot cache's hashing, and the only value they could be
+/// confused with, a token's hash, never appears in the same signature.
+pub type FileKey = [u8; 32];
+/// A node key: the client's hash of a test's node id (32 hex characters
+/// on the wire, where v1 and v2 call it a node id). Not `NodeId`, which in
+/// this crate is a node of the dependency graph (`crate::graph::NodeId`).
+pub type NodeKey = [u8; 16];
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +151,11 @@ pub struct NewToken {
 /// One stored passed test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredId {
-    pub node_id: NodeId,
+    pub node_key: NodeKey,
     pub duration_ms: Option<u32>,
 }
 
-/// What is stored for one test-file hash. The ids are shared, not copied,
+/// What is stored for one file key. The ids are shared, not copied,
 /// between the cache of hot entries and the answers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -173,13 +186,11 @@ pub struct StoreStats {
     pub bytes: u64,
 }
 
-/// The one storage interface; every backend passes the same story test.
+/// Accounts: users, their tokens, and the usage counters of each user.
+/// Written rarely (an admin command, a flush of counters every few
+/// seconds) and read once per request (the token).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// `sqlite` or `postgres`, for logs and `/api/v2/capabilities`.
-    fn backend(&self) -> &'static str;
-    async fn ping(&self) -> Result<()>;
-
+pub trait AccountStore: Send + Sync + 'static {
     async fn find_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenAuth>>;
     /// Creates user `admin` with an admin token if no user exists yet; true if it did.
     async fn bootstrap_admin(&self, token_hash: [u8; 32], now: i64) -> Result<bool>;
@@ -190,27 +201,42 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (or clears, with `None`) the expiry of a token.
     async fn set_token_expiry(&self, token_id: i64, expires_at: Option<i64>) -> Result<()>;
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()>;
+    /// Adds each delta to its user's counters; `now` becomes their last-seen time.
+    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
+    /// Every user's counters, users who never asked anything included.
+    async fn usage(&self) -> Result<Vec<UsageRow>>;
+}
 
-    /// One answer per requested hash, in order; `None` where nothing is stored.
-    async fn query(&self, tenant: &str, hashes: &[FileHash]) -> Result<Vec<Option<Entry>>>;
-    /// Merges `ids` into what is stored, keeping at most `max_ids` per hash;
+/// Results: the passed tests stored per (tenant, file key), and their
+/// retention. The hot path, and the only side the hot cache (`hot.rs`) wraps.
+#[async_trait::async_trait]
+pub trait ResultStore: Send + Sync + 'static {
+    /// One answer per requested key, in order; `None` where nothing is stored.
+    async fn query(&self, tenant: &str, keys: &[FileKey]) -> Result<Vec<Option<Entry>>>;
+    /// Merges `ids` into what is stored, keeping at most `max_ids` per key;
     /// returns how many ids were new. Returns only after the data is committed.
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileHash, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64>;
     /// Records that these entries were read at `now` (batched by the caller).
-    async fn touch(&self, reads: Vec<(String, FileHash)>, now: i64) -> Result<()>;
-    async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
-    async fn usage(&self) -> Result<Vec<UsageRow>>;
-
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()>;
     async fn stats(&self) -> Result<StoreStats>;
     /// Removes entries last read before `read_before`, then the least recently
     /// read ones until the store holds at most `max_bytes`; returns how many went.
     async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64>;
+}
+
+/// One database holding both sides; every backend passes the same story
+/// test (`tests/server_story.rs`).
+#[async_trait::async_trait]
+pub trait Store: AccountStore + ResultStore {
+    /// `sqlite` or `postgres`, for logs and the hot cache's default size.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
 }
 
 /// Opens the backend named by `url` and applies its migrations.
@@ -233,20 +259,20 @@ pub async fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>> {
 /// Merges `new` into `stored` (first-seen order kept, durations refreshed),
 /// capped at `max_ids`; returns how many ids were added.
 pub fn merge_ids(stored: &mut Vec<StoredId>, new: &[StoredId], max_ids: usize) -> u64 {
-    let mut index: std::collections::HashMap<NodeId, usize> = stored
+    let mut index: std::collections::HashMap<NodeKey, usize> = stored
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.node_id, i))
+        .map(|(i, s)| (s.node_key, i))
         .collect();
     let mut added = 0;
     for id in new {
-        match index.get(&id.node_id) {
+        match index.get(&id.node_key) {
             Some(&i) if id.duration_ms.is_some() => stored[i].duration_ms = id.duration_ms,
             Some(_) => {}
             // The cap (the original's 32768) drops the surplus rather than
             // failing the whole publish, as the original did.
             None if stored.len() < max_ids => {
-                index.insert(id.node_id, stored.len());
+                index.insert(id.node_key, stored.len());
                 stored.push(*id);
                 added += 1;
             }
@@ -275,7 +301,7 @@ pub(crate) mod test_support {
     /// A stored id made of one repeated byte, without a duration.
     pub fn id(b: u8) -> StoredId {
         StoredId {
-            node_id: [b; 16],
+            node_key: [b; 16],
             duration_ms: None,
         }
     }
@@ -295,7 +321,7 @@ mod tests {
 
     fn id(b: u8, d: Option<u32>) -> StoredId {
         StoredId {
-            node_id: [b; 16],
+            node_key: [b; 16],
             duration_ms: d,
         }
     }

@@ -1,299 +1,361 @@
-//! Where an entry's row lives in the SQLite file, and the row operations.
-//!
-//! A query looks up hundreds of (tenant, hash) keys, so one lookup must be
-//! one short B-tree descent. Keyed by the 32-byte hash itself (schema 2),
-//! the table kept whole rows in its inner pages: with a million entries the
-//! tree was five levels deep with 13 MB of inner pages, and every step
-//! compared records. So each entry sits in a rowid table at a *slot*, 64
-//! bits of its hash mixed with the tenant id: inner pages then hold only
-//! integers (three levels and under 1 MB for a million entries) and a
-//! lookup costs 40% less (4.4 against 7.5 µs, measured on 1M rows).
-//!
-//! The row keeps the full tenant id and hash, and every read checks them,
-//! so two keys that share a slot are never confused: whichever came second
-//! lives in `entries_overflow`, keyed by the full (tenant id, hash). Hashes
-//! are blake3 digests, so slots are only shared when a client crafts it;
-//! that costs the crafter speed, never anyone's correctness.
+//! The stored results in SQLite (`ResultStore`): queries, publishes, read
+//! times, size and eviction. Where each entry's row lives, and the row
+//! operations these are made of, is `slots.rs`.
 
-use rusqlite::{params, CachedStatement, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::super::{codec, Entry, FileHash, Result, StoreError};
+use super::super::{
+    codec, merge_ids, Entry, FileKey, Result, ResultStore, StoreError, StoreStats, StoredId,
+};
+use super::slots::{self, Found};
+use super::SqliteStore;
 
-/// The rowid of (tenant, hash) in `entries`. The multiplier is odd, so
-/// distinct tenants mix in distinct values and the same hash published by
-/// two tenants lands in two slots.
-pub fn slot(tenant_id: i64, hash: &FileHash) -> i64 {
-    let mut prefix = [0u8; 8];
-    prefix.copy_from_slice(&hash[..8]);
-    i64::from_le_bytes(prefix) ^ tenant_id.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)
+/// The id of `tenant`, created on its first publish. Ids never change and
+/// tenants are never deleted.
+fn tenant_id_for_write(c: &Connection, tenant: &str) -> rusqlite::Result<i64> {
+    c.prepare_cached("INSERT INTO tenants (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+        .execute(params![tenant])?;
+    tenant_id(c, tenant)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Which table holds (or would hold) a key's row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    /// `entries`, at this slot.
-    Slot(i64),
-    /// `entries_overflow`: the key's slot holds another key.
-    Overflow,
+/// The id of `tenant`, or `None` if it never published anything.
+fn tenant_id(c: &Connection, tenant: &str) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT id FROM tenants WHERE name = ?1")?
+        .query_row(params![tenant], |r| r.get(0))
+        .optional()
 }
 
-/// A key's stored entry, or where a new row for it goes.
-pub enum Found {
-    Stored { place: Place, entry: Entry },
-    Absent { place: Place },
-}
-
-impl Found {
-    pub fn into_entry(self) -> Option<Entry> {
-        match self {
-            Found::Stored { entry, .. } => Some(entry),
-            Found::Absent { .. } => None,
-        }
-    }
-}
-
-/// Finds rows by key, with its two statements prepared once for a batch
-/// of lookups (looking them up in the statement cache per key cost 4% of
-/// a query). Used within one transaction, whose snapshot it relies on.
-pub struct Finder<'c> {
-    path: &'c str,
-    in_slot: CachedStatement<'c>,
-    in_overflow: CachedStatement<'c>,
-    /// Whether the overflow table has rows in this transaction's snapshot;
-    /// almost always not, and then a key absent from its slot is absent,
-    /// without a second lookup.
-    overflow_used: bool,
-}
-
-impl<'c> Finder<'c> {
-    pub fn new(c: &'c Connection, path: &'c str) -> Result<Self> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_string(),
-            source,
-        };
-        let overflow_used = c
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries_overflow)")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(err)?;
-        Ok(Self {
-            path,
-            overflow_used,
-            in_slot: c
-                .prepare_cached(
-                    "SELECT tenant_id, file_hash, ids, last_read_at FROM entries WHERE slot = ?1",
-                )
-                .map_err(err)?,
-            in_overflow: c
-                .prepare_cached(
-                    "SELECT ids, last_read_at FROM entries_overflow \
-                     WHERE tenant_id = ?1 AND file_hash = ?2",
-                )
-                .map_err(err)?,
-        })
-    }
-
-    /// Reads the row of (tenant_id, hash): its slot first, and only when the
-    /// slot is empty or holds another key, the overflow table (unless that
-    /// is empty, as it is unless a slot was ever shared).
-    pub fn find(&mut self, tenant_id: i64, hash: &FileHash) -> Result<Found> {
-        let err = |source| StoreError::Sqlite {
-            path: self.path.to_string(),
-            source,
-        };
-        let slot = slot(tenant_id, hash);
-        let mut rows = self.in_slot.query(params![slot]).map_err(err)?;
-        let slot_taken = match rows.next().map_err(err)? {
-            Some(row) => {
-                let owner: i64 = row.get(0).map_err(err)?;
-                let owner_hash = row.get_ref(1).and_then(blob).map_err(err)?;
-                if owner == tenant_id && owner_hash == &hash[..] {
-                    let ids = row.get_ref(2).and_then(blob).map_err(err)?;
-                    return Ok(Found::Stored {
-                        place: Place::Slot(slot),
-                        entry: Entry {
-                            ids: codec::decode("entries", ids)?,
-                            last_read_at: row.get(3).map_err(err)?,
-                        },
-                    });
-                }
-                true
-            }
-            None => false,
-        };
-        drop(rows);
-        let absent = Found::Absent {
-            place: if slot_taken {
-                Place::Overflow
-            } else {
-                Place::Slot(slot)
-            },
-        };
-        if !self.overflow_used {
-            return Ok(absent);
-        }
-        let mut rows = self
-            .in_overflow
-            .query(params![tenant_id, &hash[..]])
-            .map_err(err)?;
-        if let Some(row) = rows.next().map_err(err)? {
-            let ids = row.get_ref(0).and_then(blob).map_err(err)?;
-            return Ok(Found::Stored {
-                place: Place::Overflow,
-                entry: Entry {
-                    ids: codec::decode("entries_overflow", ids)?,
-                    last_read_at: row.get(1).map_err(err)?,
-                },
-            });
-        }
-        Ok(absent)
-    }
-
-    /// Records a row written to the overflow table in this transaction, so
-    /// that later lookups in it look there.
-    pub fn wrote_overflow(&mut self) {
-        self.overflow_used = true;
-    }
-}
-
-fn blob(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<&[u8]> {
-    v.as_blob().map_err(Into::into)
-}
-
-/// Writes the ids of (tenant_id, hash) at `place`, as `finder` answered it
-/// in the same transaction: inserts the row, or updates it keeping its
-/// creation time and the later of the two read times.
-pub fn put(
+/// One answer per hash, in order: one primary-key lookup each, with a
+/// statement prepared once per connection. All of them run in one read
+/// transaction, so they see one snapshot and take the WAL read lock once.
+fn lookup(
     c: &Connection,
-    finder: &mut Finder<'_>,
-    place: Place,
-    tenant_id: i64,
-    hash: &FileHash,
-    ids: &[u8],
-    now: i64,
-) -> Result<()> {
-    let path = finder.path;
-    if place == Place::Overflow {
-        finder.wrote_overflow();
-    }
+    path: &str,
+    tenant: &str,
+    hashes: &[FileKey],
+) -> Result<Vec<Option<Entry>>> {
     let err = |source| StoreError::Sqlite {
         path: path.to_string(),
         source,
     };
-    let changed = match place {
-        Place::Slot(slot) => c
-            .prepare_cached(
-                "INSERT INTO entries (slot, tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) \
-                 ON CONFLICT (slot) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
-                 updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at) \
-                 WHERE tenant_id = excluded.tenant_id AND file_hash = excluded.file_hash",
-            )
-            .and_then(|mut s| s.execute(params![slot, tenant_id, &hash[..], ids, ids.len() as i64, now]))
-            .map_err(err)?,
-        Place::Overflow => c
-            .prepare_cached(
-                "INSERT INTO entries_overflow (tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) \
-                 ON CONFLICT (tenant_id, file_hash) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
-                 updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at)",
-            )
-            .and_then(|mut s| s.execute(params![tenant_id, &hash[..], ids, ids.len() as i64, now]))
-            .map_err(err)?,
+    let tx = c.unchecked_transaction().map_err(err)?;
+    let Some(tenant_id) = tenant_id(&tx, tenant).map_err(err)? else {
+        // Nothing was ever published for this tenant.
+        return Ok(vec![None; hashes.len()]);
     };
-    if changed != 1 {
-        // Only if `place` did not come from `find` in this transaction.
-        return Err(StoreError::Corrupt {
-            table: "entries",
-            reason: format!("slot {place:?} holds another key than the one written"),
-        });
+    let mut finder = slots::Finder::new(&tx, path)?;
+    let out = hashes
+        .iter()
+        .map(|hash| Ok(finder.find(tenant_id, hash)?.into_entry()))
+        .collect::<Result<Vec<_>>>()?;
+    drop(finder);
+    tx.commit().map_err(err)?;
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl ResultStore for SqliteStore {
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
+        // Typical queries (hundreds of hashes) run inline; huge ones go to the blocking pool.
+        if hashes.len() <= 2_000 {
+            self.read_inline(|c| lookup(c, &self.path, tenant, hashes))
+                .await
+        } else {
+            let (path, tenant, hashes) = (self.path.clone(), tenant.to_string(), hashes.to_vec());
+            self.read(move |c| lookup(c, &path, &tenant, &hashes)).await
+        }
     }
-    Ok(())
-}
 
-/// Sets the read time of (tenant_id, hash) to `now` unless it is later
-/// already; a key stored nowhere is ignored.
-pub fn touch(c: &Connection, tenant_id: i64, hash: &FileHash, now: i64) -> rusqlite::Result<()> {
-    let in_slot = c
-        .prepare_cached(
-            "UPDATE entries SET last_read_at = ?4 \
-             WHERE slot = ?1 AND tenant_id = ?2 AND file_hash = ?3 AND last_read_at < ?4",
-        )?
-        .execute(params![slot(tenant_id, hash), tenant_id, &hash[..], now])?;
-    if in_slot == 0 {
-        c.prepare_cached(
-            "UPDATE entries_overflow SET last_read_at = ?3 \
-             WHERE tenant_id = ?1 AND file_hash = ?2 AND last_read_at < ?3",
-        )?
-        .execute(params![tenant_id, &hash[..], now])?;
+    async fn publish(
+        &self,
+        tenant: &str,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
+        max_ids: usize,
+        now: i64,
+    ) -> Result<u64> {
+        let path = self.path.clone();
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let tenant_id = tenant_id_for_write(c, &tenant).map_err(err)?;
+            let mut added = 0;
+            let mut finder = slots::Finder::new(c, &path)?;
+            for (hash, ids) in batch {
+                let (place, mut merged, stored) = match finder.find(tenant_id, &hash)? {
+                    Found::Stored { place, entry } => (place, entry.ids.to_vec(), true),
+                    Found::Absent { place } => (place, Vec::new(), false),
+                };
+                let new = merge_ids(&mut merged, &ids, max_ids);
+                added += new;
+                if stored && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
+                    continue; // nothing changed: skip the write
+                }
+                slots::put(
+                    c,
+                    &mut finder,
+                    place,
+                    tenant_id,
+                    &hash,
+                    &codec::encode(&merged),
+                    now,
+                )?;
+            }
+            Ok(added)
+        })
+        .await
     }
-    Ok(())
-}
 
-/// A row chosen for eviction.
-#[derive(Debug)]
-pub struct Victim {
-    last_read_at: i64,
-    tenant_id: i64,
-    hash: Vec<u8>,
-    place: Place,
-    pub bytes: i64,
-}
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut tenant_ids = std::collections::HashMap::new();
+            for (tenant, hash) in reads {
+                let tenant_id = match tenant_ids.get(&tenant) {
+                    Some(&id) => id,
+                    None => {
+                        let id = tenant_id(c, &tenant).map_err(err)?;
+                        tenant_ids.insert(tenant, id);
+                        id
+                    }
+                };
+                if let Some(tenant_id) = tenant_id {
+                    slots::touch(c, tenant_id, &hash, now).map_err(err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
 
-/// Up to `limit` rows of both tables, least recently read first.
-pub fn least_recently_read(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Victim>> {
-    // NULL stands for the overflow table's missing slot column.
-    let oldest = |sql: &str| -> rusqlite::Result<Vec<Victim>> {
-        c.prepare_cached(sql)?
-            .query_map(params![limit as i64], |r| {
-                Ok(Victim {
-                    last_read_at: r.get(0)?,
-                    tenant_id: r.get(1)?,
-                    hash: r.get(2)?,
-                    place: r
-                        .get::<_, Option<i64>>(3)?
-                        .map_or(Place::Overflow, Place::Slot),
-                    bytes: r.get(4)?,
+    async fn stats(&self) -> Result<StoreStats> {
+        let path = self.path.clone();
+        // Kept by triggers: no scan of the table.
+        self.read(move |c| {
+            c.query_row("SELECT entries, bytes FROM totals WHERE id = 1", [], |r| {
+                Ok(StoreStats {
+                    entries: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
                 })
-            })?
-            .collect()
-    };
-    let mut victims = oldest(
-        "SELECT last_read_at, tenant_id, file_hash, slot, bytes FROM entries \
-         ORDER BY last_read_at LIMIT ?1",
-    )?;
-    let overflow = oldest(
-        "SELECT last_read_at, tenant_id, file_hash, NULL, bytes FROM entries_overflow \
-         ORDER BY last_read_at LIMIT ?1",
-    )?;
-    victims.extend(overflow);
-    victims.sort_by(|a, b| {
-        (a.last_read_at, a.tenant_id, &a.hash).cmp(&(b.last_read_at, b.tenant_id, &b.hash))
-    });
-    victims.truncate(limit);
-    Ok(victims)
+            })
+            .map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+    }
+
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
+        let path = self.path.clone();
+        self.write(move |c| {
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let mut removed = 0u64;
+            if let Some(before) = read_before {
+                removed += slots::delete_read_before(c, before).map_err(err)?;
+            }
+            if let Some(max) = max_bytes {
+                let mut total: i64 = c
+                    .query_row("SELECT bytes FROM totals WHERE id = 1", [], |r| r.get(0))
+                    .map_err(err)?;
+                while total > max as i64 {
+                    // Least recently read first, in chunks, until under the limit.
+                    let victims = slots::least_recently_read(c, 500).map_err(err)?;
+                    if victims.is_empty() {
+                        break;
+                    }
+                    for victim in victims {
+                        if total <= max as i64 {
+                            break;
+                        }
+                        slots::delete(c, &victim).map_err(err)?;
+                        total -= victim.bytes;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
 }
 
-pub fn delete(c: &Connection, victim: &Victim) -> rusqlite::Result<()> {
-    match victim.place {
-        Place::Slot(slot) => c
-            .prepare_cached("DELETE FROM entries WHERE slot = ?1")?
-            .execute(params![slot])?,
-        Place::Overflow => c
-            .prepare_cached("DELETE FROM entries_overflow WHERE tenant_id = ?1 AND file_hash = ?2")?
-            .execute(params![victim.tenant_id, victim.hash])?,
-    };
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::super::super::test_support::{id, ids};
+    use super::super::test_support::{overflow_rows, SHARES_SLOT_WITH_ONES};
+    use super::super::SqliteStore;
+    use super::*;
 
-/// Removes every row of both tables last read before `before`.
-pub fn delete_read_before(c: &Connection, before: i64) -> rusqlite::Result<u64> {
-    let main = c.execute(
-        "DELETE FROM entries WHERE last_read_at < ?1",
-        params![before],
-    )?;
-    let overflow = c.execute(
-        "DELETE FROM entries_overflow WHERE last_read_at < ?1",
-        params![before],
-    )?;
-    Ok((main + overflow) as u64)
+    #[tokio::test]
+    async fn keys_sharing_a_slot_stay_apart_through_every_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slots.sqlite");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
+        store
+            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .await
+            .unwrap();
+        // Tenant "b" (id 2) crafts a hash for the slot of "a"'s entry.
+        let mut intruder = ones;
+        let mix = |t: i64| {
+            t.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)
+                .to_le_bytes()
+        };
+        for (i, byte) in intruder.iter_mut().take(8).enumerate() {
+            *byte ^= mix(1)[i] ^ mix(2)[i];
+        }
+        intruder[31] = 0;
+        store
+            .publish("b", vec![(intruder, vec![id(8)])], 100, 10)
+            .await
+            .unwrap();
+        assert_eq!(slots::slot(2, &intruder), slots::slot(1, &ones));
+        store
+            .publish("a", vec![(twin, vec![id(2)])], 100, 20)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+
+        let a = store.query("a", &[ones, twin, intruder]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2)]), None]);
+        let b = store.query("b", &[ones, twin, intruder]).await.unwrap();
+        assert_eq!(ids(b), vec![None, None, Some(vec![id(8)])]);
+
+        // Merges land where each key lives.
+        store
+            .publish("a", vec![(twin, vec![id(3)]), (ones, vec![id(4)])], 100, 30)
+            .await
+            .unwrap();
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(
+            ids(a),
+            vec![Some(vec![id(1), id(4)]), Some(vec![id(2), id(3)])]
+        );
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 3,
+                bytes: 100
+            }
+        );
+
+        // Touches reach the overflow table; an age cut keeps what was read.
+        store
+            .touch(vec![("a".into(), twin), ("b".into(), intruder)], 50)
+            .await
+            .unwrap();
+        assert_eq!(store.evict(Some(40), None).await.unwrap(), 1);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![None, Some(vec![id(2), id(3)])]);
+
+        // With the slot free again, the key in overflow is still the one
+        // found and updated: no second row appears for it.
+        store
+            .publish("a", vec![(twin, vec![id(6)])], 100, 60)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 2,
+                bytes: 80
+            }
+        );
+        // A new key takes the free slot.
+        store
+            .publish("a", vec![(ones, vec![id(7)])], 100, 70)
+            .await
+            .unwrap();
+        assert_eq!(overflow_rows(&path), 2);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(
+            ids(a),
+            vec![Some(vec![id(7)]), Some(vec![id(2), id(3), id(6)])]
+        );
+
+        // Size eviction takes the least recently read of both tables:
+        // "b"'s entry (read at 50), then "a"'s twin (written at 60).
+        assert_eq!(store.evict(None, Some(20)).await.unwrap(), 2);
+        assert_eq!(overflow_rows(&path), 0);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(7)]), None]);
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 1,
+                bytes: 20
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fills_the_overflow_table_finds_its_own_rows() {
+        // Lookups skip the overflow table while it is empty; a batch that
+        // writes the first row there must still find that row again.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.sqlite");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
+        store
+            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .await
+            .unwrap();
+        let batch = vec![(twin, vec![id(2)]), (twin, vec![id(3)])];
+        assert_eq!(store.publish("a", batch, 100, 20).await.unwrap(), 2);
+        let a = store.query("a", &[ones, twin]).await.unwrap();
+        assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2), id(3)])]);
+        assert_eq!(overflow_rows(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn totals_follow_publishes_and_evictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.sqlite");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        store
+            .publish(
+                "t",
+                vec![([1; 32], vec![id(1)]), ([2; 32], vec![id(2)])],
+                100,
+                10,
+            )
+            .await
+            .unwrap();
+        store
+            .publish("t", vec![([1; 32], vec![id(3)])], 100, 20)
+            .await
+            .unwrap();
+        store
+            .publish("u", vec![([1; 32], vec![id(1)])], 100, 30)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 3,
+                bytes: 80
+            }
+        );
+        // Read at 40: ([1;32], t) survives an age cut at 35, the rest goes.
+        store.touch(vec![("t".into(), [1; 32])], 40).await.unwrap();
+        assert_eq!(store.evict(Some(35), None).await.unwrap(), 2);
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 1,
+                bytes: 40
+            }
+        );
+        assert_eq!(store.evict(None, Some(39)).await.unwrap(), 1);
+        assert_eq!(store.stats().await.unwrap(), StoreStats::default());
+    }
 }

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, Transaction};
 
 use super::super::{Result, StoreError};
-use super::entries::{self, Found, Place};
+use super::slots::{self, Found, Place};
 
 /// One upgrade: plain SQL, or SQL plus row moves that need Rust.
 enum Migration {
@@ -106,7 +106,7 @@ END;
 "#;
 
 /// 3, before the rows move: the old table steps aside, the new ones appear.
-/// See `entries.rs` for why entries live at slots.
+/// See `slots.rs` for why entries live at slots.
 const V3_TABLES: &str = r#"
 DROP INDEX entries_last_read;
 ALTER TABLE entries RENAME TO entries_v2;
@@ -176,7 +176,7 @@ fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
         )
         .map_err(err)?;
     let mut rows = old.query([]).map_err(err)?;
-    let mut finder = entries::Finder::new(tx, path)?;
+    let mut finder = slots::Finder::new(tx, path)?;
     while let Some(row) = rows.next().map_err(err)? {
         let tenant_id: i64 = row.get(0).map_err(err)?;
         let hash: Vec<u8> = row.get(1).map_err(err)?;
@@ -258,4 +258,93 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
             .map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::test_support::id;
+    use super::super::super::{codec, ResultStore, StoreStats};
+    use super::super::test_support::{overflow_rows, SHARES_SLOT_WITH_ONES};
+    use super::super::SqliteStore;
+    use super::*;
+
+    /// A database file as the first schema left it, with two tenants and
+    /// two keys of one tenant that share a slot in the latest schema.
+    fn version_1_file(path: &std::path::Path) {
+        let mut c = Connection::open(path).unwrap();
+        c.execute_batch(V1).unwrap();
+        c.execute_batch("PRAGMA user_version = 1").unwrap();
+        let tx = c.transaction().unwrap();
+        for (tenant, hash, ids, read) in [
+            ("team", [1u8; 32], vec![id(1), id(2)], 100),
+            ("team", [2u8; 32], vec![id(3)], 200),
+            ("other", [1u8; 32], vec![id(9)], 300),
+            ("team", SHARES_SLOT_WITH_ONES, vec![id(5)], 400),
+        ] {
+            let blob = codec::encode(&ids);
+            tx.execute(
+                "INSERT INTO entries (tenant, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
+                 VALUES (?1, ?2, ?3, ?4, 1, 1, ?5)",
+                params![tenant, &hash[..], blob, blob.len() as i64, read],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn upgrades_a_version_1_file_keeping_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        version_1_file(&path);
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let team = store
+            .query("team", &[[1; 32], [2; 32], [3; 32], SHARES_SLOT_WITH_ONES])
+            .await
+            .unwrap();
+        let ids: Vec<_> = team
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.ids.to_vec()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                Some(vec![id(1), id(2)]),
+                Some(vec![id(3)]),
+                None,
+                Some(vec![id(5)])
+            ]
+        );
+        assert_eq!(team[1].as_ref().unwrap().last_read_at, 200);
+        assert_eq!(team[3].as_ref().unwrap().last_read_at, 400);
+        assert_eq!(overflow_rows(&path), 1);
+        let other = store.query("other", &[[1; 32], [2; 32]]).await.unwrap();
+        assert_eq!(*other[0].as_ref().unwrap().ids, [id(9)]);
+        assert!(other[1].is_none());
+        assert!(store.query("nobody", &[[1; 32]]).await.unwrap()[0].is_none());
+        // Totals start from what the old table held: 5 ids of 20 bytes.
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                entries: 4,
+                bytes: 100
+            }
+        );
+        // The upgraded schema takes writes: publishing to an old tenant merges.
+        assert_eq!(
+            store
+                .publish("team", vec![([2; 32], vec![id(3), id(4)])], 100, 500)
+                .await
+                .unwrap(),
+            1
+        );
+        let merged = store.query("team", &[[2; 32]]).await.unwrap();
+        assert_eq!(*merged[0].as_ref().unwrap().ids, [id(3), id(4)]);
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LATEST as i64);
+    }
 }

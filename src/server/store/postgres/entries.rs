@@ -1,0 +1,174 @@
+//! The stored results in PostgreSQL (`ResultStore`): queries, publishes,
+//! read times, size and eviction. One row per (tenant, file key), its ids
+//! in the codec's binary form (`codec.rs`). A publish locks the rows it
+//! merges (`SELECT ... FOR UPDATE`, in key order so two publishes cannot
+//! deadlock) and answers after `COMMIT`.
+
+use super::super::{codec, merge_ids, Entry, FileKey, Result, ResultStore, StoreStats, StoredId};
+use super::{hash32, PostgresStore};
+
+#[async_trait::async_trait]
+impl ResultStore for PostgresStore {
+    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT file_hash, ids, last_read_at FROM entries WHERE tenant = $1 AND file_hash = ANY($2)")
+            .await?;
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let rows = client.query(&stmt, &[&tenant, &keys]).await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let hash = hash32("entries", row.get(0))?;
+            let ids = codec::decode("entries", row.get::<_, &[u8]>(1))?;
+            found.insert(
+                hash,
+                Entry {
+                    ids,
+                    last_read_at: row.get(2),
+                },
+            );
+        }
+        // Duplicated request hashes each get their answer, hence clone not remove.
+        Ok(hashes.iter().map(|h| found.get(h).cloned()).collect())
+    }
+
+    async fn publish(
+        &self,
+        tenant: &str,
+        batch: Vec<(FileKey, Vec<StoredId>)>,
+        max_ids: usize,
+        now: i64,
+    ) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = batch;
+        // Sorted keys: concurrent publishes lock rows in the same order, so they cannot deadlock.
+        batch.sort_by_key(|entry| entry.0);
+        let keys: Vec<&[u8]> = batch.iter().map(|(h, _)| &h[..]).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Three round trips per publish whatever its size: create missing
+        // rows, lock and read them all, write back the merged ones.
+        let ensure = tx
+            .prepare_cached(
+                "INSERT INTO entries (tenant, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
+                 SELECT $1, k, ''::BYTEA, 0, $3, $3, $3 FROM unnest($2::BYTEA[]) AS k \
+                 ON CONFLICT (tenant, file_hash) DO NOTHING",
+            )
+            .await?;
+        tx.execute(&ensure, &[&tenant, &keys, &now]).await?;
+        let lock = tx
+            .prepare_cached(
+                "SELECT file_hash, ids FROM entries WHERE tenant = $1 AND file_hash = ANY($2) \
+                 ORDER BY file_hash FOR UPDATE",
+            )
+            .await?;
+        let mut stored = std::collections::HashMap::with_capacity(batch.len());
+        for row in tx.query(&lock, &[&tenant, &keys]).await? {
+            let hash = hash32("entries", row.get(0))?;
+            let ids: Vec<StoredId> = codec::decode("entries", row.get::<_, &[u8]>(1))?;
+            stored.insert(hash, ids);
+        }
+        let (mut hashes, mut blobs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut added = 0;
+        for (hash, ids) in &batch {
+            let merged = stored.entry(*hash).or_default();
+            let was_empty = merged.is_empty();
+            let new = merge_ids(merged, ids, max_ids);
+            added += new;
+            if !was_empty && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
+                continue;
+            }
+            let blob = codec::encode(merged);
+            sizes.push(blob.len() as i64);
+            blobs.push(blob);
+            hashes.push(&hash[..]);
+        }
+        if !hashes.is_empty() {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE entries e SET ids = v.ids, bytes = v.bytes, updated_at = $5, \
+                     last_read_at = GREATEST(e.last_read_at, $5) \
+                     FROM unnest($2::BYTEA[], $3::BYTEA[], $4::BIGINT[]) AS v(file_hash, ids, bytes) \
+                     WHERE e.tenant = $1 AND e.file_hash = v.file_hash",
+                )
+                .await?;
+            tx.execute(&update, &[&tenant, &hashes, &blobs, &sizes, &now])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn touch(&self, reads: Vec<(String, FileKey)>, now: i64) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE entries SET last_read_at = $3 WHERE tenant = $1 AND file_hash = ANY($2) AND last_read_at < $3",
+            )
+            .await?;
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<FileKey>> = Default::default();
+        for (tenant, hash) in reads {
+            by_tenant.entry(tenant).or_default().push(hash);
+        }
+        for (tenant, hashes) in by_tenant {
+            let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+            client.execute(&stmt, &[&tenant, &keys, &now]).await?;
+        }
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0)::BIGINT FROM entries",
+                &[],
+            )
+            .await?;
+        Ok(StoreStats {
+            entries: row.get::<_, i64>(0) as u64,
+            bytes: row.get::<_, i64>(1) as u64,
+        })
+    }
+
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
+        let client = self.client().await?;
+        let mut removed = 0u64;
+        if let Some(before) = read_before {
+            removed += client
+                .execute("DELETE FROM entries WHERE last_read_at < $1", &[&before])
+                .await?;
+        }
+        if let Some(max) = max_bytes {
+            let mut total: i64 = client
+                .query_one("SELECT COALESCE(SUM(bytes), 0)::BIGINT FROM entries", &[])
+                .await?
+                .get(0);
+            while total > max as i64 {
+                let victims = client
+                    .query(
+                        "SELECT id, bytes FROM entries ORDER BY last_read_at, id LIMIT 500",
+                        &[],
+                    )
+                    .await?;
+                if victims.is_empty() {
+                    break;
+                }
+                let mut ids = Vec::new();
+                for row in victims {
+                    if total <= max as i64 {
+                        break;
+                    }
+                    ids.push(row.get::<_, i64>(0));
+                    total -= row.get::<_, i64>(1);
+                }
+                removed += client
+                    .execute("DELETE FROM entries WHERE id = ANY($1)", &[&ids])
+                    .await?;
+            }
+        }
+        Ok(removed)
+    }
+}
