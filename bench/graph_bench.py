@@ -64,7 +64,6 @@ from benchlib import (
     release_binary,
     run_checked,
     spread,
-    text_table,
     write_section,
 )
 
@@ -824,6 +823,15 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 HEADER = ["scenario", "tool", "median wall", "min / max", "CPU (user+sys)", "peak RSS"]
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with padded columns, for the terminal."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
 
 
 def goals(results: dict[str, Any], files: int) -> list[tuple[str, str, bool]]:
