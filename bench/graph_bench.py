@@ -20,7 +20,10 @@ What it does, in order:
    repo_dagger's, and every test whose repo_dagger hash changes after an edit must change
    in dryci too.
 6. Prints a table, writes bench/results/graph.json and replaces its own section of
-   BENCHMARKS.md.
+   BENCHMARKS.md (or of --write FILE).
+
+Helpers shared with the other benchmarks (machine facts, measuring a child, tables, the
+section writer) are in bench/benchlib.py.
 
 Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/graph_bench.py --help`.
 """
@@ -28,10 +31,8 @@ Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/graph_bench.py --hel
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import re
 import shlex
@@ -39,7 +40,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -47,13 +47,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks_md import replace_section
+from benchlib import (
+    BENCHMARKS_MD,
+    RESULTS,
+    RSS_METHOD,
+    WORK,
+    ChildRun,
+    build_release_binary,
+    command_line,
+    describe_machine,
+    git,
+    load_1m,
+    machine_facts,
+    md_table,
+    measure_child,
+    release_binary,
+    run_checked,
+    spread,
+    write_section,
+)
 
-HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
-WORK = HERE / "work"
-RESULTS = HERE / "results"
-BENCHMARKS_MD = PROJECT / "BENCHMARKS.md"
 SECTION_TITLE = "## Dependency graph (dryci graph vs repo_dagger)"
 
 WHEEL_SPEC = "pytest-dryci==0.1.1"
@@ -514,24 +527,6 @@ def generate(root: Path, n_modules: int, n_tests: int, seed: int) -> RepoLayout:
 # Tools
 
 
-def run_checked(argv: Sequence[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(
-        list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    if proc.returncode != 0:
-        sys.exit(f"error: {shlex.join(argv)} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
-    return proc.stdout
-
-
-def build_dryci() -> Path:
-    print("building: cargo build --release --bin dryci", flush=True)
-    run_checked(["cargo", "build", "--release", "--bin", "dryci"], cwd=PROJECT)
-    binary = PROJECT / "target" / "release" / "dryci"
-    if not binary.is_file():
-        sys.exit(f"error: {binary} not found after the build")
-    return binary
-
-
 def fetch_repo_dagger(dl: Path) -> tuple[Path, str]:
     """repo_dagger from the pytest-dryci 0.1.1 wheel, and how its plugin calls it."""
     binary = dl / "repo_dagger"
@@ -564,42 +559,12 @@ def fetch_repo_dagger(dl: Path) -> tuple[Path, str]:
     return binary, invocation
 
 
-@dataclass
-class Run:
-    wall_s: float
-    max_rss_kib: int
-    cpu_s: float
-
-
-# A child forked from this Python process inherits its memory image until exec, and Linux
-# folds that image's high-water mark into the child's ru_maxrss (even with vfork). So the
-# tools are started through GNU time, a small C program, and its %M (max RSS of its child,
-# KiB) is the peak; without it, os.wait4's figure is an upper bound that includes Python.
-GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-RSS_METHOD = (
-    "GNU time %M (/usr/bin/time -f %M), one child per run"
-    if GNU_TIME
-    else "os.wait4 ru_maxrss (an upper bound: includes the forking Python's image)"
-)
-
-
-def measure(argv: Sequence[str], cwd: Path) -> Run:
-    """One run of one child: wall clock around it, CPU from os.wait4, peak RSS as above."""
-    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
-        full = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if GNU_TIME else list(argv)
-        start = time.perf_counter()
-        proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-4000:]
-            sys.exit(f"error: {shlex.join(argv)} exited {proc.returncode}:\n{tail}")
-        lines = rss.read().split()
-        # Linux reports ru_maxrss in KiB, as does %M.
-        max_rss = int(lines[-1]) if GNU_TIME and lines else int(usage.ru_maxrss)
-    return Run(wall, max_rss, usage.ru_utime + usage.ru_stime)
+def measure(argv: Sequence[str], cwd: Path) -> ChildRun:
+    """One run of one child (see benchlib.measure_child); a failure stops the benchmark."""
+    run = measure_child(argv, cwd)
+    if run.returncode != 0:
+        sys.exit(f"error: {shlex.join(argv)} exited {run.returncode}:\n{run.output[-4000:]}")
+    return run
 
 
 def dryci_cmd(binary: Path, repo: Path, *extra: str) -> list[str]:
@@ -623,13 +588,15 @@ def append_edit(repo: Path, rel: str, n: int) -> None:
 # Scenarios
 
 
-def summarize(runs: list[Run]) -> dict[str, Any]:
-    walls = [r.wall_s for r in runs]
+def summarize(runs: list[ChildRun]) -> dict[str, Any]:
+    median, low, high = spread([r.wall_s for r in runs])
     return {
-        "runs": [r.__dict__ for r in runs],
-        "wall_median_s": statistics.median(walls),
-        "wall_min_s": min(walls),
-        "wall_max_s": max(walls),
+        "runs": [
+            {"wall_s": r.wall_s, "max_rss_kib": r.max_rss_kib, "cpu_s": r.cpu_s} for r in runs
+        ],
+        "wall_median_s": median,
+        "wall_min_s": low,
+        "wall_max_s": high,
         "max_rss_mib": max(r.max_rss_kib for r in runs) / 1024,
         "cpu_median_s": statistics.median(r.cpu_s for r in runs),
     }
@@ -644,7 +611,7 @@ def run_scenarios(
     dryci_nocache = dryci_cmd(dryci, repo, "--no-state-cache", "--out-dep-hashes", str(d_out))
     dagger_run = dagger_cmd(dagger, repo, "-out-dep-hashes", str(r_out))
     state_dir = repo / ".dryci"
-    runs: dict[tuple[str, str], list[Run]] = {}
+    runs: dict[tuple[str, str], list[ChildRun]] = {}
     problems: list[str] = []
 
     def record(tool: str, scenario: str, argv: list[str]) -> None:
@@ -823,35 +790,6 @@ def closure_set(data: Any) -> set:
 # Report
 
 
-def machine_facts() -> dict[str, Any]:
-    cpu = "unknown"
-    mem_kib = 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "nproc": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "dryci_commit": commit,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 SCENARIO_LABELS = (
     ("cold", "cold (state cache removed, OS page cache warm)"),
     ("no-change", "no-change re-run"),
@@ -887,17 +825,12 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
 HEADER = ["scenario", "tool", "median wall", "min / max", "CPU (user+sys)", "peak RSS"]
 
 
-def text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths))]
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with padded columns, for the terminal."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -949,7 +882,7 @@ def markdown_section(report: dict[str, Any]) -> str:
         "```",
         "",
         f"- date: {m['date']}; dryci release build of {report['dryci_build']}",
-        f"- machine: {m['nproc']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}; "
+        f"- machine: {describe_machine(m)}; "
         f"1-minute load average {report['load_average_1m']['before']:.1f} before the runs, "
         f"{report['load_average_1m']['after']:.1f} after (other work on the machine inflates "
         "wall times; CPU time is the steadier figure)",
@@ -1017,10 +950,6 @@ def markdown_section(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def update_benchmarks_md(section: str) -> None:
-    replace_section(BENCHMARKS_MD, SECTION_TITLE, section)
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1031,7 +960,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per scenario (5)")
     parser.add_argument("--seed", type=int, default=20240601, help="generator seed")
     parser.add_argument("--samples", type=int, default=10, help="closures cross-checked (10)")
-    parser.add_argument("--no-build", action="store_true", help="use target/release/dryci as is")
+    parser.add_argument(
+        "--no-build", action="store_true", help="use the built target/release/dryci as is"
+    )
     parser.add_argument(
         "--dryci", type=Path, help="a dryci binary to measure instead of building one"
     )
@@ -1042,14 +973,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
     )
     parser.add_argument(
+        "--write",
+        type=Path,
+        default=BENCHMARKS_MD,
+        metavar="FILE",
+        help="the Markdown file whose section this replaces (BENCHMARKS.md)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="rewrite the BENCHMARKS.md section from bench/results/graph.json and stop",
     )
     args = parser.parse_args(argv)
     if args.report_only:
-        update_benchmarks_md(markdown_section(json.loads((RESULTS / "graph.json").read_text())))
-        print(f"updated: {BENCHMARKS_MD}")
+        report = json.loads((RESULTS / "graph.json").read_text())
+        write_section(args.write, SECTION_TITLE, markdown_section(report))
+        print(f"updated: {args.write}")
         return 0
     if args.modules < 50 or args.tests < 1 or args.repeat < 1:
         parser.error("need --modules >= 50, --tests >= 1, --repeat >= 1")
@@ -1066,21 +1005,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"in {time.perf_counter() - started:.1f} s",
         flush=True,
     )
-    commit = machine_facts()["dryci_commit"]
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
     label = f"commit {commit}" + (" plus uncommitted changes in src/" if dirty else "")
     if args.dryci:
         dryci = args.dryci.resolve()
         label = args.dryci_label or str(dryci)
     elif args.no_build:
-        dryci = PROJECT / "target" / "release" / "dryci"
+        dryci = release_binary()
     else:
-        dryci = build_dryci()
+        dryci = build_release_binary()
     dagger, invocation = fetch_repo_dagger(WORK / "dl")
     # `version\t1.4.0` and then Go's build information.
     version = run_checked([str(dagger), "-version"]).split()[1]
@@ -1088,9 +1022,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     time.sleep(max(0.0, RACY_WINDOW_S - (time.monotonic() - generated_at)))
 
     print(f"measuring ({args.repeat} runs per scenario); peak memory by {RSS_METHOD}", flush=True)
-    load_before = os.getloadavg()
+    load_before = load_1m()
     results, problems = run_scenarios(dryci, dagger, repo, layout, args.repeat, out)
-    load_after = os.getloadavg()
+    load_after = load_1m()
     print("profiling dryci phases (--verbose)", flush=True)
     phases = profile_phases(dryci, repo)
     print("cross-checking closures against repo_dagger", flush=True)
@@ -1106,12 +1040,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in ("cold", "no-change", "one-edit")
     }
     files = phases.get("cold", {}).get("files_indexed") or layout.files
-    shown = ["python3", "bench/graph_bench.py", *(argv if argv is not None else sys.argv[1:])]
     report = {
-        "command": shlex.join(shown),
-        "machine": machine_facts(),
+        "command": command_line("bench/graph_bench.py", argv),
+        "machine": {**machine_facts(), "dryci_commit": commit},
         "dryci_build": label,
-        "load_average_1m": {"before": load_before[0], "after": load_after[0]},
+        "load_average_1m": {"before": load_before, "after": load_after},
         "peak_memory_method": RSS_METHOD,
         "repository": {
             "modules": args.modules,
@@ -1136,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (RESULTS / "graph.json").write_text(json.dumps(report, indent=2) + "\n")
 
     print()
-    print(text_table(table_rows(results)))
+    print(text_table(HEADER, table_rows(results)))
     print()
     print("ratios repo_dagger/dryci: " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()))
     for goal, value, ok in report["goals"]:
@@ -1153,8 +1086,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"SOUNDNESS: {problem}")
     print(f"results: {RESULTS / 'graph.json'}")
     if not args.no_markdown:
-        update_benchmarks_md(markdown_section(report))
-        print(f"updated: {BENCHMARKS_MD}")
+        write_section(args.write, SECTION_TITLE, markdown_section(report))
+        print(f"updated: {args.write}")
     return 0
 
 

@@ -15,7 +15,8 @@ What it does, in order:
    committed HEAD (`git archive`), so half-edited sources of a concurrent session never end
    up in the figures; --from-worktree builds the work tree instead. --reinstall rebuilds.
 3. Times each scenario --runs times (default 5), interleaved round by round, wall time from
-   time.perf_counter around the child and CPU time and max RSS from os.wait4 on it:
+   time.perf_counter around the child, CPU time from os.wait4 on it and max RSS from GNU
+   time (benchlib.measure_child):
    plain      pytest -q -p no:cacheprovider -p no:testmon        (the baseline)
    first      pytest --dryci, .dryci/ removed before each run     (first-run overhead)
    cached     pytest --dryci, everything cached                   (the no-change re-run)
@@ -25,11 +26,16 @@ What it does, in order:
    Every run's exit code and outcome counts are checked (the cached run must report every
    test served from the cache, the edit run exactly the dependents of the edited module,
    and so on); any mismatch or `dryci: degraded` line stops the benchmark loudly.
-4. Profiles the fully cached run: a tiny timing plugin stamps pytest's phases (start-up,
-   collection, DryCI's decision, the run loop, publishing, the summary) and times every
-   DryCI hook implementation; one run under cProfile names the heaviest functions.
+4. Profiles the fully cached run: a tiny timing plugin (bench/phase_plugin.py) stamps
+   pytest's phases (start-up, collection, DryCI's decision, the run loop, publishing, the
+   summary) and times every DryCI hook implementation; one run under cProfile, condensed
+   by bench/pstats_report.py, names the heaviest functions.
 5. Prints a table, writes bench/results/plugin.json (and plugin-LABEL.json with --label) and
-   replaces its own section of BENCHMARKS.md, keeping every other section.
+   replaces its own section of BENCHMARKS.md (or of --write FILE), keeping every other
+   section.
+
+Helpers shared with the other benchmarks (machine facts, measuring a child, tables, the
+section writer) are in bench/benchlib.py.
 
 Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/plugin_bench.py --help`.
 """
@@ -37,13 +43,10 @@ Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/plugin_bench.py --he
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -57,21 +60,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks_md import replace_section
+from benchlib import (
+    BENCH,
+    BENCHMARKS_MD,
+    PROJECT,
+    RESULTS,
+    RSS_METHOD,
+    WORK,
+    ChildRun,
+    command_line,
+    describe_machine,
+    git,
+    load_1m,
+    machine_facts,
+    md_table,
+    measure_child,
+    run_checked,
+    spread,
+    utc_now,
+    write_section,
+)
 
-HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
-WORK = HERE / "work"
 SUITE = WORK / "suite"
 VENV = WORK / "venv"
-RESULTS = HERE / "results"
-BENCHMARKS_MD = PROJECT / "BENCHMARKS.md"
 SECTION_TITLE = "## pytest plugin (pytest --dryci vs plain pytest vs pytest-testmon)"
 GENERATOR_VERSION = 1
 PACKAGE = "benchpkg"
 MODULES_PER_SUBPACKAGE = 25
 BUILD_MARKER = ".dryci-bench-build.json"
-PHASE_PLUGIN = "dryci_bench_phases"
+PHASE_PLUGIN = "phase_plugin"  # bench/phase_plugin.py
+PSTATS_REPORT = BENCH / "pstats_report.py"
 
 # ---------------------------------------------------------------------------------------------
 # 1. The synthetic project
@@ -402,28 +420,17 @@ def venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
-def run_checked(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    print("  $ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    return subprocess.run([str(c) for c in cmd], check=True, **kwargs)
-
-
-def git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=PROJECT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def ensure_venv(reinstall: bool, from_worktree: bool) -> dict[str, Any]:
     py = venv_python()
     if not py.exists():
         print(f"creating the benchmark virtualenv {VENV}", flush=True)
-        run_checked([sys.executable, "-m", "venv", VENV])
-        run_checked([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+        run_checked([sys.executable, "-m", "venv", VENV], echo=True)
+        run_checked([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], echo=True)
     have = subprocess.run(
         [py, "-c", "import pytest, testmon"], capture_output=True, text=True
     ).returncode
     if have != 0:
-        run_checked([py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon"])
+        run_checked([py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon"], echo=True)
     marker = VENV / BUILD_MARKER
     importable = (
         subprocess.run([py, "-c", "import pytest_dryci._native"], capture_output=True).returncode
@@ -477,6 +484,7 @@ def build_dryci(from_worktree: bool) -> dict[str, Any]:
             source,
         ],
         env=env,
+        echo=True,
     )
     what["build_seconds"] = round(time.perf_counter() - started, 1)
     what["built_at"] = utc_now()
@@ -516,14 +524,10 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass
-class Run:
-    load: float  # 1-minute load average when the run started
-    wall: float
-    cpu: float
-    maxrss_mib: float
-    returncode: int
-    counts: dict[str, int] | None
-    output: str
+class Run(ChildRun):
+    """One pytest run (see benchlib.measure_child) and the counts on its closing line."""
+
+    counts: dict[str, int] | None = None
 
 
 SUMMARY_WORDS = {
@@ -565,26 +569,8 @@ def child_env() -> dict[str, str]:
 
 def run_pytest(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
     cmd = [str(VENV / "bin" / "pytest"), *args]
-    load = os.getloadavg()[0]
-    with tempfile.TemporaryFile() as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=SUITE, stdout=out, stderr=subprocess.STDOUT, env=env or child_env()
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        output = out.read().decode("utf-8", "replace")
-    return Run(
-        load=load,
-        wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
-        maxrss_mib=usage.ru_maxrss / 1024,
-        returncode=proc.returncode,
-        counts=parse_counts(output),
-        output=output,
-    )
+    child = measure_child(cmd, cwd=SUITE, env=env or child_env(), capture_stdout=True)
+    return Run(**vars(child), counts=parse_counts(child.output))
 
 
 class BenchFailure(SystemExit):
@@ -687,8 +673,8 @@ def wait_for_quiet(max_load: float, patience: float = 900.0) -> None:
     if max_load <= 0:
         return
     deadline = time.monotonic() + patience
-    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
-        print(f"  load {os.getloadavg()[0]:.2f} > {max_load}: waiting", flush=True)
+    while load_1m() > max_load and time.monotonic() < deadline:
+        print(f"  load {load_1m():.2f} > {max_load}: waiting", flush=True)
         time.sleep(30)
 
 
@@ -719,8 +705,9 @@ def run_rounds(
                 check_run(scenario, run, expect)
                 results[scenario].append(run)
                 print(
-                    f"  {scenario:<9} {run.wall:7.2f} s  cpu {run.cpu:6.2f} s  "
-                    f"load {run.load:5.2f}  rss {run.maxrss_mib:5.0f} MiB  {run.counts}",
+                    f"  {scenario:<9} {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
+                    f"load {run.load_1m:5.2f}  rss {run.max_rss_kib / 1024:5.0f} MiB  "
+                    f"{run.counts}",
                     flush=True,
                 )
     finally:
@@ -731,148 +718,27 @@ def run_rounds(
 # ---------------------------------------------------------------------------------------------
 # 4. Profiling the cached run
 
-PHASE_PLUGIN_SOURCE = '''"""Stamps pytest's phases, times DryCI's hooks (benchmark only)."""
-
-import functools
-import json
-import os
-import time
-
-import pytest
-
-STAMPS = {"plugin_imported": time.time()}
-HOOKS = {}
-NATIVE = {}
-
-
-def _timed(table, name, function):
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            slot = table.setdefault(name, [0.0, 0])
-            slot[0] += time.perf_counter() - started
-            slot[1] += 1
-
-    return wrapper
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config):
-    STAMPS["configured"] = time.time()
-    pm = config.pluginmanager
-    for plugin_name in ("dryci-session", "dryci"):
-        plugin = pm.get_plugin(plugin_name)
-        if plugin is None:
-            continue
-        for caller in pm.get_hookcallers(plugin) or []:
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin and not impl.hookwrapper and not impl.wrapper:
-                    impl.function = _timed(HOOKS, caller.name, impl.function)
-    try:
-        from pytest_dryci import _native
-    except ImportError:
-        return
-    for name in ("compute_hashes", "node_keys", "file_key"):
-        if hasattr(_native, name):
-            setattr(_native, name, _timed(NATIVE, name, getattr(_native, name)))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session):
-    STAMPS["sessionstart"] = time.time()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_collection(session):
-    STAMPS["collection_start"] = time.time()
-    yield
-    STAMPS["collection_end"] = time.time()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtestloop(session):
-    STAMPS["runtestloop_start"] = time.time()
-    yield
-    STAMPS["runtestloop_end"] = time.time()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_sessionfinish(session):
-    STAMPS["sessionfinish_start"] = time.time()
-    yield
-    STAMPS["sessionfinish_end"] = time.time()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_terminal_summary(terminalreporter):
-    STAMPS["summary_start"] = time.time()
-    yield
-    STAMPS["summary_end"] = time.time()
-
-
-def pytest_unconfigure(config):
-    STAMPS["unconfigure"] = time.time()
-    with open(os.environ["DRYCI_BENCH_PHASES_OUT"], "w") as out:
-        json.dump({"stamps": STAMPS, "hooks": HOOKS, "native": NATIVE}, out)
-'''
-
-PSTATS_SCRIPT = r"""
-import json, pstats, sys
-stats = pstats.Stats(sys.argv[1]).stats
-total = max(v[3] for v in stats.values())
-def cum(pred):
-    best = 0.0
-    for (file, line, name), (cc, nc, tt, ct, callers) in stats.items():
-        if pred(file, name):
-            best = max(best, ct)
-    return best
-def tot(pred):
-    return sum(v[2] for (file, line, name), v in stats.items() if pred(file, name))
-out = {
-    "total": total,
-    "collect (Session.perform_collect)": cum(lambda f, n: n == "perform_collect"),
-    "import of test modules": cum(lambda f, n: n in ("importtestmodule", "_importtestmodule")),
-    "runtestloop": cum(lambda f, n: n == "pytest_runtestloop" and "_pytest" in f),
-    "dryci: decide (hash + query)": cum(lambda f, n: n == "decide" and "pytest_dryci" in f),
-    "dryci: apply (skip markers)": cum(lambda f, n: n == "apply" and "pytest_dryci" in f),
-    "dryci: native compute_hashes": cum(lambda f, n: "compute_hashes" in n),
-    "dryci: all pytest_dryci code (self time)": tot(lambda f, n: "pytest_dryci" in f),
-    "assertion rewriting (self time)": tot(lambda f, n: "assertion/rewrite" in f),
-}
-top = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]
-out["top_self"] = [
-    {"function": f"{name} ({'/'.join(file.rsplit('/', 2)[-2:])}:{line})",
-     "self_s": round(v[2], 3), "calls": v[1]}
-    for (file, line, name), v in top
-]
-print(json.dumps(out))
-"""
-
 
 def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dict[str, Any]:
     """Phase stamps (median of `repeats` runs) and one cProfile run of the cached scenario."""
-    plugin_dir = WORK / "profile"
-    plugin_dir.mkdir(parents=True, exist_ok=True)
-    (plugin_dir / f"{PHASE_PLUGIN}.py").write_text(PHASE_PLUGIN_SOURCE)
+    profile_dir = WORK / "profile"
+    profile_dir.mkdir(parents=True, exist_ok=True)
     phases: dict[str, list[float]] = {}
     hooks: dict[str, list[float]] = {}
     walls: list[float] = []
     items = expect["total"]
     for _ in range(repeats):
         env = child_env()
-        env["PYTHONPATH"] = str(plugin_dir)
-        stamps_file = plugin_dir / "phases.json"
+        env["PYTHONPATH"] = str(BENCH)
+        stamps_file = profile_dir / "phases.json"
         env["DRYCI_BENCH_PHASES_OUT"] = str(stamps_file)
         launched = time.time()
         run = run_pytest([*args, "-p", PHASE_PLUGIN], env=env)
-        ended = launched + run.wall
+        ended = launched + run.wall_s
         check_run("cached", run, expect)
         data = json.loads(stamps_file.read_text())
         s = data["stamps"]
-        walls.append(run.wall)
+        walls.append(run.wall_s)
         spans = {
             "interpreter + pytest import + plugin loading": s["plugin_imported"] - launched,
             "configure (every plugin's pytest_configure)": s["configured"] - s["plugin_imported"],
@@ -885,14 +751,14 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
             "exit (after unconfigure)": ended - s["unconfigure"],
         }
         accounted = sum(spans.values())
-        spans["other (between phases)"] = run.wall - accounted
+        spans["other (between phases)"] = run.wall_s - accounted
         for name, value in spans.items():
             phases.setdefault(name, []).append(value)
         for name, (seconds, calls) in data["hooks"].items():
             hooks.setdefault(f"hook {name} ({calls} calls)", []).append(seconds)
         for name, (seconds, calls) in data["native"].items():
             hooks.setdefault(f"native {name} ({calls} calls)", []).append(seconds)
-    prof_file = WORK / "profile" / "cached.prof"
+    prof_file = profile_dir / "cached.prof"
     env = child_env()
     cmd = [
         str(venv_python()),
@@ -908,14 +774,8 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
     profiled_wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise BenchFailure(f"cProfile run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    cprofile = json.loads(
-        subprocess.run(
-            [venv_python(), "-c", PSTATS_SCRIPT, str(prof_file)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    # The venv's interpreter wrote the profile, so it reads it (marshal format).
+    cprofile = json.loads(run_checked([venv_python(), PSTATS_REPORT, prof_file]))
     cprofile["wall_under_cprofile"] = profiled_wall
     median_phases = {k: statistics.median(v) for k, v in phases.items()}
     median_hooks = {k: statistics.median(v) for k, v in hooks.items()}
@@ -934,50 +794,18 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
 # 5. Reporting
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def machine_facts() -> dict[str, Any]:
-    cpu = "unknown"
-    mem_kib = 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": subprocess.run(
-            [venv_python(), "-c", "import platform; print(platform.python_version())"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip(),
-        "date": utc_now(),
-    }
-
-
 def summarize(runs: list[Run]) -> dict[str, Any]:
-    walls = [r.wall for r in runs]
+    walls = [r.wall_s for r in runs]
+    median, low, high = spread(walls)
     return {
-        "median_s": statistics.median(walls),
-        "min_s": min(walls),
-        "max_s": max(walls),
-        "cpu_median_s": statistics.median(r.cpu for r in runs),
-        "maxrss_median_mib": statistics.median(r.maxrss_mib for r in runs),
+        "median_s": median,
+        "min_s": low,
+        "max_s": high,
+        "cpu_median_s": statistics.median(r.cpu_s for r in runs),
+        "maxrss_median_mib": statistics.median(r.max_rss_kib / 1024 for r in runs),
         "walls_s": [round(w, 3) for w in walls],
-        "cpus_s": [round(r.cpu, 3) for r in runs],
-        "loads": [round(r.load, 2) for r in runs],
+        "cpus_s": [round(r.cpu_s, 3) for r in runs],
+        "loads": [round(r.load_1m, 2) for r in runs],
         "counts": runs[-1].counts,
     }
 
@@ -1012,26 +840,42 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def table_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
+TABLE_HEADER = (
+    "scenario",
+    "median",
+    "min",
+    "max",
+    "vs plain",
+    "CPU (median)",
+    "CPU vs plain",
+    "max RSS",
+    "load",
+    "outcome",
+)
+
+
+def scenario_table(stats: dict[str, dict[str, Any]]) -> str:
     base = stats["plain"]["median_s"]
     base_cpu = stats["plain"]["cpu_median_s"]
-    lines = [
-        "| scenario | median | min | max | vs plain | CPU (median) | CPU vs plain "
-        "| max RSS | load | outcome |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for s in SCENARIOS:
         st = stats[s]
         counts = ", ".join(f"{v} {k}" for k, v in st["counts"].items() if k != "warnings")
-        counts = counts or "no tests ran"
-        lines.append(
-            f"| {SCENARIO_TEXT[s]} | {st['median_s']:.2f} s | {st['min_s']:.2f} s | "
-            f"{st['max_s']:.2f} s | {st['median_s'] / base * 100:.1f}% | "
-            f"{st['cpu_median_s']:.2f} s | {st['cpu_median_s'] / base_cpu * 100:.1f}% | "
-            f"{st['maxrss_median_mib']:.0f} MiB | {statistics.median(st['loads']):.1f} | "
-            f"{counts} |"
+        rows.append(
+            [
+                SCENARIO_TEXT[s],
+                f"{st['median_s']:.2f} s",
+                f"{st['min_s']:.2f} s",
+                f"{st['max_s']:.2f} s",
+                f"{st['median_s'] / base * 100:.1f}%",
+                f"{st['cpu_median_s']:.2f} s",
+                f"{st['cpu_median_s'] / base_cpu * 100:.1f}%",
+                f"{st['maxrss_median_mib']:.0f} MiB",
+                f"{statistics.median(st['loads']):.1f}",
+                counts or "no tests ran",
+            ]
         )
-    return lines
+    return md_table(TABLE_HEADER, rows, "lrrrrrrrrl")
 
 
 def profile_lines(profile: dict[str, Any]) -> list[str]:
@@ -1040,15 +884,26 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
         f"Fully cached run, median of {profile['repeats']} runs with a phase-stamping plugin "
         f"(wall {wall:.2f} s):",
         "",
-        "| phase | time | share |",
-        "|---|---:|---:|",
+        md_table(
+            ["phase", "time", "share"],
+            [
+                [name, f"{seconds:.2f} s", f"{seconds / wall * 100:.0f}%"]
+                for name, seconds in profile["phases"].items()
+            ],
+            "lrr",
+        ),
+        "",
+        "DryCI's own hook implementations and native calls in that run:",
+        "",
+        md_table(
+            ["DryCI code", "time"],
+            [
+                [name, f"{seconds * 1000:.0f} ms"]
+                for name, seconds in sorted(profile["dryci_hooks"].items(), key=lambda kv: -kv[1])
+            ],
+            "lr",
+        ),
     ]
-    for name, seconds in profile["phases"].items():
-        lines.append(f"| {name} | {seconds:.2f} s | {seconds / wall * 100:.0f}% |")
-    lines += ["", "DryCI's own hook implementations and native calls in that run:", ""]
-    lines += ["| DryCI code | time |", "|---|---:|"]
-    for name, seconds in sorted(profile["dryci_hooks"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {name} | {seconds * 1000:.0f} ms |")
     hooks = profile["dryci_hooks"]
     modify = next((v for k, v in hooks.items() if "pytest_collection_modifyitems" in k), None)
     native = next((v for k, v in hooks.items() if "compute_hashes" in k), None)
@@ -1064,14 +919,23 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
         f"One run under cProfile ({profile['cprofile']['wall_under_cprofile']:.2f} s wall, "
         "inflated by profiling) attributes cumulative time as follows:"
     )
-    lines += ["", "| cProfile | seconds |", "|---|---:|"]
-    for name, value in profile["cprofile"].items():
-        if isinstance(value, float) and name != "wall_under_cprofile":
-            lines.append(f"| {name} | {value:.2f} |")
-    lines += ["", "Heaviest functions by self time under cProfile:", ""]
-    lines += ["| function | self s | calls |", "|---|---:|---:|"]
-    for row in profile["cprofile"]["top_self"][:10]:
-        lines.append(f"| `{row['function']}` | {row['self_s']:.2f} | {row['calls']} |")
+    cumulative = [
+        [name, f"{value:.2f}"]
+        for name, value in profile["cprofile"].items()
+        if isinstance(value, float) and name != "wall_under_cprofile"
+    ]
+    heaviest = [
+        [f"`{row['function']}`", f"{row['self_s']:.2f}", str(row["calls"])]
+        for row in profile["cprofile"]["top_self"][:10]
+    ]
+    lines += [
+        "",
+        md_table(["cProfile", "seconds"], cumulative, "lr"),
+        "",
+        "Heaviest functions by self time under cProfile:",
+        "",
+        md_table(["function", "self s", "calls"], heaviest, "lrr"),
+    ]
     return lines
 
 
@@ -1085,7 +949,7 @@ def markdown_section(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`"
         + (f" (label `{result['label']}`)" if result["label"] else ""),
         "",
-        f"Machine: {m['nproc']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}, "
+        f"Machine: {describe_machine(m)}, "
         f"Python {m['python']}; {m['date']}. DryCI {b['source']} {b['commit'][:10]} built in "
         f"release mode by pip/maturin; pytest {result['versions'].get('pytest')}, "
         f"pytest-testmon {result['versions'].get('pytest-testmon')}.",
@@ -1098,21 +962,19 @@ def markdown_section(result: dict[str, Any]) -> str:
         "when the runs started: on a shared 2-core machine a high load stretches wall time far "
         "more than CPU time, so both are given.",
         "",
-        *table_lines(result["stats"]),
+        scenario_table(result["stats"]),
         "",
-        "| goal | value | met |",
-        "|---|---:|---|",
+        md_table(
+            ["goal", "value", "met"],
+            [[g["goal"], g["value"], "met" if g["met"] else "NOT met"] for g in result["goals"]],
+            "lrl",
+        ),
+        "",
+        *profile_lines(result["profile"]),
     ]
-    for g in result["goals"]:
-        lines.append(f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |")
-    lines += ["", *profile_lines(result["profile"])]
     if result["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
-
-
-def update_benchmarks_md(section: str) -> None:
-    replace_section(BENCHMARKS_MD, SECTION_TITLE, section)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1146,22 +1008,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
     )
     parser.add_argument(
+        "--write",
+        type=Path,
+        default=BENCHMARKS_MD,
+        metavar="FILE",
+        help="the Markdown file whose section this replaces (BENCHMARKS.md)",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="rewrite our BENCHMARKS.md section from bench/results/plugin.json; run nothing",
     )
     args = parser.parse_args(argv)
     if args.render_only:
-        update_benchmarks_md(markdown_section(json.loads((RESULTS / "plugin.json").read_text())))
-        print(f"updated {BENCHMARKS_MD}")
+        result = json.loads((RESULTS / "plugin.json").read_text())
+        write_section(args.write, SECTION_TITLE, markdown_section(result))
+        print(f"updated {args.write}")
         return 0
     if args.modules < 10 or args.tests < 1 or args.runs < 1 or args.profile_runs < 1:
         parser.error("need --modules >= 10, --tests >= 1, --runs >= 1, --profile-runs >= 1")
     if args.label and not re.fullmatch(r"[\w.-]+", args.label):
         parser.error("--label: letters, digits, '.', '_' and '-' only")
-    command = "python3 bench/plugin_bench.py" + "".join(
-        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = command_line("bench/plugin_bench.py", argv)
 
     SUITE = args.suite.resolve()
     build = ensure_venv(args.reinstall, args.from_worktree)
@@ -1199,7 +1067,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "label": args.label,
         "command": command,
-        "machine": machine_facts(),
+        "machine": machine_facts(venv_python()),
+        "peak_memory_method": RSS_METHOD,
         "build": build,
         "versions": versions,
         "runs": args.runs,
@@ -1221,7 +1090,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
 
     print()
-    print("\n".join(table_lines(stats)))
+    print(scenario_table(stats))
     print()
     for g in result["goals"]:
         print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['goal']}: {g['value']}")
@@ -1236,8 +1105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.label:
         (RESULTS / f"plugin-{args.label}.json").write_text(payload)
     if not args.no_markdown:
-        update_benchmarks_md(markdown_section(result))
-        print(f"updated {BENCHMARKS_MD}")
+        write_section(args.write, SECTION_TITLE, markdown_section(result))
+        print(f"updated {args.write}")
     print(f"wrote {RESULTS / 'plugin.json'}")
     return 0
 

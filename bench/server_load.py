@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load benchmark of `dryci server` on SQLite (and PostgreSQL with --postgres URL).
+r"""Load benchmark of `dryci server` on SQLite (and PostgreSQL with --postgres URL).
 
 What it does, per backend:
   1. starts the release binary on 127.0.0.1:0 with a fresh database;
@@ -19,6 +19,7 @@ What it does, per backend:
      CPU time it spent during the query phase (utime + stime), which is less
      noisy than queries/s when the cores are shared with other work.
 Results are printed and, with --write FILE, put in FILE's "## Server" section.
+Helpers shared with the other benchmarks are in bench/benchlib.py.
 
 Bounded: every load phase is a fixed duration against a local port; nothing
 leaves the machine. Needs `wrk` (apt-get install wrk) and, for PostgreSQL,
@@ -35,7 +36,6 @@ import hashlib
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -45,7 +45,19 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import (
+    build_release_binary,
+    command_line,
+    describe_machine,
+    load_1m,
+    machine_facts,
+    md_table,
+    measure_child,
+    utc_now,
+    write_section,
+)
+
+SECTION_TITLE = "## Server"
 CONNECTIONS = [8]  # set from --connections, shown in the report
 IDS_PER_HASH = 8
 SEED_BATCH = 5000
@@ -65,16 +77,6 @@ def file_hash(i: int) -> str:
 
 def node_ids(i: int, n: int) -> list[str]:
     return [f"{i:024x}{j:08x}" for j in range(n)]
-
-
-def build() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(
-        ["cargo", "build", "--release", "--features", "server", "--bin", "dryci"],
-        cwd=ROOT,
-        check=True,
-    )
-    return target / "release" / "dryci"
 
 
 class Server:
@@ -258,34 +260,27 @@ def publish_script(path: Path, token: str) -> None:
 
 
 def wrk(port: int, script: Path, duration: int, connections: int, threads: int) -> dict:
-    children = os.times()
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    m = re.search(r"RESULT (\{.*\})", out)
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    run = measure_child(argv, capture_stdout=True, timeout=duration + 60)
+    if run.returncode != 0:
+        raise SystemExit(f"wrk exited {run.returncode}:\n{run.output[-4000:]}")
+    m = re.search(r"RESULT (\{.*\})", run.output)
     if not m:
-        raise SystemExit(f"wrk printed no result:\n{out}")
+        raise SystemExit(f"wrk printed no result:\n{run.output}")
     r = json.loads(m.group(1))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    after = os.times()
-    client_cpu = (after.children_user + after.children_system) - (
-        children.children_user + children.children_system
-    )
-    r["client_cpu_us_per_request"] = client_cpu * 1e6 / max(r["requests"], 1)
+    # wrk shares the server's cores: what it spends, the server does not get.
+    r["client_cpu_us_per_request"] = run.cpu_s * 1e6 / max(r["requests"], 1)
     return r
 
 
@@ -302,14 +297,14 @@ def run_backend(name: str, binary: Path, db: str, args, workdir: Path) -> dict:
         for workload in args.workloads:
             qs = workdir / f"query-{workload}.lua"
             query_script(qs, server.token, pool, args.hashes, workload)
-            load_before = os.getloadavg()[0]
+            load_before = load_1m()
             cpu_before = server.cpu_seconds()
             print(f"[{name}] {workload} queries for {args.duration}s", flush=True)
             q = wrk(server.port, qs, args.duration, args.connections, args.wrk_threads)
             q["server_cpu_us_per_query"] = (
                 (server.cpu_seconds() - cpu_before) * 1e6 / max(q["requests"], 1)
             )
-            q["load_avg"] = (load_before, os.getloadavg()[0])
+            q["load_avg"] = (load_before, load_1m())
             q["rss_kib"] = server.rss_kib()[1]
             print(f"[{name}] {workload} queries: {q}", flush=True)
             queries[workload] = q
@@ -332,16 +327,8 @@ def run_backend(name: str, binary: Path, db: str, args, workdir: Path) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip("\n")
-    return (
-        f"nproc: {os.cpu_count()}; CPU: {cpu}; {platform.system()} {platform.release()}"
-        f"\n\n```\n$ free -h\n{free}\n```"
-    )
+    return f"{describe_machine(machine_facts())}\n\n```\n$ free -h\n{free}\n```"
 
 
 def goals(r: dict, q: dict) -> str:
@@ -358,27 +345,64 @@ def goals(r: dict, q: dict) -> str:
     return "all met" if not missed else "NOT met: " + ", ".join(missed)
 
 
+QUERY_HEADER = (
+    "backend",
+    "workload",
+    "stored hashes",
+    "queries/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "server CPU ms per query",
+    "client CPU ms per query",
+    "RSS after MB",
+    "load avg start / end",
+    "goals",
+)
+PUBLISH_HEADER = (
+    "backend",
+    "publishes/s",
+    "publish p50 ms",
+    "publish p99 ms",
+    "publish errors",
+    "peak RSS MB (whole run)",
+)
+
+
 def markdown(results: list[dict], command: str) -> str:
     query_rows, publish_rows = [], []
     for r in results:
         for workload, q in r["queries"].items():
             query_rows.append(
-                f"| {r['backend']} | {workload} | {r['hashes']:,} | {q['rps']:,.0f} | "
-                f"{q['p50_us'] / 1000:.2f} | {q['p99_us'] / 1000:.2f} | "
-                f"{q['status_errors'] + q['socket_errors']} | "
-                f"{q['server_cpu_us_per_query'] / 1000:.2f} | "
-                f"{q['client_cpu_us_per_request'] / 1000:.2f} | {q['rss_kib'] / 1024:.0f} | "
-                f"{q['load_avg'][0]:.1f} / {q['load_avg'][1]:.1f} | {goals(r, q)} |"
+                [
+                    r["backend"],
+                    workload,
+                    f"{r['hashes']:,}",
+                    f"{q['rps']:,.0f}",
+                    f"{q['p50_us'] / 1000:.2f}",
+                    f"{q['p99_us'] / 1000:.2f}",
+                    str(q["status_errors"] + q["socket_errors"]),
+                    f"{q['server_cpu_us_per_query'] / 1000:.2f}",
+                    f"{q['client_cpu_us_per_request'] / 1000:.2f}",
+                    f"{q['rss_kib'] / 1024:.0f}",
+                    f"{q['load_avg'][0]:.1f} / {q['load_avg'][1]:.1f}",
+                    goals(r, q),
+                ]
             )
         p = r["publish"]
         publish_rows.append(
-            f"| {r['backend']} | {p['rps']:,.0f} | {p['p50_us'] / 1000:.2f} | "
-            f"{p['p99_us'] / 1000:.2f} | {p['status_errors'] + p['socket_errors']} | "
-            f"{r['peak_rss_kib'] / 1024:.0f} |"
+            [
+                r["backend"],
+                f"{p['rps']:,.0f}",
+                f"{p['p50_us'] / 1000:.2f}",
+                f"{p['p99_us'] / 1000:.2f}",
+                str(p["status_errors"] + p["socket_errors"]),
+                f"{r['peak_rss_kib'] / 1024:.0f}",
+            ]
         )
     return (
-        "## Server\n\n"
-        f"Measured {time.strftime('%Y-%m-%d')} with `{command}`.\n"
+        f"{SECTION_TITLE}\n\n"
+        f"Measured {utc_now()} with `{command}`.\n"
         "Client: wrk on 127.0.0.1 (same machine, sharing the cores), "
         f"{CONNECTIONS[0]} connections for queries. Queries: v1, 100 hashes "
         f"each ({QUERY_HITS} stored, {QUERY_HASHES - QUERY_HITS} unknown). Workloads: "
@@ -391,30 +415,15 @@ def markdown(results: list[dict], command: str) -> str:
         f"Stored: the given number of hashes with {IDS_PER_HASH} ids each, "
         "seeded through the API.\n\n"
         f"Machine: {machine()}\n\n"
-        "| backend | workload | stored hashes | queries/s | p50 ms | p99 ms | errors "
-        "| server CPU ms per query | client CPU ms per query | RSS after MB "
-        "| load avg start / end | goals |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
-        + "\n".join(query_rows)
+        + md_table(QUERY_HEADER, query_rows, "llrrrrrrrrll")
         + "\n\n"
-        "| backend | publishes/s | publish p50 ms | publish p99 ms | publish errors "
-        "| peak RSS MB (whole run) |\n"
-        "|---|---:|---:|---:|---:|---:|\n" + "\n".join(publish_rows) + "\n\n"
+        + md_table(PUBLISH_HEADER, publish_rows, "lrrrrr")
+        + "\n\n"
         "Peak RSS includes seeding, whose 5,000-hash publish bodies (about 2 MB each) "
         "are parsed in memory. Goals (issue #4, SQLite, 2 cores): "
         f"{GOAL_QPS:,} queries/s, p99 under {GOAL_P99_MS} ms, no errors, "
         f"RSS under {GOAL_RSS_MB} MB.\n"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    m = re.search(r"^## Server\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-    if m:
-        text = text[: m.start()] + section + "\n" + text[m.end() :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main() -> int:
@@ -457,7 +466,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
-    binary = args.binary or build()
+    binary = args.binary or build_release_binary(["server"])
     results = []
     with tempfile.TemporaryDirectory(prefix="dryci-bench-") as tmp:
         work = Path(tmp)
@@ -479,10 +488,10 @@ def main() -> int:
                 subprocess.run(
                     ["psql", admin, "-qc", "DROP DATABASE IF EXISTS dryci_bench"], check=False
                 )
-    section = markdown(results, "python3 " + " ".join(["bench/server_load.py", *sys.argv[1:]]))
+    section = markdown(results, command_line("bench/server_load.py", None))
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, SECTION_TITLE, section)
     return 0
 
 

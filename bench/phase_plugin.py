@@ -1,0 +1,93 @@
+"""Stamps pytest's phases, times DryCI's hooks (benchmark only).
+
+bench/plugin_bench.py loads it into the profiled pytest runs of the generated suite with
+`-p phase_plugin` and bench/ on PYTHONPATH. It wall-stamps start-up, configure, collection,
+the run loop, session finish and the summary, wraps every hook implementation of DryCI's
+plugins and its native calls in a timer, and at unconfigure writes
+{"stamps", "hooks", "native"} as JSON to $DRYCI_BENCH_PHASES_OUT.
+"""
+
+import functools
+import json
+import os
+import time
+
+import pytest
+
+STAMPS = {"plugin_imported": time.time()}
+HOOKS = {}
+NATIVE = {}
+
+
+def _timed(table, name, function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            slot = table.setdefault(name, [0.0, 0])
+            slot[0] += time.perf_counter() - started
+            slot[1] += 1
+
+    return wrapper
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    STAMPS["configured"] = time.time()
+    pm = config.pluginmanager
+    for plugin_name in ("dryci-session", "dryci"):
+        plugin = pm.get_plugin(plugin_name)
+        if plugin is None:
+            continue
+        for caller in pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.hookwrapper and not impl.wrapper:
+                    impl.function = _timed(HOOKS, caller.name, impl.function)
+    try:
+        from pytest_dryci import _native
+    except ImportError:
+        return
+    for name in ("compute_hashes", "node_keys", "file_key"):
+        if hasattr(_native, name):
+            setattr(_native, name, _timed(NATIVE, name, getattr(_native, name)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    STAMPS["sessionstart"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session):
+    STAMPS["collection_start"] = time.time()
+    yield
+    STAMPS["collection_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    STAMPS["runtestloop_start"] = time.time()
+    yield
+    STAMPS["runtestloop_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session):
+    STAMPS["sessionfinish_start"] = time.time()
+    yield
+    STAMPS["sessionfinish_end"] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_terminal_summary(terminalreporter):
+    STAMPS["summary_start"] = time.time()
+    yield
+    STAMPS["summary_end"] = time.time()
+
+
+def pytest_unconfigure(config):
+    STAMPS["unconfigure"] = time.time()
+    with open(os.environ["DRYCI_BENCH_PHASES_OUT"], "w") as out:
+        json.dump({"stamps": STAMPS, "hooks": HOOKS, "native": NATIVE}, out)
