@@ -46,12 +46,15 @@ def pytest_configure(config):
                 if impl.plugin is plugin and not impl.hookwrapper and not impl.wrapper:
                     impl.function = _timed(HOOKS, caller.name, impl.function)
     try:
-        from pytest_dryci import _native
+        from pytest_dryci import decisions, session
     except ImportError:
         return
-    for name in ("compute_hashes", "node_keys", "file_key"):
-        if hasattr(_native, name):
-            setattr(_native, name, _timed(NATIVE, name, getattr(_native, name)))
+    # The native calls: a native class's methods cannot be wrapped, so the thin
+    # Python methods that make exactly one native call each are.
+    for name in ("decide", "passed"):
+        original = getattr(decisions.Decisions, name)
+        setattr(decisions.Decisions, name, _timed(NATIVE, f"Session.{name}", original))
+    session.publish = _timed(NATIVE, "Session.publish", session.publish)
 
 
 @pytest.hookimpl(tryfirst=True)

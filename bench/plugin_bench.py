@@ -906,12 +906,12 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     ]
     hooks = profile["dryci_hooks"]
     modify = next((v for k, v in hooks.items() if "pytest_collection_modifyitems" in k), None)
-    native = next((v for k, v in hooks.items() if "compute_hashes" in k), None)
+    native = next((v for k, v in hooks.items() if "Session.passed" in k), None)
     if modify is not None and native is not None:
         lines += [
             "",
             f"Python side of DryCI's collection_modifyitems (the hook minus the native "
-            f"compute_hashes): {(modify - native) * 1000:.0f} ms.",
+            f"Session.passed): {(modify - native) * 1000:.0f} ms.",
         ]
     lines.append("")
     lines.append(

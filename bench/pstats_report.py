@@ -3,7 +3,7 @@
     python bench/pstats_report.py cached.prof   # prints one JSON object
 
 Cumulative seconds of the phases that matter (collection, test-module imports, the run
-loop, DryCI's decide/apply and native hashing), self time of DryCI's Python code and of
+loop, DryCI's decide/mark_passed and the native decide), self time of DryCI's Python code and of
 assertion rewriting, and the 15 functions with the most self time. Run it with the
 interpreter that wrote the file: pstats reads marshal data, whose format is the writer's.
 """
@@ -39,10 +39,10 @@ def report(path: str) -> dict[str, Any]:
         "dryci: decide (hash + query)": cumulative(
             lambda f, n: n == "decide" and "pytest_dryci" in f
         ),
-        "dryci: apply (skip markers)": cumulative(
-            lambda f, n: n == "apply" and "pytest_dryci" in f
+        "dryci: skip markers (mark_passed)": cumulative(
+            lambda f, n: n == "mark_passed" and "pytest_dryci" in f
         ),
-        "dryci: native compute_hashes": cumulative(lambda f, n: "compute_hashes" in n),
+        "dryci: native Session.decide": cumulative(lambda f, n: "'decide' of" in n),
         "dryci: all pytest_dryci code (self time)": self_time(lambda f, n: "pytest_dryci" in f),
         "assertion rewriting (self time)": self_time(lambda f, n: "assertion/rewrite" in f),
     }
