@@ -21,6 +21,7 @@ pub mod hash;
 pub mod hashing;
 pub mod imports;
 pub mod protocol;
+pub mod requirements;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;

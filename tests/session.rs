@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use common::Repo;
 use dryci::analysis::StateCacheMode;
 use dryci::hash::Salt;
+use dryci::requirements::Observed;
 use dryci::session::{OtherCounts, Session, SessionError, SessionSettings};
 
 fn project() -> Repo {
@@ -59,7 +60,9 @@ fn publish_all(session: &mut Session) {
         total: 3,
         ..OtherCounts::default()
     };
-    let publication = session.publish(&passes, &complete, counts).unwrap();
+    let publication = session
+        .publish(&passes, &BTreeMap::new(), &complete, counts)
+        .unwrap();
     assert_eq!(publication.warnings, Vec::<String>::new());
     assert_eq!(publication.published, 3);
 }
@@ -127,7 +130,12 @@ fn a_worker_matches_with_the_controllers_answers_and_does_nothing_else() {
     ));
     let nothing = BTreeMap::new();
     assert!(matches!(
-        worker.publish(&nothing, &BTreeMap::new(), OtherCounts::default()),
+        worker.publish(
+            &nothing,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            OtherCounts::default()
+        ),
         Err(SessionError::WorkerOnly)
     ));
     assert!(matches!(
@@ -155,7 +163,12 @@ fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
         BTreeMap::from([("tests/test_gone.py::t".to_string(), None)]),
     )]);
     let publication = session
-        .publish(&passes, &BTreeMap::new(), OtherCounts::default())
+        .publish(
+            &passes,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            OtherCounts::default(),
+        )
         .unwrap();
     assert_eq!(publication.published, 0);
 }
@@ -186,4 +199,83 @@ fn settings_of(repo: &Repo) -> SessionSettings {
         server: None,
         query: true,
     }
+}
+
+/// Publishes `tests/test_other.py::test_x` as passed, observed to read `observed`.
+fn publish_observed(session: &mut Session, observed: Observed) {
+    let passes = BTreeMap::from([(
+        "tests/test_other.py".to_string(),
+        BTreeMap::from([(OTHER_TEST.to_string(), Some(1))]),
+    )]);
+    let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
+    let publication = session
+        .publish(&passes, &observed, &BTreeMap::new(), OtherCounts::default())
+        .unwrap();
+    assert_eq!(publication.published, 1, "{:?}", publication.warnings);
+}
+
+fn served(repo: &Repo) -> bool {
+    let mut session = session(repo);
+    session.decide(&files(repo)).unwrap();
+    !session.passed(&[OTHER_TEST.to_string()]).is_empty()
+}
+
+#[test]
+fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
+    let repo = project();
+    repo.write("data/expected.txt", "1\n");
+    repo.write("plugins/csv.py", "from app.core import add\n");
+    let mut first = session(&repo);
+    first.decide(&files(&repo)).unwrap();
+    let root = repo.root();
+    publish_observed(
+        &mut first,
+        Observed {
+            files: vec![root.join("data/expected.txt").display().to_string()],
+            listings: vec![root.join("data").display().to_string()],
+            modules: vec![root.join("plugins/csv.py").display().to_string()],
+            env: BTreeMap::from([("DRYCI_SESSION_TEST_NEVER_SET".to_string(), None)]),
+        },
+    );
+    assert!(served(&repo));
+    // Each input in turn: a change makes the test run, the undo serves it again.
+    repo.write("data/expected.txt", "2\n");
+    assert!(!served(&repo), "a data file changed");
+    repo.write("data/expected.txt", "1\n");
+    assert!(served(&repo));
+    repo.write("data/new.txt", "");
+    assert!(!served(&repo), "a file was added to a listed folder");
+    std::fs::remove_file(repo.root().join("data/new.txt")).unwrap();
+    assert!(served(&repo));
+    // The module's own static closure counts, not only its file.
+    repo.write("app/core.py", "def add(a, b):\n    return b + a\n");
+    assert!(
+        !served(&repo),
+        "a module imported by the observed module changed"
+    );
+}
+
+#[test]
+fn a_pass_whose_input_is_gone_by_publish_time_is_not_recorded() {
+    let repo = project();
+    let mut first = session(&repo);
+    first.decide(&files(&repo)).unwrap();
+    publish_observed_expecting_none(&mut first, repo.root().join("gone.txt"));
+    assert!(!served(&repo));
+}
+
+fn publish_observed_expecting_none(session: &mut Session, gone: PathBuf) {
+    let passes = BTreeMap::from([(
+        "tests/test_other.py".to_string(),
+        BTreeMap::from([(OTHER_TEST.to_string(), Some(1))]),
+    )]);
+    let observed = Observed {
+        files: vec![gone.display().to_string()],
+        ..Observed::default()
+    };
+    let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
+    let publication = session
+        .publish(&passes, &observed, &BTreeMap::new(), OtherCounts::default())
+        .unwrap();
+    assert_eq!(publication.published, 0);
 }

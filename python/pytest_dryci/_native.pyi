@@ -66,6 +66,7 @@ class Session:
     def publish(
         self,
         passes: dict[str, dict[str, int]],
+        observed: dict[str, dict],
         complete: dict[str, list[str]],
         *,
         total: int,

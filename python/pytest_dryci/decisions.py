@@ -38,7 +38,9 @@ class Decisions:
     def for_controller(
         cls, config: pytest.Config, settings: Settings, degradations: Degradations
     ) -> Decisions:
-        salt = f"{settings.salt}\noptions:{options_fingerprint(config)}"
+        # Passes recorded with observed inputs must never meet a run without them.
+        observing = "on" if settings.observe else "off"
+        salt = f"{settings.salt}\noptions:{options_fingerprint(config)}\nobserve:{observing}"
         python_env = (
             environment_fingerprint(str(settings.root / ".dryci"))
             if settings.hash_environment

@@ -54,6 +54,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="do not import test files all of whose tests passed before with identical inputs",
     )
     parser.addini(
+        "dryci_observe",
+        type="bool",
+        default=True,
+        help="record the files, folders, modules and environment variables each test reads "
+        "at run time, and serve it only while they are unchanged",
+    )
+    parser.addini(
+        "dryci_observe_ignore",
+        type="linelist",
+        default=[],
+        help="paths (absolute, or relative to the rootdir) whose reads are not inputs, "
+        "besides the built-in list (pytest's temporary folders, the interpreter, "
+        "site-packages, /proc, /dev, /sys, /run)",
+    )
+    parser.addini(
         "dryci_hash_environment",
         type="bool",
         default=True,

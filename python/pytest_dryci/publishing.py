@@ -10,6 +10,7 @@ import pytest
 
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import file_part
+from pytest_dryci.observe import REPORT_ATTRIBUTE
 from pytest_dryci.outcomes import OutcomeTracker
 from pytest_dryci.serving import is_dryci_skip
 from pytest_dryci.settings import Degradations
@@ -18,8 +19,11 @@ from pytest_dryci.settings import Degradations
 class RunRecord:
     """What the controller saw of this run."""
 
-    def __init__(self) -> None:
+    def __init__(self, observing: bool) -> None:
+        self.observing = observing
         self.tracker = OutcomeTracker()
+        # node id -> what the test read at run time (its teardown report says)
+        self.observed: dict[str, dict] = {}
         # node ids served from the cache, whether skipped by marker or without collection
         self.served_nodeids: set[str] = set()
         # node-id part -> node ids as the file produced them, and as they were kept
@@ -34,8 +38,20 @@ class RunRecord:
             return  # a served test, or the teardown after a cache skip
         if is_dryci_skip(report):
             self.served_nodeids.add(nodeid)
-        else:
-            self.tracker.record(report)
+            return
+        self.tracker.record(report)
+        if report.when == "teardown":
+            observed = getattr(report, REPORT_ATTRIBUTE, None)
+            if isinstance(observed, dict):
+                self.observed[nodeid] = observed
+
+    def publishable(self) -> dict[str, float]:
+        """node id -> seconds, of the passes that may be published: when
+        observing, only those whose inputs were observed."""
+        publishable = self.tracker.publishable()
+        if self.observing:
+            publishable = {n: s for n, s in publishable.items() if n in self.observed}
+        return publishable
 
     def served_count(self) -> int:
         return sum(len(node_ids) for node_ids in self.served_files.values())
@@ -66,7 +82,7 @@ def publish(
     """Publishes the run's passes and complete files; returns the passes published."""
     if decisions.native is None:
         return 0
-    publishable = record.tracker.publishable()
+    publishable = record.publishable()
     passes: dict[str, dict[str, int]] = defaultdict(dict)
     for nodeid, seconds in publishable.items():
         part = file_part(nodeid)
@@ -77,8 +93,15 @@ def publish(
         return 0
     total, failed, skipped = record.tracker.counts()
     served = len(record.served_nodeids)
+    observed = {n: record.observed[n] for n in publishable if n in record.observed}
     publication = decisions.native.publish(
-        dict(passes), complete, total=total + served, failed=failed, skipped=skipped, served=served
+        dict(passes),
+        observed,
+        complete,
+        total=total + served,
+        failed=failed,
+        skipped=skipped,
+        served=served,
     )
     for warning in publication.warnings:
         degradations.add(warning)

@@ -6,12 +6,14 @@ imported (`serving`, `collection`). After collection, a serial run decides
 about the collected files it had not foreseen (doctest modules, say), and
 the passed tests get a skip marker. Under pytest-xdist the workers only
 apply the controller's decisions, and the controller, which sees every
-report, publishes once (`publishing`). Every cache failure degrades to
+report, publishes once (`publishing`), each pass with what its test was
+observed to read at run time (`observing`). Every cache failure degrades to
 running the tests (unless --dryci-strict).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,8 @@ import pytest
 from pytest_dryci.collection import ServedFile, report_served, settle_garbage
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import NodeIdParts, discover_test_files, explicit_files, file_part
+from pytest_dryci.observe import Observer, default_ignored
+from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.serving import mark_passed, may_serve_whole_files, names_node_ids, skip_reason
 from pytest_dryci.settings import Degradations, Settings
@@ -41,8 +45,28 @@ class DryciSession:
         self.parts = NodeIdParts(config.rootpath)
         self.explicit_files = explicit_files(config, self.parts)
         self.serve_whole_files = may_serve_whole_files(config, self.settings)
-        self.record = RunRecord()
+        self.record = RunRecord(observing=self.start_observing())
         self.published: int | None = None
+
+    def start_observing(self) -> bool:
+        """Observes what each test reads (`observing`), unless switched off;
+        a failure to install degrades to static keys."""
+        settings = self.settings
+        if not settings.observe:
+            return False
+        try:
+            ignored = default_ignored(settings.root)
+            ignored += [str(settings.root / path) for path in settings.observe_ignore]
+            basetemp = self.config.option.basetemp
+            if basetemp:
+                ignored.append(os.path.abspath(basetemp))
+            observer = Observer(str(settings.root), ignored)
+            observer.start()
+        except Exception as err:  # an interpreter without audit hooks, say
+            self.degradations.add(f"cannot observe what tests read ({err}); static keys only")
+            return False
+        self.config.pluginmanager.register(ObservingPlugin(observer), "dryci-observing")
+        return True
 
     # -- deciding -------------------------------------------------------------
 

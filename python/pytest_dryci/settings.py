@@ -34,6 +34,9 @@ class Settings:
     publish: bool
     skip: bool
     skip_collection: bool
+    # observe what each test reads at run time (`observe`)
+    observe: bool
+    observe_ignore: list[str]
     server: str | None
     token: str | None
     timeout: float
@@ -50,6 +53,8 @@ class Settings:
             publish=not config.getoption("dryci_no_publish"),
             skip=not config.getoption("dryci_no_skip"),
             skip_collection=config.getini("dryci_skip_collection"),
+            observe=config.getini("dryci_observe"),
+            observe_ignore=list(config.getini("dryci_observe_ignore")),
             server=os.environ.get("DRYCI_SERVER") or None,
             token=os.environ.get("DRYCI_TOKEN") or None,
             timeout=_timeout(degradations),

@@ -191,6 +191,12 @@ fn prepare(request: &Request) -> Result<Prepared, AnalysisError> {
     })
 }
 
+/// The per-file state cache a run with `mode` uses, for reading other files
+/// through it (the inputs tests were observed to read).
+pub fn state_cache(mode: &StateCacheMode, root: &Path) -> StateCache {
+    load_state(mode, root)
+}
+
 /// Builds the graph and hashes every input.
 pub fn analyze(request: &Request) -> Result<Analysis, AnalysisError> {
     let prepared = prepare(request)?;

@@ -16,7 +16,7 @@ use crate::protocol::RunCounts;
 
 use super::http::HttpClient;
 use super::keys::FileKey;
-use super::local::LocalStore;
+use super::local::{LocalBatch, LocalStore, StoredPass};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -88,12 +88,13 @@ impl Cache {
         self.local.is_some() || self.remote.is_some()
     }
 
-    /// For each file key, the tests that passed under it in any layer.
-    pub fn query(&mut self, file_keys: &[FileKey]) -> (Vec<Vec<PassedTest>>, Warnings) {
+    /// For each file key, the tests that passed under it in any layer (the
+    /// local store's first: only it keeps requirement sets).
+    pub fn query(&mut self, file_keys: &[FileKey]) -> (Vec<Vec<StoredPass>>, Warnings) {
         let file_keys = hex_keys(file_keys);
         let file_keys = file_keys.as_slice();
         let mut warnings = Vec::new();
-        let mut merged: Vec<Vec<PassedTest>> = vec![Vec::new(); file_keys.len()];
+        let mut merged: Vec<Vec<StoredPass>> = vec![Vec::new(); file_keys.len()];
         if file_keys.is_empty() {
             return (merged, warnings);
         }
@@ -105,7 +106,7 @@ impl Cache {
         }
         if let Some(remote) = &self.remote {
             match query_remote(remote, file_keys, &mut self.remote_is_v1) {
-                Ok(answers) => merge(&mut merged, answers),
+                Ok(answers) => merge(&mut merged, unobserved(answers)),
                 Err(err) => warnings.push(format!(
                     "{err}; running the tests the server would have skipped"
                 )),
@@ -156,25 +157,46 @@ impl Cache {
             .collect()
     }
 
-    /// Publishes to every layer; returns how many tests were sent and the warnings.
-    pub fn publish(
-        &mut self,
-        passed: &BTreeMap<FileKey, Vec<PassedTest>>,
-        counts: RunCounts,
-    ) -> (usize, Warnings) {
-        let passed: BTreeMap<String, Vec<PassedTest>> = passed
+    /// The encoded requirement sets stored locally under `ids`.
+    pub fn requirement_sets(&self, ids: &[&str]) -> (Vec<(String, Vec<u8>)>, Warnings) {
+        match self.local.as_ref().map(|local| local.requirement_sets(ids)) {
+            Some(Ok(found)) => (found, Vec::new()),
+            Some(Err(err)) => (Vec::new(), vec![err.to_string()]),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// The module files the local store's requirement sets name.
+    pub fn observed_modules(&self) -> (Vec<String>, Warnings) {
+        match self.local.as_ref().map(LocalStore::observed_modules) {
+            Some(Ok(found)) => (found, Vec::new()),
+            Some(Err(err)) => (Vec::new(), vec![err.to_string()]),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Publishes `batch` to the local store and, of its passes, those
+    /// without requirements to the server (which cannot check them);
+    /// returns how many tests were published and the warnings.
+    pub fn publish(&mut self, batch: &LocalBatch, counts: RunCounts) -> (usize, Warnings) {
+        let passed: BTreeMap<String, Vec<PassedTest>> = batch
+            .passed
             .iter()
-            .map(|(key, tests)| (key.as_str().to_string(), tests.clone()))
+            .map(|(key, passes)| {
+                let shared = passes.iter().filter(|p| p.requirements.is_none());
+                (key.clone(), shared.map(|p| p.test.clone()).collect())
+            })
+            .filter(|(_, tests): &(String, Vec<PassedTest>)| !tests.is_empty())
             .collect();
         let passed = &passed;
         let mut warnings = Vec::new();
-        let total: usize = passed.values().map(Vec::len).sum();
+        let total: usize = batch.passed.values().map(Vec::len).sum();
         if let Some(local) = &self.local {
-            if let Err(err) = local.publish(passed) {
+            if let Err(err) = local.publish(batch) {
                 warnings.push(err.to_string());
             }
         }
-        if let Some(remote) = &self.remote {
+        if let Some(remote) = self.remote.as_ref().filter(|_| !passed.is_empty()) {
             let result = if self.remote_is_v1 {
                 publish_v1(remote, passed, counts)
             } else {
@@ -238,10 +260,30 @@ fn hex_keys(file_keys: &[FileKey]) -> Vec<String> {
         .collect()
 }
 
-/// Adds `answers` to `merged`, keeping the first duration seen for a test.
-fn merge(merged: &mut [Vec<PassedTest>], answers: Vec<Vec<PassedTest>>) {
+/// The server's answers: passes with no requirements.
+fn unobserved(answers: Vec<Vec<PassedTest>>) -> Vec<Vec<StoredPass>> {
+    answers
+        .into_iter()
+        .map(|tests| {
+            tests
+                .into_iter()
+                .map(|test| StoredPass {
+                    test,
+                    requirements: None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Adds `answers` to `merged`, keeping the first record seen for a test.
+fn merge(merged: &mut [Vec<StoredPass>], answers: Vec<Vec<StoredPass>>) {
     for (slot, answer) in merged.iter_mut().zip(answers) {
-        let known: HashSet<String> = slot.iter().map(|p| p.node_id.clone()).collect();
-        slot.extend(answer.into_iter().filter(|p| !known.contains(&p.node_id)));
+        let known: HashSet<String> = slot.iter().map(|p| p.test.node_id.clone()).collect();
+        slot.extend(
+            answer
+                .into_iter()
+                .filter(|p| !known.contains(&p.test.node_id)),
+        );
     }
 }

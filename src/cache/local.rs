@@ -1,8 +1,12 @@
 //! The embedded local store: zero set-up, one SQLite file inside the
-//! repository (`.dryci/results-v1.sqlite`). WAL and a busy timeout keep it
+//! repository (`.dryci/results-v2.sqlite`). WAL and a busy timeout keep it
 //! correct when two pytest processes run at once; a corrupt file is moved
 //! aside and the store starts afresh. Entries not read for `RETENTION` are
 //! pruned on publish, so the file does not grow forever.
+//!
+//! Each pass may name the set of requirements it was observed under (what
+//! the test read at run time, `crate::requirements`); sets are stored once,
+//! however many tests share them, with the module files they name.
 //!
 //! Besides the passes it keeps, per test file, the plain node ids of a run
 //! in which the whole file was collected and every test passed ("complete
@@ -27,11 +31,21 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60 * 60 * 24);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS passed (
-    file_key    TEXT NOT NULL,
-    node_key    TEXT NOT NULL,
-    duration_ms INTEGER,
-    last_used   INTEGER NOT NULL,
+    file_key     TEXT NOT NULL,
+    node_key     TEXT NOT NULL,
+    duration_ms  INTEGER,
+    requirements TEXT,
+    last_used    INTEGER NOT NULL,
     PRIMARY KEY (file_key, node_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requirement_sets (
+    set_id    TEXT PRIMARY KEY NOT NULL,
+    body      BLOB NOT NULL,
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS observed_modules (
+    path      TEXT PRIMARY KEY NOT NULL,
+    last_used INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS passed_last_used ON passed (last_used);
 CREATE TABLE IF NOT EXISTS complete_files (
@@ -47,6 +61,25 @@ pub struct LocalError {
     pub path: PathBuf,
     #[source]
     pub source: rusqlite::Error,
+}
+
+/// A pass as the local store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPass {
+    pub test: PassedTest,
+    /// The id of the requirement set it was observed under, if any.
+    pub requirements: Option<String>,
+}
+
+/// What one publish adds to the local store.
+#[derive(Debug, Default)]
+pub struct LocalBatch {
+    /// File key -> its passes.
+    pub passed: BTreeMap<String, Vec<StoredPass>>,
+    /// Set id -> encoded requirement set, for the sets the passes name.
+    pub requirement_sets: BTreeMap<String, Vec<u8>>,
+    /// Module files (relative to the root) the sets name.
+    pub observed_modules: Vec<String>,
 }
 
 pub struct LocalStore {
@@ -119,7 +152,7 @@ impl LocalStore {
     }
 
     /// For each file key, the tests that passed under it.
-    pub fn query(&self, file_keys: &[String]) -> Result<Vec<Vec<PassedTest>>, LocalError> {
+    pub fn query(&self, file_keys: &[String]) -> Result<Vec<Vec<StoredPass>>, LocalError> {
         let wrap = |source| LocalError {
             path: self.path.clone(),
             source,
@@ -127,7 +160,7 @@ impl LocalStore {
         let mut select = self
             .conn
             .prepare_cached(
-                "SELECT node_key, duration_ms, last_used FROM passed WHERE file_key = ?1",
+                "SELECT node_key, duration_ms, requirements, last_used FROM passed WHERE file_key = ?1",
             )
             .map_err(wrap)?;
         let stale_before = now_secs() - TOUCH_INTERVAL.as_secs() as i64;
@@ -137,13 +170,12 @@ impl LocalStore {
             let mut oldest = i64::MAX;
             let rows = select
                 .query_map([key], |row| {
-                    Ok((
-                        PassedTest {
-                            node_id: row.get(0)?,
-                            duration_ms: row.get(1)?,
-                        },
-                        row.get::<_, i64>(2)?,
-                    ))
+                    let test = PassedTest {
+                        node_id: row.get(0)?,
+                        duration_ms: row.get(1)?,
+                    };
+                    let requirements = row.get(2)?;
+                    Ok((StoredPass { test, requirements }, row.get::<_, i64>(3)?))
                 })
                 .map_err(wrap)?;
             let mut tests = Vec::new();
@@ -247,8 +279,43 @@ impl LocalStore {
         tx.commit().map_err(wrap)
     }
 
+    /// The encoded requirement sets stored under `ids` (absent ones left out).
+    pub fn requirement_sets(&self, ids: &[&str]) -> Result<Vec<(String, Vec<u8>)>, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT body FROM requirement_sets WHERE set_id = ?1")
+            .map_err(wrap)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let body: Option<Vec<u8>> = select
+                .query_row([id], |row| row.get(0))
+                .optional()
+                .map_err(wrap)?;
+            found.extend(body.map(|body| (id.to_string(), body)));
+        }
+        Ok(found)
+    }
+
+    /// Every module file a stored requirement set names (relative to the root).
+    pub fn observed_modules(&self) -> Result<Vec<String>, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT path FROM observed_modules ORDER BY path")
+            .map_err(wrap)?;
+        let rows = select.query_map([], |row| row.get(0)).map_err(wrap)?;
+        rows.collect::<Result<_, _>>().map_err(wrap)
+    }
+
     /// Stores the passes; returns how many were new. Committed before it returns.
-    pub fn publish(&self, passed: &BTreeMap<String, Vec<PassedTest>>) -> Result<usize, LocalError> {
+    pub fn publish(&self, batch: &LocalBatch) -> Result<usize, LocalError> {
         let wrap = |source| LocalError {
             path: self.path.clone(),
             source,
@@ -258,16 +325,18 @@ impl LocalStore {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO passed (file_key, node_key, duration_ms, last_used) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (file_key, node_key) DO UPDATE SET duration_ms = excluded.duration_ms, last_used = excluded.last_used",
+                    "INSERT INTO passed (file_key, node_key, duration_ms, requirements, last_used)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (file_key, node_key) DO UPDATE SET duration_ms = excluded.duration_ms,
+                         requirements = excluded.requirements, last_used = excluded.last_used",
                 )
                 .map_err(wrap)?;
             let mut exists = tx
                 .prepare_cached("SELECT 1 FROM passed WHERE file_key = ?1 AND node_key = ?2")
                 .map_err(wrap)?;
             let now = now_secs();
-            for (file_key, tests) in passed {
-                for test in tests {
+            for (file_key, passes) in &batch.passed {
+                for StoredPass { test, requirements } in passes {
                     if !exists
                         .exists(params![file_key, test.node_id])
                         .map_err(wrap)?
@@ -275,15 +344,42 @@ impl LocalStore {
                         added += 1;
                     }
                     upsert
-                        .execute(params![file_key, test.node_id, test.duration_ms, now])
+                        .execute(params![
+                            file_key,
+                            test.node_id,
+                            test.duration_ms,
+                            requirements,
+                            now
+                        ])
                         .map_err(wrap)?;
                 }
             }
-            tx.execute(
-                "DELETE FROM passed WHERE last_used < ?1",
-                [now - RETENTION.as_secs() as i64],
-            )
-            .map_err(wrap)?;
+            let mut upsert_set = tx
+                .prepare_cached(
+                    "INSERT INTO requirement_sets (set_id, body, last_used) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (set_id) DO UPDATE SET last_used = excluded.last_used",
+                )
+                .map_err(wrap)?;
+            for (id, body) in &batch.requirement_sets {
+                upsert_set.execute(params![id, body, now]).map_err(wrap)?;
+            }
+            let mut upsert_module = tx
+                .prepare_cached(
+                    "INSERT INTO observed_modules (path, last_used) VALUES (?1, ?2)
+                     ON CONFLICT (path) DO UPDATE SET last_used = excluded.last_used",
+                )
+                .map_err(wrap)?;
+            for path in &batch.observed_modules {
+                upsert_module.execute(params![path, now]).map_err(wrap)?;
+            }
+            let expired = now - RETENTION.as_secs() as i64;
+            for table in ["passed", "requirement_sets", "observed_modules"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE last_used < ?1"),
+                    [expired],
+                )
+                .map_err(wrap)?;
+            }
         }
         tx.commit().map_err(wrap)?;
         Ok(added)
@@ -307,10 +403,20 @@ fn now_secs() -> i64 {
 mod tests {
     use super::*;
 
-    fn passed(node: &str, ms: u64) -> PassedTest {
-        PassedTest {
-            node_id: node.into(),
-            duration_ms: Some(ms),
+    fn passed(node: &str, ms: u64) -> StoredPass {
+        StoredPass {
+            test: PassedTest {
+                node_id: node.into(),
+                duration_ms: Some(ms),
+            },
+            requirements: None,
+        }
+    }
+
+    fn batch(passes: Vec<StoredPass>) -> LocalBatch {
+        LocalBatch {
+            passed: [("f1".to_string(), passes)].into(),
+            ..LocalBatch::default()
         }
     }
 
@@ -320,8 +426,7 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         let (store, warning) = LocalStore::open(&path).unwrap();
         assert!(warning.is_none());
-        let batch: BTreeMap<String, Vec<PassedTest>> =
-            [("f1".to_string(), vec![passed("a", 5), passed("b", 7)])].into();
+        let batch = batch(vec![passed("a", 5), passed("b", 7)]);
         assert_eq!(store.publish(&batch).unwrap(), 2);
         assert_eq!(
             store.publish(&batch).unwrap(),
@@ -335,8 +440,9 @@ mod tests {
         assert_eq!(
             answers[0]
                 .iter()
-                .find(|p| p.node_id == "b")
+                .find(|p| p.test.node_id == "b")
                 .unwrap()
+                .test
                 .duration_ms,
             Some(7)
         );
@@ -368,9 +474,9 @@ mod tests {
     fn a_fresh_read_writes_nothing_and_a_stale_mark_is_renewed() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
-        let batch: BTreeMap<String, Vec<PassedTest>> =
-            [("f1".to_string(), vec![passed("a", 5), passed("b", 7)])].into();
-        store.publish(&batch).unwrap();
+        store
+            .publish(&batch(vec![passed("a", 5), passed("b", 7)]))
+            .unwrap();
         let record: BTreeMap<String, String> = [("f1".to_string(), "[]".to_string())].into();
         store.record_complete_files(&record).unwrap();
         let keys = ["f1".to_string()];
@@ -401,6 +507,27 @@ mod tests {
                 "{table}: stale marks renewed"
             );
         }
+    }
+
+    #[test]
+    fn requirement_sets_and_modules_are_stored_once_and_named_by_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let mut observed = passed("a", 5);
+        observed.requirements = Some("s1".to_string());
+        let mut batch = batch(vec![observed.clone(), passed("b", 7)]);
+        batch.requirement_sets = [("s1".to_string(), b"body".to_vec())].into();
+        batch.observed_modules = vec!["pkg/plugin.py".to_string()];
+        store.publish(&batch).unwrap();
+        store.publish(&batch).unwrap();
+        let answers = store.query(&["f1".to_string()]).unwrap();
+        assert!(answers[0].contains(&observed));
+        assert!(answers[0].contains(&passed("b", 7)));
+        assert_eq!(
+            store.requirement_sets(&["s1", "s2"]).unwrap(),
+            [("s1".to_string(), b"body".to_vec())]
+        );
+        assert_eq!(store.observed_modules().unwrap(), ["pkg/plugin.py"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::analysis::StateCacheMode;
 use crate::cache::ServerSettings;
 use crate::config::FrontEnd;
 use crate::hash::Salt;
+use crate::requirements::Observed;
 use crate::session::{self, OtherCounts, SessionError, SessionSettings};
 
 /// The one place a Rust error becomes a Python exception.
@@ -86,6 +87,27 @@ struct Publication {
     published: usize,
     #[pyo3(get)]
     warnings: Vec<String>,
+}
+
+/// What a test was observed to read, as the plugin sends it (a dict).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct ObservedArg {
+    files: Vec<String>,
+    listings: Vec<String>,
+    modules: Vec<String>,
+    env: BTreeMap<String, Option<String>>,
+}
+
+impl From<ObservedArg> for Observed {
+    fn from(arg: ObservedArg) -> Self {
+        Observed {
+            files: arg.files,
+            listings: arg.listings,
+            modules: arg.modules,
+            env: arg.env,
+        }
+    }
 }
 
 /// One pytest run's link to DryCI (see `crate::session`). Cache failures
@@ -208,14 +230,16 @@ impl Session {
         py.detach(|| self.lock().passed(&node_ids).into_iter().collect())
     }
 
-    /// Publishes `passes` (node-id part -> {node id: duration ms}) and
+    /// Publishes `passes` (node-id part -> {node id: duration ms}), each
+    /// test with what it was `observed` to read (node id -> inputs), and
     /// records `complete` files (node-id part -> all its node ids).
-    #[pyo3(signature = (passes, complete, *, total, failed, skipped, served))]
+    #[pyo3(signature = (passes, observed, complete, *, total, failed, skipped, served))]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         py: Python<'_>,
         passes: BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        observed: BTreeMap<String, ObservedArg>,
         complete: BTreeMap<String, Vec<String>>,
         total: u64,
         failed: u64,
@@ -228,8 +252,12 @@ impl Session {
             skipped,
             served,
         };
+        let observed: BTreeMap<String, Observed> = observed
+            .into_iter()
+            .map(|(node_id, inputs)| (node_id, inputs.into()))
+            .collect();
         let publication = py
-            .detach(|| self.lock().publish(&passes, &complete, counts))
+            .detach(|| self.lock().publish(&passes, &observed, &complete, counts))
             .map_err(|e| session_error(py, e))?;
         Ok(Publication {
             published: publication.published,

@@ -260,9 +260,9 @@ def test_unwritable_local_store_degrades(project):
 
 def test_corrupt_local_store_starts_afresh(project):
     run(project).assert_outcomes(passed=6)
-    (project.path / ".dryci/results-v1.sqlite").write_bytes(b"garbage" * 100)
+    (project.path / ".dryci/results-v2.sqlite").write_bytes(b"garbage" * 100)
     for suffix in ("-wal", "-shm"):
-        (project.path / f".dryci/results-v1.sqlite{suffix}").unlink(missing_ok=True)
+        (project.path / f".dryci/results-v2.sqlite{suffix}").unlink(missing_ok=True)
     result = run(project)
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*degraded*corrupt*started afresh*"])

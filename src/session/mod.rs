@@ -11,21 +11,31 @@
 //! Under pytest-xdist the controller decides and publishes; each worker
 //! matches its own collection against the controller's answers, which it
 //! receives as `Session::export` bytes (opaque to Python).
+//!
+//! A pass recorded with the inputs its test read at run time is served only
+//! while every one of them still holds (`observed`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{dependency_hashes, AnalysisError, Request, StateCacheMode};
 use crate::cache::keys::{FileKey, NodeKey};
+use crate::cache::local::{LocalBatch, StoredPass};
 use crate::cache::{Cache, CacheSettings};
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
+use crate::requirements::Observed;
 
-/// Where the local store lives below the repository root.
-const LOCAL_STORE: &str = ".dryci/results-v1.sqlite";
+mod observed;
+
+use observed::Inputs;
+
+/// Where the local store lives below the repository root (v2: passes carry
+/// the requirement sets of what their tests read).
+const LOCAL_STORE: &str = ".dryci/results-v2.sqlite";
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -105,6 +115,8 @@ pub enum SessionError {
 pub struct Session {
     /// `None` in a worker restored from the controller's decisions.
     settings: Option<SessionSettings>,
+    /// The current state of observed inputs, read once per run.
+    inputs: Inputs,
     /// Opened on first use; `None` until then, or when it could not be opened.
     cache: Option<Cache>,
     /// The repository root the configuration settled on (the local store's home).
@@ -116,6 +128,7 @@ impl Session {
     pub fn new(settings: SessionSettings) -> Self {
         Session {
             settings: Some(settings),
+            inputs: Inputs::default(),
             cache: None,
             store_root: None,
             known: Known::default(),
@@ -128,6 +141,7 @@ impl Session {
         let known = postcard::from_bytes(bytes).map_err(|e| SessionError::Decode(e.to_string()))?;
         Ok(Session {
             settings: None,
+            inputs: Inputs::default(),
             cache: None,
             store_root: None,
             known,
@@ -186,26 +200,51 @@ impl Session {
         unique.sort_unstable();
         unique.dedup();
         let file_keys: Vec<FileKey> = unique.iter().map(|hash| FileKey::of(hash)).collect();
-        let Some(cache) = self.cache(&mut decision.cache_warnings) else {
+        let Some(settings) = self.settings.as_ref() else {
             return;
         };
-        let (answers, warnings) = cache.query(&file_keys);
+        let root = self.store_root.as_deref().unwrap_or(&settings.root);
+        let Some(cache) = open_cache(
+            &mut self.cache,
+            settings,
+            root,
+            &mut decision.cache_warnings,
+        ) else {
+            return;
+        };
+        let (mut answers, warnings) = cache.query(&file_keys);
         decision.cache_warnings.extend(warnings);
         let (complete, warnings) = cache.complete_files(&file_keys);
         decision.cache_warnings.extend(warnings);
+        let context = observed::Context { settings, root };
+        let unmet = self
+            .inputs
+            .unmet_sets(cache, &context, &answers, &mut decision.cache_warnings);
         let mut complete_by_hash = HashMap::new();
-        for ((hash, answer), complete) in unique.iter().zip(answers).zip(complete) {
+        for ((hash, answer), complete) in unique.iter().zip(answers.iter_mut()).zip(complete) {
+            let recorded = answer.len();
+            answer.retain(|pass| {
+                pass.requirements
+                    .as_ref()
+                    .is_none_or(|id| !unmet.contains(id))
+            });
             if answer.is_empty() {
                 continue;
             }
-            let passed: HashMap<NodeKey, Option<u64>> = answer
-                .into_iter()
-                .map(|test| (NodeKey::from_stored(test.node_id), test.duration_ms))
-                .collect();
-            self.known.passed.insert((*hash).clone(), passed);
-            if let Some(ids) = complete {
+            // A complete file is one all of whose recorded tests may be served.
+            if let Some(ids) = complete.filter(|_| answer.len() == recorded) {
                 complete_by_hash.insert(*hash, ids);
             }
+            let passed: HashMap<NodeKey, Option<u64>> = answer
+                .drain(..)
+                .map(|pass| {
+                    (
+                        NodeKey::from_stored(pass.test.node_id),
+                        pass.test.duration_ms,
+                    )
+                })
+                .collect();
+            self.known.passed.insert((*hash).clone(), passed);
         }
         for (part, hash) in hashed {
             let Some(passed) = self.known.passed.get(hash) else {
@@ -217,22 +256,6 @@ impl Session {
                 file.complete = complete_by_hash.get(hash).cloned();
             }
         }
-    }
-
-    /// The cache, opened on first use; its opening warnings go to `warnings`.
-    fn cache(&mut self, warnings: &mut Vec<String>) -> Option<&mut Cache> {
-        if self.cache.is_none() {
-            let settings = self.settings.as_ref()?;
-            let root = self.store_root.as_ref().unwrap_or(&settings.root);
-            let cache_settings = CacheSettings {
-                local: settings.local_store.then(|| root.join(LOCAL_STORE)),
-                server: settings.server.clone(),
-            };
-            let (cache, opened) = Cache::open(&cache_settings);
-            warnings.extend(opened);
-            self.cache = Some(cache);
-        }
-        self.cache.as_mut().filter(|cache| cache.has_layers())
     }
 
     /// Of `node_ids`, those that passed before under their file's current
@@ -254,47 +277,73 @@ impl Session {
         found
     }
 
-    /// Publishes this run's passes (node-id part -> node id -> duration ms)
-    /// and records `complete` files (node-id part -> every node id the file
-    /// produced) for the next run. Files without a hash are left out.
+    /// Publishes this run's passes (node-id part -> node id -> duration ms),
+    /// each with what its test was observed to read (when observed), and
+    /// records `complete` files (node-id part -> every node id the file
+    /// produced) for the next run. Files without a hash are left out, and so
+    /// is a test whose observed inputs cannot be established now.
     pub fn publish(
         &mut self,
         passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        observed: &BTreeMap<String, Observed>,
         complete: &BTreeMap<String, Vec<String>>,
         counts: OtherCounts,
     ) -> Result<Publication, SessionError> {
-        if self.settings.is_none() {
+        let Some(settings) = self.settings.clone() else {
             return Err(SessionError::WorkerOnly);
-        }
-        let mut by_key: BTreeMap<FileKey, Vec<PassedTest>> = BTreeMap::new();
+        };
+        let mut publication = Publication::default();
+        let root = self
+            .store_root
+            .clone()
+            .unwrap_or_else(|| settings.root.clone());
+        let context = observed::Context {
+            settings: &settings,
+            root: &root,
+        };
+        let mut batch = LocalBatch::default();
         for (part, tests) in passes {
             let Some(hash) = self.known.hashes.get(part) else {
                 continue;
             };
-            let entry = by_key.entry(FileKey::of(hash)).or_default();
-            entry.extend(tests.iter().map(|(node_id, duration_ms)| PassedTest {
-                node_id: NodeKey::of(node_id, hash).into_string(),
-                duration_ms: *duration_ms,
-            }));
+            let mut stored = Vec::with_capacity(tests.len());
+            for (node_id, duration_ms) in tests {
+                let requirements = match observed.get(node_id).filter(|o| !o.is_empty()) {
+                    None => None,
+                    Some(inputs) => match self.inputs.establish(&context, inputs, &mut batch) {
+                        Ok(id) => Some(id),
+                        Err(_) => continue, // an input is gone: the test runs next time
+                    },
+                };
+                let test = PassedTest {
+                    node_id: NodeKey::of(node_id, hash).into_string(),
+                    duration_ms: *duration_ms,
+                };
+                stored.push(StoredPass { test, requirements });
+            }
+            stored.sort_by(|a, b| a.test.node_id.cmp(&b.test.node_id));
+            batch
+                .passed
+                .entry(FileKey::of(hash).as_str().to_string())
+                .or_default()
+                .extend(stored);
         }
-        for tests in by_key.values_mut() {
-            tests.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        }
+        publication.warnings.extend(self.inputs.take_warnings());
         let complete: BTreeMap<FileKey, Vec<String>> = complete
             .iter()
             .filter_map(|(part, ids)| {
                 Some((FileKey::of(self.known.hashes.get(part)?), ids.clone()))
             })
             .collect();
-        let mut publication = Publication::default();
-        if by_key.is_empty() && complete.is_empty() {
+        if batch.passed.is_empty() && complete.is_empty() {
             return Ok(publication);
         }
-        let Some(cache) = self.cache(&mut publication.warnings) else {
+        let Some(cache) = open_cache(&mut self.cache, &settings, &root, &mut publication.warnings)
+        else {
             return Ok(publication);
         };
-        if !by_key.is_empty() {
-            let passed: usize = by_key.values().map(Vec::len).sum();
+        if !batch.passed.is_empty() {
+            let passed: usize = batch.passed.values().map(Vec::len).sum();
             let run_counts = RunCounts {
                 total_test_count: counts.total,
                 passed_test_count: passed as u64,
@@ -302,7 +351,7 @@ impl Session {
                 skipped_test_count: counts.skipped,
                 skipped_by_cache_test_count: counts.served,
             };
-            let (sent, warnings) = cache.publish(&by_key, run_counts);
+            let (sent, warnings) = cache.publish(&batch, run_counts);
             publication.published = if warnings.is_empty() { sent } else { 0 };
             publication.warnings.extend(warnings);
         }
@@ -311,6 +360,26 @@ impl Session {
             .extend(cache.record_complete_files(&complete));
         Ok(publication)
     }
+}
+
+/// The cache in `slot`, opened on first use with the local store below
+/// `root`; its opening warnings go to `warnings`. None without any layer.
+fn open_cache<'c>(
+    slot: &'c mut Option<Cache>,
+    settings: &SessionSettings,
+    root: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<&'c mut Cache> {
+    if slot.is_none() {
+        let cache_settings = CacheSettings {
+            local: settings.local_store.then(|| root.join(LOCAL_STORE)),
+            server: settings.server.clone(),
+        };
+        let (cache, opened) = Cache::open(&cache_settings);
+        warnings.extend(opened);
+        *slot = Some(cache);
+    }
+    slot.as_mut().filter(|cache| cache.has_layers())
 }
 
 /// `tests/test_a.py::TestX::test_y[1]` -> `tests/test_a.py`

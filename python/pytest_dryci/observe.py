@@ -1,0 +1,299 @@
+"""Observing what each test reads at run time, so that it joins the test's key.
+
+The static graph cannot see a data file whose name is computed, a module
+imported by a computed name, or an environment variable. While a test runs
+(setup, call, teardown), while a fixture is set up and while a collector
+collects (importing a test module, say), this module records:
+
+- files opened for reading (`open`, `os.open`, `io.open_code`: the `open`
+  audit event), unless the run itself wrote them or they lie under an
+  ignored path (see `default_ignored`);
+- directory listings (`os.listdir` and `os.scandir`, which `glob` and
+  `pathlib` use), except the import system's own;
+- modules named at run time: every `importlib.import_module` call (what
+  registries, plugin loaders and entry points use), also of a module
+  imported before; import statements are the static graph's;
+- environment variables read through `os.environ` (`os.getenv`,
+  `os.environ.get`, `[]`, `in`), with their value, except those pytest and
+  DryCI set themselves.
+
+A test's observed inputs are its own, those of every fixture it uses
+(whatever the fixture's scope, so a session fixture's reads count for every
+test that uses it) and those of the collectors above it (a file read while
+its module was imported counts for each of its tests). They travel on the
+teardown report, so pytest-xdist workers send them to the controller.
+
+Reads made by the import system (module sources and folders it lists) and
+by pytest, pluggy, pytest-xdist and DryCI themselves (the first caller
+outside the standard library decides) are not the test's.
+
+What it cannot see: reads by C code that bypasses Python's `open` and
+`os.environ` (C extensions, `getenv` in C, the C library's own files),
+iterating the whole environment, `__import__` with a computed name, reads
+by subprocesses, and state kept in memory from an earlier test (a
+module-level cache filled by another test).
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import os
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The audit events read here; every other event costs one set lookup.
+WATCHED_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+# Set by pytest, pytest-xdist and DryCI themselves: never outcome-relevant inputs.
+OWN_ENV_PREFIXES = ("PYTEST_", "DRYCI_")
+IMPORT_SYSTEM_FILES = ("<frozen importlib._bootstrap", "<frozen zipimport>")
+STANDARD_LIBRARY = (os.path.join(sysconfig.get_paths()["stdlib"], ""), "<frozen ")
+# os.open flags that make an open a write.
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+REPORT_ATTRIBUTE = "dryci_observed"
+
+
+@dataclass
+class Reads:
+    """What one window (a test, a fixture, a collector) read."""
+
+    files: set[str] = field(default_factory=set)
+    listings: set[str] = field(default_factory=set)
+    modules: set[str] = field(default_factory=set)
+    # name -> value when first read (None: not set)
+    env: dict[str, str | None] = field(default_factory=dict)
+
+    def update(self, other: Reads) -> None:
+        self.files |= other.files
+        self.listings |= other.listings
+        self.modules |= other.modules
+        for name, value in other.env.items():
+            self.env.setdefault(name, value)
+
+
+def default_ignored(rootpath: Path) -> list[str]:
+    """Paths whose reads are not inputs: the system's pseudo-files, the
+    interpreter and its installed packages (the environment fingerprint
+    covers them), pytest's temporary folders, and the caches of pytest and
+    DryCI. (An ignored folder that holds the rootdir ignores nothing in it.)"""
+    ignored = ["/proc", "/dev", "/sys", "/run", _pytest_temp_root()]
+    ignored += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    ignored += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
+    ignored += [str(rootpath / name) for name in (".dryci", ".pytest_cache")]
+    return sorted({os.path.normpath(p) for p in ignored if p})
+
+
+def _pytest_temp_root() -> str:
+    """Where pytest makes `tmp_path` folders by default: <temp>/pytest-of-<user>."""
+    try:
+        user = getpass.getuser()
+    except (ImportError, KeyError, OSError):
+        user = "unknown"
+    return os.path.join(tempfile.gettempdir(), f"pytest-of-{user}")
+
+
+class Observer:
+    """Routes the reads of the running window into its `Reads`. One per
+    process: an audit hook cannot be removed, so after `close` it only
+    returns at once."""
+
+    def __init__(self, root: str, ignored: list[str]) -> None:
+        self.root = os.path.join(root, "")
+        self.ignored = tuple(os.path.join(p, "") for p in ignored) + tuple(ignored)
+        # Inside the rootdir only what is ignored inside it counts (a virtualenv
+        # there, say), not a folder above it (pytest's temporary one, say).
+        self.ignored_in_root = tuple(p for p in self.ignored if p.startswith(self.root))
+        self.machinery = _machinery_folders()
+        self.stack: list[Reads] = []
+        self.written: set[str] = set()
+        self.open = False
+        self._environ_getitem = None
+        self._import_module = None
+
+    # -- installing --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.open = True
+        sys.addaudithook(self._on_event)
+        environ_class = type(os.environ)
+        original_getitem = environ_class.__getitem__
+        observer = self
+
+        def getitem(environ, key):
+            try:
+                value = original_getitem(environ, key)
+            except KeyError:
+                if observer.stack:
+                    observer._env_read(environ, key, None)
+                raise
+            if observer.stack:
+                observer._env_read(environ, key, value)
+            return value
+
+        self._environ_getitem = original_getitem
+        environ_class.__getitem__ = getitem
+        original_import_module = importlib.import_module
+
+        def import_module(name, package=None):
+            module = original_import_module(name, package)
+            if observer.stack and observer._by_the_test(2):
+                observer.stack[-1].modules.add(module.__name__)
+            return module
+
+        self._import_module = original_import_module
+        importlib.import_module = import_module
+
+    def close(self) -> None:
+        self.open = False
+        self.stack.clear()
+        if self._environ_getitem is not None:
+            type(os.environ).__getitem__ = self._environ_getitem
+        if self._import_module is not None:
+            importlib.import_module = self._import_module
+
+    # -- windows ---------------------------------------------------------------------
+
+    def push(self) -> Reads:
+        reads = Reads()
+        self.stack.append(reads)
+        return reads
+
+    def pop(self, reads: Reads) -> None:
+        if self.stack and self.stack[-1] is reads:
+            self.stack.pop()
+
+    # -- events ------------------------------------------------------------------------
+
+    def _on_event(self, event: str, args: tuple) -> None:
+        if event not in WATCHED_EVENTS or not self.open:
+            return
+        if event == "open":
+            self._on_open(args)
+            return
+        if not self.stack or not self._by_the_test(2):  # os.listdir, os.scandir
+            return
+        path = self._path(args[0] if args else None)
+        if path is not None and not self._is_ignored(path):
+            self.stack[-1].listings.add(path)
+
+    def _on_open(self, args: tuple) -> None:
+        path_arg, mode, flags = args
+        path = self._path(path_arg)
+        if path is None:
+            return
+        writes = (
+            any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & WRITE_FLAGS)
+        )
+        if writes:
+            self.written.add(path)
+        elif (
+            self.stack
+            and not self._is_ignored(path)
+            and "__pycache__" not in path
+            and self._by_the_test(3)
+        ):
+            self.stack[-1].files.add(path)
+
+    def _env_read(self, environ, key, value) -> None:
+        if (
+            self.open
+            and environ is os.environ
+            and isinstance(key, str)
+            and not key.startswith(OWN_ENV_PREFIXES)
+            and self._by_the_test(3)
+        ):
+            self.stack[-1].env.setdefault(key, value)
+
+    def _by_the_test(self, depth: int) -> bool:
+        """Whether the read being audited, made by the function `depth`
+        frames above this one (0), is the code under test's: not the import system's, nor that of
+        pytest's machinery (the first caller outside the standard library)."""
+        try:
+            frame = sys._getframe(depth)
+        except ValueError:
+            return True
+        if frame.f_code.co_filename.startswith(IMPORT_SYSTEM_FILES):
+            return False
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not filename.startswith(STANDARD_LIBRARY):
+                return not filename.startswith(self.machinery)
+            frame = frame.f_back
+        return True
+
+    def _path(self, arg) -> str | None:
+        if isinstance(arg, int) or arg is None:
+            return None if isinstance(arg, int) else os.getcwd()
+        try:
+            text = os.fsdecode(arg)
+        except (TypeError, ValueError):
+            return None
+        return os.path.normpath(os.path.join(os.getcwd(), text))
+
+    def _is_ignored(self, path: str) -> bool:
+        if path.startswith(self.root):
+            return path.startswith(self.ignored_in_root)
+        return path.startswith(self.ignored)
+
+    # -- results ------------------------------------------------------------------------
+
+    def inputs(self, reads: Reads) -> dict:
+        """`reads` as a report attribute: only files that exist and that the
+        run did not write, and modules by their file (built-ins have none)."""
+        files = sorted(p for p in reads.files if p not in self.written and os.path.isfile(p))
+        modules = set()
+        for name in reads.modules:
+            module_file = getattr(sys.modules.get(name), "__file__", None)
+            if module_file and not self._is_ignored(os.path.normpath(module_file)):
+                modules.add(os.path.normpath(module_file))
+        return {
+            "files": files,
+            "listings": sorted(reads.listings - self.written),
+            "modules": sorted(modules),
+            "env": dict(sorted(reads.env.items())),
+        }
+
+
+def _machinery_folders() -> tuple[str, ...]:
+    """The folders of pytest, pluggy, pytest-xdist, execnet and DryCI."""
+    folders = []
+    for name in ("_pytest", "pytest", "pluggy", "xdist", "execnet", "pytest_dryci"):
+        module = sys.modules.get(name)
+        module_file = getattr(module, "__file__", None)
+        if module_file:
+            folders.append(os.path.join(os.path.dirname(module_file), ""))
+    return tuple(folders)
+
+
+class Attribution:
+    """Which window a read belongs to, and a test's inputs: its own reads,
+    its fixtures' and its collectors'."""
+
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+        self.collectors: dict[str, Reads] = {}
+        # FixtureDef -> everything its setups read (a definition lives all session)
+        self.fixtures: dict[object, Reads] = {}
+        self.tests: dict[str, Reads] = {}
+
+    def test_inputs(self, item) -> dict:
+        """The report attribute for `item` (called at its teardown report)."""
+        reads = Reads()
+        own = self.tests.get(item.nodeid)
+        if own is not None:
+            reads.update(own)
+        for node in item.listchain():
+            collected = self.collectors.get(node.nodeid)
+            if collected is not None:
+                reads.update(collected)
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        definitions = getattr(fixture_info, "name2fixturedefs", {})
+        for name in getattr(item, "fixturenames", ()):
+            for fixturedef in definitions.get(name, ()):
+                fixture_reads = self.fixtures.get(fixturedef)
+                if fixture_reads is not None:
+                    reads.update(fixture_reads)
+        return self.observer.inputs(reads)

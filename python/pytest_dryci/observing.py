@@ -1,0 +1,57 @@
+"""The pytest hooks that open and close observation windows (`observe`):
+a test's protocol, a fixture's setup, a test file's collection. Workers
+observe too; what a test read travels on its teardown report."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_dryci.observe import REPORT_ATTRIBUTE, Attribution, Observer, Reads
+
+
+class ObservingPlugin:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+        self.attribution = Attribution(observer)
+
+    def _close(self, reads: Reads, into: dict, key) -> None:
+        self.observer.pop(reads)
+        into.setdefault(key, Reads()).update(reads)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector):
+        # Only test files: a folder's collection is pytest's own walk.
+        if not isinstance(collector, pytest.File):
+            return (yield)
+        reads = self.observer.push()
+        try:
+            return (yield)
+        finally:
+            self._close(reads, self.attribution.collectors, collector.nodeid)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        reads = self.observer.push()
+        try:
+            return (yield)
+        finally:
+            self._close(reads, self.attribution.fixtures, fixturedef)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
+        # Live while the test runs: its teardown report reads it.
+        self.attribution.tests[item.nodeid] = self.observer.push()
+        try:
+            return (yield)
+        finally:
+            self.observer.pop(self.attribution.tests.pop(item.nodeid))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        report = yield
+        if call.when == "teardown":
+            setattr(report, REPORT_ATTRIBUTE, self.attribution.test_inputs(item))
+        return report
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.observer.close()

@@ -1,0 +1,234 @@
+"""What a test reads at run time joins its key, with no configuration: a
+data file whose name is computed, a folder's listing, a module imported by
+a computed name, an environment variable. Each in both directions: the
+change makes the test run (and fail), an unrelated change leaves it served."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import summary
+
+# No repo_dagger.yaml: nothing names the data files, the graph cannot see them.
+PROJECT = {
+    "pkg/__init__.py": "",
+    "pkg/formats/__init__.py": "",
+    "pkg/formats/csv.py": "SEPARATOR = ','\n",
+    "pkg/formats/tsv.py": "SEPARATOR = '\\t'\n",
+    "pkg/registry.py": (
+        "import importlib\n"
+        "def load(kind):\n"
+        "    return importlib.import_module(__name__.rsplit('.', 1)[0] + '.formats.' + kind)\n"
+    ),
+    "tests/res/greeting.txt": "hello\n",
+    "tests/templates/a.tpl": "",
+    "tests/test_file.py": (
+        "from pathlib import Path\n"
+        "def test_reads_a_computed_name():\n"
+        "    name = 'greet' + 'ing'\n"
+        "    assert (Path(__file__).parent / 'res' / (name + '.txt')).read_text() == 'hello\\n'\n"
+    ),
+    "tests/test_listing.py": (
+        "import os\n"
+        "def test_counts_templates():\n"
+        "    assert len(os.listdir(os.path.join(os.path.dirname(__file__), 'templates'))) == 1\n"
+    ),
+    "tests/test_module.py": (
+        "from pkg.registry import load\n"
+        "def test_csv_format():\n"
+        "    assert load('csv').SEPARATOR == ','\n"
+    ),
+    "tests/test_env.py": (
+        "import os\ndef test_mode():\n    assert os.getenv('APP_MODE', 'dev') == 'dev'\n"
+    ),
+    "tests/test_static.py": "def test_nothing_read():\n    assert True\n",
+}
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    for path, text in PROJECT.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return pytester
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider", "-rA", *args)
+
+
+def ran(result: pytest.RunResult) -> set[str]:
+    """Node ids that ran (passed or failed) rather than being served."""
+    lines = result.stdout.lines
+    return {
+        line.split(" ", 1)[1].split(" - ")[0]
+        for line in lines
+        if line.startswith(("PASSED ", "FAILED "))
+    }
+
+
+def edit(project: pytest.Pytester, path: str, text: str) -> None:
+    (project.path / path).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("change", "test"),
+    [
+        # a data file whose name is computed at run time
+        (lambda p: edit(p, "tests/res/greeting.txt", "bye\n"), "tests/test_file.py::"),
+        # a file added to a folder the test lists
+        (lambda p: edit(p, "tests/templates/b.tpl", ""), "tests/test_listing.py::"),
+        # a module loaded by a computed name
+        (
+            lambda p: edit(p, "pkg/formats/csv.py", "SEPARATOR = ';'\n"),
+            "tests/test_module.py::",
+        ),
+    ],
+    ids=["file", "listing", "module"],
+)
+def test_a_changed_input_runs_its_test_and_only_it(project, change, test):
+    run(project).assert_outcomes(passed=5)
+    assert summary(run(project))["cached"] == 5
+    change(project)
+    result = run(project)
+    result.assert_outcomes(failed=1, skipped=4)
+    assert {n.split("::")[0] + "::" for n in ran(result)} == {test}
+
+
+def test_a_changed_environment_variable_runs_its_test(project, monkeypatch):
+    monkeypatch.setenv("APP_MODE", "dev")
+    run(project).assert_outcomes(passed=5)
+    monkeypatch.setenv("APP_MODE", "prod")
+    result = run(project)
+    result.assert_outcomes(failed=1, skipped=4)
+    assert ran(result) == {"tests/test_env.py::test_mode"}
+    monkeypatch.setenv("APP_MODE", "dev")
+    run(project).assert_outcomes(skipped=5)  # the value it passed with
+
+
+def test_an_unrelated_change_leaves_every_test_served(project, monkeypatch):
+    run(project).assert_outcomes(passed=5)
+    edit(project, "pkg/formats/tsv.py", "SEPARATOR = '|'\n")  # never loaded
+    edit(project, "tests/res/other.txt", "not read\n")  # res/ is never listed
+    monkeypatch.setenv("SOME_UNREAD_VARIABLE", "1")
+    run(project).assert_outcomes(skipped=5)
+
+
+def test_files_the_run_writes_and_tmp_path_are_not_inputs(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_writes=(
+            "from pathlib import Path\n"
+            "def test_writes_then_reads(tmp_path):\n"
+            "    out = Path(__file__).parent / 'out.txt'\n"
+            "    out.write_text('x')\n"
+            "    assert out.read_text() == 'x'\n"
+            "    (tmp_path / 'scratch').write_text('y')\n"
+            "    assert (tmp_path / 'scratch').read_text() == 'y'\n"
+            "    assert len(list(tmp_path.iterdir())) == 1\n"
+        )
+    )
+    run(pytester).assert_outcomes(passed=1)
+    # out.txt was written by the run: not an input, so it is served although it differs now.
+    (pytester.path / "out.txt").write_text("changed")
+    run(pytester).assert_outcomes(skipped=1)
+
+
+def test_a_file_read_while_collecting_counts_for_every_test_of_the_file(
+    pytester: pytest.Pytester,
+):
+    pytester.makepyfile(
+        test_cases=(
+            "import json, pathlib\n"
+            "import pytest\n"
+            "CASES = json.loads((pathlib.Path(__file__).parent / 'cases.json').read_text())\n"
+            "@pytest.mark.parametrize('case', range(2))\n"
+            "def test_case(case):\n"
+            "    assert CASES[case] == case\n"
+        ),
+        test_other="def test_other():\n    assert True\n",
+    )
+    (pytester.path / "cases.json").write_text("[0, 1]")
+    run(pytester).assert_outcomes(passed=3)
+    (pytester.path / "cases.json").write_text("[0, 2]")
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    assert ran(result) == {"test_cases.py::test_case[0]", "test_cases.py::test_case[1]"}
+
+
+def test_a_session_fixtures_read_counts_for_every_test_using_it(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        "import pathlib, pytest\n"
+        "@pytest.fixture(scope='session')\n"
+        "def settings():\n"
+        "    return (pathlib.Path(__file__).parent / 'settings.ini').read_text()\n"
+    )
+    pytester.makepyfile(
+        test_a="def test_a(settings):\n    assert settings == 'on'\n",
+        test_b="def test_b(settings):\n    assert settings == 'on'\n",
+        test_c="def test_c():\n    assert True\n",
+    )
+    (pytester.path / "settings.ini").write_text("on")
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
+    (pytester.path / "settings.ini").write_text("off")
+    result = run(pytester)
+    result.assert_outcomes(failed=2, skipped=1)
+    assert ran(result) == {"test_a.py::test_a", "test_b.py::test_b"}
+
+
+def test_xdist_workers_observe_and_the_controller_publishes(project):
+    run(project, "-n", "2").assert_outcomes(passed=5)
+    run(project, "-n", "2").assert_outcomes(skipped=5)
+    edit(project, "tests/res/greeting.txt", "bye\n")
+    result = run(project, "-n", "2")
+    result.assert_outcomes(failed=1, skipped=4)
+    assert ran(result) == {"tests/test_file.py::test_reads_a_computed_name"}
+
+
+def test_observation_off_keeps_static_keys(project):
+    (project.path / "pytest.ini").write_text("[pytest]\ndryci_observe = false\n")
+    run(project).assert_outcomes(passed=5)
+    edit(project, "tests/res/greeting.txt", "bye\n")
+    # Without observation the graph cannot see the data file: served, as before.
+    run(project).assert_outcomes(skipped=5)
+
+
+def test_pytests_own_variables_are_not_inputs(project, monkeypatch):
+    run(project).assert_outcomes(passed=5)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-q")  # pytest reads it; no test does
+    monkeypatch.setenv("PY_COLORS", "0")
+    run(project).assert_outcomes(skipped=5)
+
+
+def test_an_ignored_path_is_not_an_input(project):
+    (project.path / "pytest.ini").write_text("[pytest]\ndryci_observe_ignore = tests/res\n")
+    run(project).assert_outcomes(passed=5)
+    edit(project, "tests/res/greeting.txt", "bye\n")
+    run(project).assert_outcomes(skipped=5)
+
+
+def test_observation_that_cannot_start_degrades_to_static_keys(project):
+    (project.path / "conftest.py").write_text(
+        "import sys\n"
+        "def refuse(hook):\n"
+        "    raise RuntimeError('audit hooks are locked')\n"
+        "sys.addaudithook = refuse\n"
+    )
+    result = run(project)
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*dryci: degraded: cannot observe*audit hooks are locked*"])
+    assert summary(result)["published"] == 5
+    run(project).assert_outcomes(skipped=5)
+
+
+def test_a_corrupt_requirement_set_is_ignored_and_its_tests_run(project):
+    import sqlite3
+
+    run(project).assert_outcomes(passed=5)
+    store = sqlite3.connect(project.path / ".dryci/results-v2.sqlite")
+    with store:
+        store.execute("UPDATE requirement_sets SET body = x'00ff'")
+    store.close()
+    result = run(project)
+    # The four tests that read something run; the one that read nothing is served.
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.fnmatch_lines(["*dryci: degraded:*requirement sets could not be read*"])
