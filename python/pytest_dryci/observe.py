@@ -15,7 +15,11 @@ collects (importing a test module, say), this module records:
   imported before; import statements are the static graph's;
 - environment variables read through `os.environ` (`os.getenv`,
   `os.environ.get`, `[]`, `in`), with their value, except those pytest and
-  DryCI set themselves.
+  DryCI set themselves;
+- subprocesses started (`subprocess`, `os.system`, `os.exec*`,
+  `os.posix_spawn`): the executable is a file input, and the start is
+  reported; network connections (`socket.connect`) are reported. Whether a
+  test that did either may be served is a policy (`Policy`).
 
 A test's observed inputs are its own, those of every fixture it uses
 (whatever the fixture's scope, so a session fixture's reads count for every
@@ -39,6 +43,7 @@ from __future__ import annotations
 import getpass
 import importlib
 import os
+import shutil
 import sys
 import sysconfig
 import tempfile
@@ -46,7 +51,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The audit events read here; every other event costs one set lookup.
-WATCHED_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+WATCHED_EVENTS = frozenset(
+    {
+        "open",
+        "os.listdir",
+        "os.scandir",
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "socket.connect",
+    }
+)
+SUBPROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
+)
 # Set by pytest, pytest-xdist and DryCI themselves: never outcome-relevant inputs.
 OWN_ENV_PREFIXES = ("PYTEST_", "DRYCI_")
 IMPORT_SYSTEM_FILES = ("<frozen importlib._bootstrap", "<frozen zipimport>")
@@ -65,11 +85,16 @@ class Reads:
     modules: set[str] = field(default_factory=set)
     # name -> value when first read (None: not set)
     env: dict[str, str | None] = field(default_factory=dict)
+    # executables (resolved paths, or the command as given) and "host:port"s
+    subprocesses: set[str] = field(default_factory=set)
+    network: set[str] = field(default_factory=set)
 
     def update(self, other: Reads) -> None:
         self.files |= other.files
         self.listings |= other.listings
         self.modules |= other.modules
+        self.subprocesses |= other.subprocesses
+        self.network |= other.network
         for name, value in other.env.items():
             self.env.setdefault(name, value)
 
@@ -173,11 +198,16 @@ class Observer:
         if event == "open":
             self._on_open(args)
             return
-        if not self.stack or not self._by_the_test(2):  # os.listdir, os.scandir
+        if not self.stack or not self._by_the_test(2):
             return
-        path = self._path(args[0] if args else None)
-        if path is not None and not self._is_ignored(path):
-            self.stack[-1].listings.add(path)
+        if event in SUBPROCESS_EVENTS:
+            self.stack[-1].subprocesses.add(_executable(event, args))
+        elif event == "socket.connect":
+            self.stack[-1].network.add(_address(args[1] if len(args) > 1 else None))
+        else:  # os.listdir, os.scandir
+            path = self._path(args[0] if args else None)
+            if path is not None and not self._is_ignored(path):
+                self.stack[-1].listings.add(path)
 
     def _on_open(self, args: tuple) -> None:
         path_arg, mode, flags = args
@@ -242,8 +272,11 @@ class Observer:
 
     def inputs(self, reads: Reads) -> dict:
         """`reads` as a report attribute: only files that exist and that the
-        run did not write, and modules by their file (built-ins have none)."""
-        files = sorted(p for p in reads.files if p not in self.written and os.path.isfile(p))
+        run did not write, executables among them, and modules by their file
+        (built-ins have none)."""
+        executables = {p for p in reads.subprocesses if os.path.isabs(p)}
+        candidates = (reads.files | executables) - self.written
+        files = sorted(p for p in candidates if not self._is_ignored(p) and os.path.isfile(p))
         modules = set()
         for name in reads.modules:
             module_file = getattr(sys.modules.get(name), "__file__", None)
@@ -254,7 +287,35 @@ class Observer:
             "listings": sorted(reads.listings - self.written),
             "modules": sorted(modules),
             "env": dict(sorted(reads.env.items())),
+            "subprocesses": sorted(reads.subprocesses),
+            "network": sorted(reads.network),
         }
+
+
+def _executable(event: str, args: tuple) -> str:
+    """The program a subprocess event starts: a resolved path when it can be
+    found, else the command as given."""
+    if event == "subprocess.Popen":
+        executable, argv = args[0], args[1]
+        if executable is None and argv:
+            argv = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv)
+            executable = argv[0] if argv else None
+    elif event == "os.system":
+        command = os.fsdecode(args[0]) if args else ""
+        executable = command.split()[0] if command.split() else command
+    else:  # os.exec, os.posix_spawn, os.spawn: (path, argv, env) or (mode, path, ...)
+        executable = next((a for a in args if isinstance(a, (str, bytes, os.PathLike))), None)
+    if executable is None:
+        return "?"
+    text = os.fsdecode(executable)
+    found = shutil.which(text) if not os.path.isabs(text) else text
+    return os.path.normpath(found) if found else text
+
+
+def _address(address) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 def _machinery_folders() -> tuple[str, ...]:

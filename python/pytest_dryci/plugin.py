@@ -69,6 +69,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "site-packages, /proc, /dev, /sys, /run)",
     )
     parser.addini(
+        "dryci_serve_subprocess",
+        type="bool",
+        default=True,
+        help="serve from the cache a test that started a subprocess (its executable is an input)",
+    )
+    parser.addini(
+        "dryci_serve_network",
+        type="bool",
+        default=True,
+        help="serve from the cache a test that opened a network connection",
+    )
+    parser.addini(
         "dryci_hash_environment",
         type="bool",
         default=True,

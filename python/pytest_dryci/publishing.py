@@ -19,8 +19,10 @@ from pytest_dryci.settings import Degradations
 class RunRecord:
     """What the controller saw of this run."""
 
-    def __init__(self, observing: bool) -> None:
+    def __init__(self, observing: bool, serve_subprocess: bool, serve_network: bool) -> None:
         self.observing = observing
+        # which observed kinds of test may be published, so served next time
+        self.servable = {"subprocesses": serve_subprocess, "network": serve_network}
         self.tracker = OutcomeTracker()
         # node id -> what the test read at run time (its teardown report says)
         self.observed: dict[str, dict] = {}
@@ -50,8 +52,19 @@ class RunRecord:
         observing, only those whose inputs were observed."""
         publishable = self.tracker.publishable()
         if self.observing:
-            publishable = {n: s for n, s in publishable.items() if n in self.observed}
+            publishable = {
+                n: s for n, s in publishable.items() if n in self.observed and self.servable_test(n)
+            }
         return publishable
+
+    def servable_test(self, nodeid: str) -> bool:
+        observed = self.observed[nodeid]
+        return all(allowed or not observed.get(kind) for kind, allowed in self.servable.items())
+
+    def started(self, kind: str) -> int:
+        """How many tests that ran started a subprocess ("subprocesses") or
+        connected to the network ("network")."""
+        return sum(bool(observed.get(kind)) for observed in self.observed.values())
 
     def served_count(self) -> int:
         return sum(len(node_ids) for node_ids in self.served_files.values())

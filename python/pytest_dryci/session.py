@@ -45,7 +45,11 @@ class DryciSession:
         self.parts = NodeIdParts(config.rootpath)
         self.explicit_files = explicit_files(config, self.parts)
         self.serve_whole_files = may_serve_whole_files(config, self.settings)
-        self.record = RunRecord(observing=self.start_observing())
+        self.record = RunRecord(
+            observing=self.start_observing(),
+            serve_subprocess=self.settings.serve_subprocess,
+            serve_network=self.settings.serve_network,
+        )
         self.published: int | None = None
 
     def start_observing(self) -> bool:

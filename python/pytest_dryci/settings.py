@@ -37,6 +37,9 @@ class Settings:
     # observe what each test reads at run time (`observe`)
     observe: bool
     observe_ignore: list[str]
+    # whether a test that started a subprocess, or connected to the network, may be served
+    serve_subprocess: bool
+    serve_network: bool
     server: str | None
     token: str | None
     timeout: float
@@ -55,6 +58,8 @@ class Settings:
             skip_collection=config.getini("dryci_skip_collection"),
             observe=config.getini("dryci_observe"),
             observe_ignore=list(config.getini("dryci_observe_ignore")),
+            serve_subprocess=config.getini("dryci_serve_subprocess"),
+            serve_network=config.getini("dryci_serve_network"),
             server=os.environ.get("DRYCI_SERVER") or None,
             token=os.environ.get("DRYCI_TOKEN") or None,
             timeout=_timeout(degradations),

@@ -48,6 +48,13 @@ def write_summary(
         write("dryci: nothing published (--dryci-no-publish)")
     else:
         write(f"dryci: {published} passes published")
+    subprocesses, network = record.started("subprocesses"), record.started("network")
+    if subprocesses or network:
+        write(
+            f"dryci: {subprocesses} tests started subprocesses, {network} connected to the "
+            "network (ini dryci_serve_subprocess and dryci_serve_network say whether "
+            "they may be served)"
+        )
     if decisions.unhashed:
         sample = "; ".join(f"{p}: {why}" for p, why in sorted(decisions.unhashed.items())[:3])
         write(f"dryci: {len(decisions.unhashed)} test files could not be hashed and ran: {sample}")

@@ -232,3 +232,54 @@ def test_a_corrupt_requirement_set_is_ignored_and_its_tests_run(project):
     # The four tests that read something run; the one that read nothing is served.
     result.assert_outcomes(passed=4, skipped=1)
     result.stdout.fnmatch_lines(["*dryci: degraded:*requirement sets could not be read*"])
+
+
+SUBPROCESS_AND_NETWORK = {
+    "tool.sh": "#!/bin/sh\necho 1\n",
+    "test_tools.py": (
+        "import os, socket, subprocess\n"
+        "def test_runs_a_tool():\n"
+        "    tool = os.path.join(os.path.dirname(__file__), 'tool.sh')\n"
+        "    assert subprocess.run([tool], capture_output=True, text=True).stdout == '1\\n'\n"
+        "def test_connects():\n"
+        "    with socket.socket() as s:\n"
+        "        s.settimeout(0.2)\n"
+        "        try:\n"
+        "            s.connect(('127.0.0.1', 9))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "def test_neither():\n"
+        "    assert True\n"
+    ),
+}
+
+
+def write_tools(pytester: pytest.Pytester) -> None:
+    for name, text in SUBPROCESS_AND_NETWORK.items():
+        (pytester.path / name).write_text(text)
+    (pytester.path / "tool.sh").chmod(0o755)
+
+
+def test_a_subprocess_executable_is_an_input_and_both_are_reported(pytester: pytest.Pytester):
+    write_tools(pytester)
+    result = run(pytester)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["dryci: 1 tests started subprocesses, 1 connected to the network*"]
+    )
+    run(pytester).assert_outcomes(skipped=3)  # by default both may be served
+    (pytester.path / "tool.sh").write_text("#!/bin/sh\necho 2\n")
+    result = run(pytester)
+    result.assert_outcomes(failed=1, skipped=2)
+    assert ran(result) == {"test_tools.py::test_runs_a_tool"}
+
+
+def test_a_policy_keeps_subprocess_and_network_tests_running(pytester: pytest.Pytester):
+    write_tools(pytester)
+    (pytester.path / "pytest.ini").write_text(
+        "[pytest]\ndryci_serve_subprocess = false\ndryci_serve_network = false\n"
+    )
+    run(pytester).assert_outcomes(passed=3)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, skipped=1)
+    assert ran(result) == {"test_tools.py::test_runs_a_tool", "test_tools.py::test_connects"}
