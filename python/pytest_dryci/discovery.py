@@ -52,6 +52,11 @@ class NodeIdParts:
             return None
         return rel.replace(os.sep, "/")
 
+    def shown(self, path: str) -> str:
+        """`path` relative to the rootdir when inside it, else as given."""
+        part = self.of(path)
+        return part if part is not None else path
+
 
 def explicit_files(config: pytest.Config, parts: NodeIdParts) -> set[str]:
     """Files named on the command line: pytest collects them even when ignored."""

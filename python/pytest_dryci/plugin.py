@@ -45,6 +45,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="do not hash the installed Python distributions into the cache key",
     )
+    group.addoption(
+        "--dryci-observed",
+        metavar="PATH",
+        default=None,
+        help="write a JSON report of what tests read at run time outside their static "
+        "dependency graph (files, listings, modules, variables, subprocesses, network), "
+        "with the path_rules that would make file inputs static",
+    )
     parser.addini("dryci", type="bool", default=False, help="turn DryCI on (like --dryci)")
     parser.addini("dryci_config", default="", help="DryCI rules file (like --dryci-config)")
     parser.addini(

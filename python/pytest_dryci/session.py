@@ -21,6 +21,7 @@ import pytest
 from pytest_dryci.collection import ServedFile, report_served, settle_garbage
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import NodeIdParts, discover_test_files, explicit_files, file_part
+from pytest_dryci.hermeticity import write_report
 from pytest_dryci.observe import Observer, default_ignored
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
@@ -197,11 +198,10 @@ class DryciSession:
     # -- reporting --------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.workerinput is None:
-            write_summary(
-                terminalreporter.write_line,
-                self.record,
-                self.decisions,
-                self.degradations,
-                self.published,
-            )
+        if self.workerinput is not None:
+            return
+        write = terminalreporter.write_line
+        write_summary(write, self.record, self.decisions, self.degradations, self.published)
+        report_path = self.config.getoption("dryci_observed")
+        if report_path:
+            write_report(report_path, self.record, self.decisions, self.parts, write)

@@ -264,6 +264,17 @@ impl Session {
             warnings: publication.warnings,
         })
     }
+
+    /// For each test file (node-id part -> paths its tests read), the paths
+    /// its static dependency graph does not hold (one full analysis).
+    fn outside_static_graph(
+        &self,
+        py: Python<'_>,
+        observed: BTreeMap<String, Vec<String>>,
+    ) -> PyResult<BTreeMap<String, Vec<String>>> {
+        py.detach(|| self.lock().outside_static_graph(&observed))
+            .map_err(|e| session_error(py, e))
+    }
 }
 
 /// Runs the `dryci` command line with `argv` (program name first); returns the exit code.

@@ -20,14 +20,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{dependency_hashes, AnalysisError, Request, StateCacheMode};
+use crate::analysis::{analyze, dependency_hashes, AnalysisError, Request, StateCacheMode};
 use crate::cache::keys::{FileKey, NodeKey};
 use crate::cache::local::{LocalBatch, StoredPass};
 use crate::cache::{Cache, CacheSettings};
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
-use crate::requirements::Observed;
+use crate::requirements::{stored_path, Observed};
 
 mod observed;
 
@@ -359,6 +359,43 @@ impl Session {
             .warnings
             .extend(cache.record_complete_files(&complete));
         Ok(publication)
+    }
+}
+
+impl Session {
+    /// For each test file (node-id part -> paths its tests were observed to
+    /// read, absolute), those of the paths its static closure does not hold.
+    /// One full analysis: for reports, not for every run.
+    pub fn outside_static_graph(
+        &self,
+        observed: &BTreeMap<String, Vec<String>>,
+    ) -> Result<BTreeMap<String, Vec<String>>, SessionError> {
+        let settings = self.settings.as_ref().ok_or(SessionError::WorkerOnly)?;
+        let parts: Vec<&String> = observed.keys().collect();
+        let request = Request {
+            root: settings.root.clone(),
+            config_path: settings.config_path.clone(),
+            inputs: Some(parts.iter().map(|part| settings.root.join(part)).collect()),
+            salt: settings.salt.clone(),
+            state_cache: settings.state_cache.clone(),
+        };
+        let analysis = analyze(&request)?;
+        let root = analysis.config.root.clone();
+        let mut outside = BTreeMap::new();
+        for (part, input) in parts.into_iter().zip(&analysis.inputs) {
+            let closure: std::collections::HashSet<&str> = analysis
+                .closure(input)
+                .into_iter()
+                .map(|node| analysis.graph.path(node))
+                .collect();
+            let paths: Vec<String> = observed[part]
+                .iter()
+                .filter(|path| !closure.contains(stored_path(&root, path).as_str()))
+                .cloned()
+                .collect();
+            outside.insert(part.clone(), paths);
+        }
+        Ok(outside)
     }
 }
 

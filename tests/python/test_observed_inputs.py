@@ -283,3 +283,43 @@ def test_a_policy_keeps_subprocess_and_network_tests_running(pytester: pytest.Py
     result = run(pytester)
     result.assert_outcomes(passed=2, skipped=1)
     assert ran(result) == {"test_tools.py::test_runs_a_tool", "test_tools.py::test_connects"}
+
+
+def test_the_hermeticity_report_names_what_the_graph_misses(project):
+    import json
+
+    result = run(project, "--dryci-observed", "observed.json")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["dryci: 4 test files read inputs outside their static graph*"])
+    report = json.loads((project.path / "observed.json").read_text())
+    rows = {row["test_file"]: row for row in report["test_files"]}
+    assert set(rows) == {
+        "tests/test_file.py",
+        "tests/test_listing.py",
+        "tests/test_module.py",
+        "tests/test_env.py",
+    }
+    assert rows["tests/test_file.py"]["files"] == ["tests/res/greeting.txt"]
+    assert rows["tests/test_file.py"]["path_rule"] == {
+        "tests/test_file.py": {"visit": ["tests/res/greeting.txt"]}
+    }
+    assert rows["tests/test_listing.py"]["listings"] == ["tests/templates"]
+    assert rows["tests/test_module.py"]["modules"] == ["pkg/formats/csv.py"]
+    assert rows["tests/test_env.py"]["environment"] == ["APP_MODE"]
+    assert rows["tests/test_env.py"]["path_rule"] is None
+
+
+def test_an_input_the_graph_holds_is_not_reported(project):
+    import json
+
+    # The suggested rule, applied: the data file is now a static dependency.
+    (project.path / "repo_dagger.yaml").write_text(
+        "path_rules:\n"
+        "  '**/*.py':\n"
+        "    visit_imported_python_modules: true\n"
+        "  'tests/test_file.py':\n"
+        "    visit: tests/res/greeting.txt\n"
+    )
+    run(project, "--dryci-observed", "observed.json").assert_outcomes(passed=5)
+    report = json.loads((project.path / "observed.json").read_text())
+    assert "tests/test_file.py" not in {row["test_file"] for row in report["test_files"]}
