@@ -410,3 +410,89 @@ fn sigterm_finishes_in_flight_requests() {
     let c = server.client(Some(&token));
     assert_eq!(c.query_passed_v1(&[h]).unwrap(), vec![vec![node_id("1")]]);
 }
+
+fn query_body(hashes: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "test_file_hashes": hashes })).unwrap()
+}
+
+/// Issue 13 item 3: a 102 KB query naming one stored hash 1,500 times got
+/// a 1.72 GB answer (one copy of the hash's ids per repeat). A repeat is
+/// now refused before the store is touched, naming the repeat.
+#[test]
+fn a_query_repeating_a_hash_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let h = file_hash("amplified");
+    let ids: Vec<String> = (0..2_000).map(|i| node_id(&i.to_string())).collect();
+    let (status, text) = raw_post(
+        &format!("{}/api/v1/publish", server.url),
+        Some(&auth),
+        publish_body(&h, &ids),
+    );
+    assert_eq!(status, 200, "{text}");
+    let repeated = query_body(&vec![h.clone(); 1_500]);
+    for version in ["v1", "v2"] {
+        let url = format!("{}/api/{version}/query-passed", server.url);
+        let start = std::time::Instant::now();
+        let (status, text) = raw_post(&url, Some(&auth), repeated.clone());
+        let elapsed = start.elapsed();
+        // Before the fix: 200 and a 105 MB answer (1,500 x 2,000 ids).
+        assert_eq!(status, 422, "{version}: {} bytes", text.len());
+        assert!(text.len() < 1_000, "{version}: {text}");
+        let d = detail(&text);
+        assert_eq!(d["field"], "test_file_hashes[1]", "{text}");
+        assert!(
+            d["detail"]
+                .as_str()
+                .unwrap()
+                .contains("repeats test_file_hashes[0]"),
+            "{text}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{version}: {elapsed:?}");
+    }
+    // The hash asked once is answered in full.
+    let c = server.client(server.admin_token.as_deref());
+    assert_eq!(
+        c.query_passed_v1(std::slice::from_ref(&h)).unwrap()[0].len(),
+        2_000
+    );
+}
+
+/// Issue 13 item 3: the ids of one answer are capped (`--max-ids-per-answer`),
+/// checked before the answer is built, with a 422 naming `test_file_hashes`.
+#[test]
+fn an_answer_over_the_ids_cap_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--max-ids-per-answer", "5000"]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let hashes: Vec<String> = (0..3).map(|i| file_hash(&format!("big-{i}"))).collect();
+    for (i, h) in hashes.iter().enumerate() {
+        let ids: Vec<String> = (0..2_000).map(|j| node_id(&format!("{i}-{j}"))).collect();
+        let (status, text) = raw_post(
+            &format!("{}/api/v1/publish", server.url),
+            Some(&auth),
+            publish_body(h, &ids),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    for version in ["v1", "v2"] {
+        let url = format!("{}/api/{version}/query-passed", server.url);
+        let (status, text) = raw_post(&url, Some(&auth), query_body(&hashes));
+        assert_eq!(status, 422, "{version}: {} bytes", text.len());
+        let d = detail(&text);
+        assert_eq!(d["field"], "test_file_hashes", "{text}");
+        assert!(
+            d["detail"]
+                .as_str()
+                .unwrap()
+                .contains("6000 node ids, at most 5000"),
+            "{text}"
+        );
+        let (status, text) = raw_post(&url, Some(&auth), query_body(&hashes[..2]));
+        assert_eq!(status, 200, "{version}");
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let lists = answer.as_object().unwrap().values().next().unwrap();
+        assert_eq!(lists[1].as_array().unwrap().len(), 2_000, "{version}");
+    }
+}

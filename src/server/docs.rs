@@ -37,7 +37,10 @@ Errors: {\"detail\": \"...\", \"field\": \"<JSON path>\"}
  403 read-only token used to publish
  413 body larger than the limit (8 MiB by default)
  422 body that is not JSON of the right shape, has unknown fields,
-     or holds a hash or id of the wrong form (the field is named)
+     or holds a hash or id of the wrong form (the field is named);
+     a query naming a hash twice (test_file_hashes[i]), or whose answer
+     would carry more node ids than --max-ids-per-answer (500000 by
+     default; test_file_hashes): ask about fewer hashes per query
  503 the database is unavailable
 ";
 

@@ -66,6 +66,7 @@ impl AppState {
         hashes: &[FileKey],
     ) -> Result<Vec<Option<Entry>>, ApiError> {
         let entries = self.store.query(&who.tenant, hashes).await?;
+        wire::check_answer_size(&entries, &self.limits)?;
         let stale = now() - self.touch_granularity_secs;
         let mut hits = 0;
         for (hash, entry) in hashes.iter().zip(&entries) {
@@ -149,12 +150,15 @@ pub async fn v2_query(
     State(st): Shared,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<v2::QueryPassedResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let who = st.authenticate(&headers).await?;
     let req: v2::QueryPassedRequest = wire::parse_json(&st.body(body)?)?;
     let hashes = wire::query_hashes(&req.test_file_hashes, &st.limits)?;
     let entries = st.lookup(&who, &hashes).await?;
-    Ok(Json(wire::v2_query_response(&entries)))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        wire::v2_query_response(&entries),
+    ))
 }
 
 pub async fn v2_publish(
