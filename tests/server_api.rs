@@ -683,3 +683,54 @@ fn errors_quote_a_bounded_excerpt_of_bad_keys_and_fields() {
         );
     }
 }
+
+/// Issue 13 item 3: when the server refuses a query as too big as a whole
+/// (more ids than `--max-ids-per-answer`, more hashes than
+/// `--max-hashes-per-query`), the client asks in halves and joins the answers.
+#[test]
+fn the_client_splits_a_query_the_server_finds_too_big() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--max-ids-per-answer",
+            "5000",
+            "--max-hashes-per-query",
+            "4",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let mut expected = Vec::new();
+    let mut hashes = Vec::new();
+    for i in 0..6 {
+        let h = file_hash(&format!("split-{i}"));
+        // Every other hash is stored, with 2,000 ids.
+        let ids: Vec<String> = if i % 2 == 0 {
+            (0..2_000).map(|j| node_id(&format!("{i}-{j}"))).collect()
+        } else {
+            Vec::new()
+        };
+        if !ids.is_empty() {
+            let mut passed = BTreeMap::new();
+            passed.insert(h.clone(), ids.clone());
+            c.publish_v1(passed, RunCounts::default()).unwrap();
+        }
+        hashes.push(h);
+        expected.push(ids);
+    }
+    assert_eq!(c.query_passed_v1(&hashes).unwrap(), expected);
+    let v2: Vec<Vec<String>> = c
+        .query_passed_v2(&hashes)
+        .unwrap()
+        .into_iter()
+        .map(|tests| tests.into_iter().map(|t| t.node_id).collect())
+        .collect();
+    assert_eq!(v2, expected);
+    // A refusal that names one hash is not split: it is returned.
+    let mut repeated = hashes.clone();
+    repeated[1] = hashes[0].clone();
+    let err = c.query_passed_v1(&repeated[..2]).unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(err.to_string().contains("test_file_hashes[1]"), "{err}");
+}
