@@ -496,7 +496,7 @@ fn an_answer_over_the_ids_cap_is_refused_before_it_is_built() {
             d["detail"]
                 .as_str()
                 .unwrap()
-                .contains("6000 node ids, at most 5000"),
+                .contains("node ids, at most 5000 per answer"),
             "{text}"
         );
         let (status, text) = raw_post(&url, Some(&auth), query_body(&hashes[..2]));

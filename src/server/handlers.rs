@@ -15,7 +15,7 @@ use crate::protocol::{v1, v2};
 use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::store::{Entry, FileKey, Scope, Store, StoredId, TokenAuth, UsageDelta};
+use super::store::{Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta};
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
 
@@ -65,8 +65,16 @@ impl AppState {
         who: &TokenAuth,
         hashes: &[FileKey],
     ) -> Result<Vec<Option<Entry>>, ApiError> {
-        let entries = self.store.query(&who.tenant, hashes).await?;
-        wire::check_answer_size(&entries, &self.limits)?;
+        let entries = self
+            .store
+            .query(&who.tenant, hashes, self.limits.max_ids_per_answer)
+            .await
+            .map_err(|e| match e {
+                StoreError::TooManyIds { at_least, max } => {
+                    ApiError::Invalid(wire::too_many_ids(at_least, max))
+                }
+                other => ApiError::Store(other),
+            })?;
         let stale = now() - self.touch_granularity_secs;
         let mut hits = 0;
         for (hash, entry) in hashes.iter().zip(&entries) {
