@@ -635,6 +635,50 @@ fn a_declared_oversize_body_is_refused_at_once() {
     );
 }
 
+/// A body over the limit sent without a declared length (chunked) is
+/// refused once the limit is read; the client, still sending, reads the 413
+/// (the connection closes and lingers) instead of a reset.
+#[test]
+fn an_oversize_chunked_body_gets_a_readable_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--max-body-bytes", "100000"]);
+    let token = server.admin_token.clone().unwrap();
+    let mut request = format!(
+        "POST /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 0x10000];
+    // 32 MB: more than the kernel's buffers take in while the server closes.
+    for _ in 0..512 {
+        request.extend_from_slice(b"10000\r\n");
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // Like ureq: send it all, then read; a reset fails the send.
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(&request)
+        .expect("the server keeps reading while its 413 is on the way");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(detail(body)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("larger than 100000 bytes"));
+}
+
 /// Issue 13 item 5: a 1 MB bad key got a 2 MB error (the key in `field`
 /// and again in `detail`), and so did a 1 MB unknown field.
 #[test]
@@ -670,6 +714,10 @@ fn errors_quote_a_bounded_excerpt_of_bad_keys_and_fields() {
             "test_file_hashes[0]",
         ),
     ];
+    // A 404 quotes a part of a 60 KB path.
+    let (status, text) = raw_get(&format!("{}/{}", server.url, "p".repeat(60_000)), None);
+    assert_eq!(status, 404, "{} bytes", text.len());
+    assert!(text.len() < 2_000, "a {} byte 404", text.len());
     for (path, body, field_start) in cases {
         let (status, text) = raw_post(&format!("{}{path}", server.url), Some(&auth), body);
         assert_eq!(status, 422, "{path}: {} bytes", text.len());

@@ -244,5 +244,6 @@ pub async fn metrics(State(st): Shared) -> impl IntoResponse {
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_string())
+    // A path may be 64 KB: quote a part.
+    ApiError::NotFound(wire::excerpt(uri.path(), 200).into_owned())
 }

@@ -49,7 +49,8 @@ impl axum::serve::Listener for JsonErrorListener {
 }
 
 /// Longest a connection drains what a client still sends after an error
-/// answer that closes it: enough for a refused 8 MiB body at 2 MB/s.
+/// answer that closes it: enough for the rest of a refused 8 MiB body at
+/// about 2 MB/s, and a bound on what a client can hold a connection for.
 const LINGER: Duration = Duration::from_secs(5);
 
 /// A connection that rewrites hyper's bodiless error heads and lingers
@@ -79,7 +80,8 @@ impl<S> ErrorBodies<S> {
     /// Notes whether `first` (the start of a write) is the head of an error
     /// answer that closes the connection.
     fn watch(&mut self, first: &[u8]) {
-        if first.starts_with(b"HTTP/1.1 4") || first.starts_with(b"HTTP/1.1 5") {
+        let error = [b"HTTP/1.1 4", b"HTTP/1.1 5", b"HTTP/1.0 4", b"HTTP/1.0 5"];
+        if error.iter().any(|prefix| first.starts_with(*prefix)) {
             let head = &first[..first.len().min(MAX_ERROR_HEAD)];
             let head = String::from_utf8_lossy(head).to_ascii_lowercase();
             let head = head.split("\r\n\r\n").next().unwrap_or("");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,8 +57,7 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
 /// Answers 413 at once to a request whose `Content-Length` is over the
 /// body limit. `DefaultBodyLimit` alone refuses such a body only once the
 /// limit's worth of it has arrived: a client that declared 100 MB and sent
-/// a byte waited for the request timeout (a 408 after 30 s). The connection
-/// is closed, since the body it announced is not read.
+/// a byte waited for the request timeout (a 408 after 30 s).
 async fn refuse_declared_oversize(
     State(max_body_bytes): State<usize>,
     request: Request,
@@ -70,14 +69,11 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body_bytes as u64) {
-        let mut response = ApiError::TooLarge {
+        // With `connection: close` (see `ApiError::into_response`).
+        return ApiError::TooLarge {
             limit: max_body_bytes,
         }
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
     }
     next.run(request).await
 }
