@@ -90,10 +90,12 @@ impl IntoResponse for ApiError {
 
 /// Gives an error answer made without a body (axum's 405 for a method a
 /// route does not take, the timeout layer's 408) the JSON body every other
-/// error has, keeping its status and headers (`Allow` on a 405).
+/// error has, keeping its status and headers.
 pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
+    // Cheap clones (a small enum, a reference-counted URI), taken for every
+    // request so that an error can name what was asked.
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
     let bodiless = response.body().size_hint().exact() == Some(0)
@@ -101,19 +103,12 @@ pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || !bodiless {
         return response;
     }
-    let path = crate::server::wire::excerpt(&path, 200);
+    let path = crate::server::wire::excerpt(uri.path(), 200);
     let detail = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            // axum adds `Allow` outside this layer; quote it when it is here.
-            match response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()) {
-                Some(allowed) => {
-                    format!("method {method} is not allowed on {path}; allowed: {allowed}")
-                }
-                None => format!(
-                    "method {method} is not allowed on {path}; the Allow header lists those that are"
-                ),
-            }
-        }
+        // axum adds `Allow` to the answer outside this layer: not quoted here.
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "method {method} is not allowed on {path}; the Allow header lists those that are"
+        ),
         StatusCode::REQUEST_TIMEOUT => {
             format!("{method} {path}: the request was not complete within the request timeout")
         }
@@ -126,7 +121,7 @@ pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
     let mut filled = ApiError::Other { status, detail }.into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
-            filled.headers_mut().insert(name.clone(), value.clone());
+            filled.headers_mut().append(name.clone(), value.clone());
         }
     }
     filled

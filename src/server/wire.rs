@@ -31,7 +31,9 @@ pub struct Limits {
 /// answers. Without a cap, one 102 KB query naming a hash of 32,768 ids
 /// 1,500 times asked for a 1.72 GB answer. A real query asks about one
 /// commit's test files, each once: its answer is at most the test count of
-/// the suite, and 500,000 is above the largest suites we know (~200,000).
+/// the suite; a larger one is refused with a 422 and our client then asks
+/// in parts (`HttpClient::in_parts`), an unmodified v1 client runs its
+/// tests, and the operator can raise the flag.
 pub const DEFAULT_MAX_IDS_PER_ANSWER: usize = 500_000;
 
 impl Default for Limits {
