@@ -410,3 +410,375 @@ fn sigterm_finishes_in_flight_requests() {
     let c = server.client(Some(&token));
     assert_eq!(c.query_passed_v1(&[h]).unwrap(), vec![vec![node_id("1")]]);
 }
+
+fn query_body(hashes: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "test_file_hashes": hashes })).unwrap()
+}
+
+/// Issue 13 item 3: a 102 KB query naming one stored hash 1,500 times got
+/// a 1.72 GB answer (one copy of the hash's ids per repeat). A repeat is
+/// now refused before the store is touched, naming the repeat.
+#[test]
+fn a_query_repeating_a_hash_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let h = file_hash("amplified");
+    let ids: Vec<String> = (0..2_000).map(|i| node_id(&i.to_string())).collect();
+    let (status, text) = raw_post(
+        &format!("{}/api/v1/publish", server.url),
+        Some(&auth),
+        publish_body(&h, &ids),
+    );
+    assert_eq!(status, 200, "{text}");
+    let repeated = query_body(&vec![h.clone(); 1_500]);
+    for version in ["v1", "v2"] {
+        let url = format!("{}/api/{version}/query-passed", server.url);
+        let start = std::time::Instant::now();
+        let (status, text) = raw_post(&url, Some(&auth), repeated.clone());
+        let elapsed = start.elapsed();
+        // Before the fix: 200 and a 105 MB answer (1,500 x 2,000 ids).
+        assert_eq!(status, 422, "{version}: {} bytes", text.len());
+        assert!(text.len() < 1_000, "{version}: {text}");
+        let d = detail(&text);
+        assert_eq!(d["field"], "test_file_hashes[1]", "{text}");
+        assert!(
+            d["detail"]
+                .as_str()
+                .unwrap()
+                .contains("repeats test_file_hashes[0]"),
+            "{text}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{version}: {elapsed:?}");
+    }
+    // The server's memory stayed within its budget (with 1,500 x 32,768
+    // ids the answer alone was 1.72 GB and the server grew to 1.77 GB).
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())) {
+        let peak_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        assert!(peak_kb < 100 * 1024, "peak RSS {peak_kb} kB");
+    }
+    // The hash asked once is answered in full.
+    let c = server.client(server.admin_token.as_deref());
+    assert_eq!(
+        c.query_passed_v1(std::slice::from_ref(&h)).unwrap()[0].len(),
+        2_000
+    );
+}
+
+/// Issue 13 item 3: the ids of one answer are capped (`--max-ids-per-answer`),
+/// checked before the answer is built, with a 422 naming `test_file_hashes`.
+#[test]
+fn an_answer_over_the_ids_cap_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--max-ids-per-answer", "5000"]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let hashes: Vec<String> = (0..3).map(|i| file_hash(&format!("big-{i}"))).collect();
+    for (i, h) in hashes.iter().enumerate() {
+        let ids: Vec<String> = (0..2_000).map(|j| node_id(&format!("{i}-{j}"))).collect();
+        let (status, text) = raw_post(
+            &format!("{}/api/v1/publish", server.url),
+            Some(&auth),
+            publish_body(h, &ids),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    for version in ["v1", "v2"] {
+        let url = format!("{}/api/{version}/query-passed", server.url);
+        let (status, text) = raw_post(&url, Some(&auth), query_body(&hashes));
+        assert_eq!(status, 422, "{version}: {} bytes", text.len());
+        let d = detail(&text);
+        assert_eq!(d["field"], "test_file_hashes", "{text}");
+        assert!(
+            d["detail"]
+                .as_str()
+                .unwrap()
+                .contains("node ids, at most 5000 per answer"),
+            "{text}"
+        );
+        let (status, text) = raw_post(&url, Some(&auth), query_body(&hashes[..2]));
+        assert_eq!(status, 200, "{version}");
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let lists = answer.as_object().unwrap().values().next().unwrap();
+        assert_eq!(lists[1].as_array().unwrap().len(), 2_000, "{version}");
+    }
+}
+
+/// Sends `request` as is on a new connection and reads the answer to its
+/// end; returns (status, body).
+fn raw_exchange(url: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The server may answer and close before taking all of it.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    (status, body)
+}
+
+/// Issue 13 item 5: 405, 408, 400, 414 and 431 were answered with an empty
+/// body (axum's 405, the timeout layer's 408, hyper's own 400, 414 and 431).
+#[test]
+fn every_error_answer_has_a_json_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--request-timeout-secs", "1"]);
+    let many_headers: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "GET on a POST route",
+            b"GET /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "not allowed",
+        ),
+        (
+            "POST on a GET route",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            405,
+            "not allowed",
+        ),
+        (
+            "a header line without a colon",
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+            400,
+            "malformed HTTP request",
+        ),
+        (
+            "a Content-Length that is not a number",
+            b"POST /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{"
+                .to_vec(),
+            400,
+            "malformed HTTP request",
+        ),
+        (
+            "a 70 KB URI",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            414,
+            "URI is too long",
+        ),
+        (
+            "a 500 KB header",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(500_000)
+            )
+            .into_bytes(),
+            431,
+            "headers are too large",
+        ),
+        (
+            "200 headers",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            431,
+            "headers are too large",
+        ),
+        (
+            "a body that stops",
+            b"POST /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"
+                .to_vec(),
+            408,
+            "request timeout",
+        ),
+    ];
+    for (what, request, status, expected) in cases {
+        let (got, body) = raw_exchange(&server.url, &request);
+        assert_eq!(got, status, "{what}: {body:?}");
+        let d = detail(&body);
+        let text = d["detail"].as_str().unwrap_or_default();
+        assert!(text.contains(expected), "{what}: {body}");
+    }
+    assert_eq!(raw_get(&format!("{}/healthz", server.url), None).0, 200);
+}
+
+/// Issue 13 item 5: a body declared larger than the limit waited for the
+/// request timeout (a 408 after 30 s); it is now refused with 413 at once.
+#[test]
+fn a_declared_oversize_body_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let token = server.admin_token.clone().unwrap();
+    let start = std::time::Instant::now();
+    let request = format!(
+        "POST /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{{"
+    );
+    let (status, body) = raw_exchange(&server.url, request.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        detail(&body)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 8388608 bytes"),
+        "{body}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A body over the limit sent without a declared length (chunked) is
+/// refused once the limit is read; the client, still sending, reads the 413
+/// (the connection closes and lingers) instead of a reset.
+#[test]
+fn an_oversize_chunked_body_gets_a_readable_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &["--max-body-bytes", "100000"]);
+    let token = server.admin_token.clone().unwrap();
+    let mut request = format!(
+        "POST /api/v1/query-passed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 0x10000];
+    // 32 MB: more than the kernel's buffers take in while the server closes.
+    for _ in 0..512 {
+        request.extend_from_slice(b"10000\r\n");
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // Like ureq: send it all, then read; a reset fails the send.
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(&request)
+        .expect("the server keeps reading while its 413 is on the way");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(detail(body)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("larger than 100000 bytes"));
+}
+
+/// Issue 13 item 5: a 1 MB bad key got a 2 MB error (the key in `field`
+/// and again in `detail`), and so did a 1 MB unknown field.
+#[test]
+fn errors_quote_a_bounded_excerpt_of_bad_keys_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let long = "k".repeat(1_000_000);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "/api/v1/publish",
+            publish_body(&long, &[node_id("a")]),
+            "passed_node_ids_per_test_file.kkk",
+        ),
+        (
+            "/api/v2/publish",
+            serde_json::to_vec(&serde_json::json!({
+                "passed": {&long: [{"node_id": node_id("a")}]},
+                "counts": {"total_test_count": 1, "passed_test_count": 1, "failed_test_count": 0,
+                           "skipped_test_count": 0, "skipped_by_cache_test_count": 0}
+            }))
+            .unwrap(),
+            "passed.kkk",
+        ),
+        (
+            "/api/v1/query-passed",
+            format!(r#"{{"test_file_hashes": [], "{long}": 1}}"#).into_bytes(),
+            "kkk",
+        ),
+        (
+            "/api/v1/query-passed",
+            format!(r#"{{"test_file_hashes": ["{long}"]}}"#).into_bytes(),
+            "test_file_hashes[0]",
+        ),
+    ];
+    // A 404 quotes a part of a 60 KB path.
+    let (status, text) = raw_get(&format!("{}/{}", server.url, "p".repeat(60_000)), None);
+    assert_eq!(status, 404, "{} bytes", text.len());
+    assert!(text.len() < 2_000, "a {} byte 404", text.len());
+    for (path, body, field_start) in cases {
+        let (status, text) = raw_post(&format!("{}{path}", server.url), Some(&auth), body);
+        assert_eq!(status, 422, "{path}: {} bytes", text.len());
+        assert!(text.len() < 2_000, "{path}: a {} byte error", text.len());
+        let d = detail(&text);
+        let field = d["field"].as_str().unwrap();
+        assert!(field.starts_with(field_start), "{path}: {field}");
+        assert!(
+            field.contains("characters left out") || field.len() < 100,
+            "{path}: {field}"
+        );
+    }
+}
+
+/// Issue 13 item 3: when the server refuses a query as too big as a whole
+/// (more ids than `--max-ids-per-answer`, more hashes than
+/// `--max-hashes-per-query`), the client asks in halves and joins the answers.
+#[test]
+fn the_client_splits_a_query_the_server_finds_too_big() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--max-ids-per-answer",
+            "5000",
+            "--max-hashes-per-query",
+            "4",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let mut expected = Vec::new();
+    let mut hashes = Vec::new();
+    for i in 0..6 {
+        let h = file_hash(&format!("split-{i}"));
+        // Every other hash is stored, with 2,000 ids.
+        let ids: Vec<String> = if i % 2 == 0 {
+            (0..2_000).map(|j| node_id(&format!("{i}-{j}"))).collect()
+        } else {
+            Vec::new()
+        };
+        if !ids.is_empty() {
+            let mut passed = BTreeMap::new();
+            passed.insert(h.clone(), ids.clone());
+            c.publish_v1(passed, RunCounts::default()).unwrap();
+        }
+        hashes.push(h);
+        expected.push(ids);
+    }
+    assert_eq!(c.query_passed_v1(&hashes).unwrap(), expected);
+    let v2: Vec<Vec<String>> = c
+        .query_passed_v2(&hashes)
+        .unwrap()
+        .into_iter()
+        .map(|tests| tests.into_iter().map(|t| t.node_id).collect())
+        .collect();
+    assert_eq!(v2, expected);
+    // A refusal that names one hash is not split: it is returned.
+    let mut repeated = hashes.clone();
+    repeated[1] = hashes[0].clone();
+    let err = c.query_passed_v1(&repeated[..2]).unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(err.to_string().contains("test_file_hashes[1]"), "{err}");
+}

@@ -266,7 +266,7 @@ fn stored(n: u8) -> StoredId {
 /// The ids and last-read time of each answer.
 async fn look(store: &dyn Store, tenant: &str, keys: &[FileKey]) -> Vec<Option<(Vec<u8>, i64)>> {
     store
-        .query(tenant, keys)
+        .query(tenant, keys, usize::MAX)
         .await
         .unwrap()
         .into_iter()
@@ -301,6 +301,23 @@ async fn store_story(store: &dyn Store) {
             entries: 4,
             bytes: 100
         }
+    );
+
+    // A lookup stops once its entries hold more ids than it allows
+    // (issue 13 item 3: the memory of one query is bounded by its cap).
+    let all = [key(1), key(2), key(3)];
+    assert_eq!(store.query("t", &all, 4).await.unwrap().len(), 3);
+    match store.query("t", &all, 3).await {
+        Err(store::StoreError::TooManyIds { at_least, max: 3 }) => assert!(at_least > 3),
+        other => panic!("expected TooManyIds, got {other:?}"),
+    }
+    assert_eq!(
+        store.query("u", &all, 1).await.unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .ids
+            .len(),
+        1
     );
 
     // A read renews the entry of its tenant only, and never moves it back.

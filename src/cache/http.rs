@@ -18,6 +18,8 @@ use crate::protocol::{v1, v2, RunCounts};
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 /// How much of an error body is quoted in messages.
 const BODY_EXCERPT_CHARS: usize = 300;
+/// Most requests one query may be split into (see `HttpClient::in_parts`).
+const MAX_QUERY_PARTS: usize = 64;
 
 /// What went wrong talking to the cache server; every message names the URL.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum HttpError {
         url: String,
         status: u16,
         body: String,
+        /// The `field` of the server's JSON error body, if it has one.
+        field: Option<String>,
     },
     #[error("{method} {url}: the answer is not the expected JSON: {reason}")]
     BadJson {
@@ -65,6 +69,17 @@ impl HttpError {
             HttpError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the server refused a query as too big as a whole: a 422
+    /// naming `test_file_hashes` itself, not one of its items. `dryci
+    /// server` says so for more hashes than `--max-hashes-per-query` and for
+    /// an answer over `--max-ids-per-answer`; asking in parts then works.
+    fn is_query_too_big(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Status { status: 422, field: Some(field), .. } if field == "test_file_hashes"
+        )
     }
 }
 
@@ -147,16 +162,15 @@ impl HttpClient {
         &self,
         test_file_hashes: &[String],
     ) -> Result<Vec<Vec<String>>, HttpError> {
-        if test_file_hashes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let body = v1::QueryPassedRequest {
-            test_file_hashes: test_file_hashes.to_vec(),
-        };
-        let (url, answer): (_, v1::QueryPassedResponse) =
-            self.post("/api/v1/query-passed", &body)?;
-        self.check_length(&url, test_file_hashes.len(), answer.node_ids.len())?;
-        Ok(answer.node_ids)
+        self.in_parts(test_file_hashes, |part| {
+            let body = v1::QueryPassedRequest {
+                test_file_hashes: part.to_vec(),
+            };
+            let (url, answer): (_, v1::QueryPassedResponse) =
+                self.post("/api/v1/query-passed", &body)?;
+            self.check_length(&url, part.len(), answer.node_ids.len())?;
+            Ok(answer.node_ids)
+        })
     }
 
     /// `POST /api/v1/publish`: merges these passed ids into the server's store.
@@ -175,16 +189,46 @@ impl HttpClient {
         &self,
         test_file_hashes: &[String],
     ) -> Result<Vec<Vec<v2::PassedTest>>, HttpError> {
-        if test_file_hashes.is_empty() {
-            return Ok(Vec::new());
+        self.in_parts(test_file_hashes, |part| {
+            let body = v2::QueryPassedRequest {
+                test_file_hashes: part.to_vec(),
+            };
+            let (url, answer): (_, v2::QueryPassedResponse) =
+                self.post("/api/v2/query-passed", &body)?;
+            self.check_length(&url, part.len(), answer.passed.len())?;
+            Ok(answer.passed)
+        })
+    }
+
+    /// Asks `ask` about `hashes`, in halves (recursively) while the server
+    /// refuses a part as too big (`HttpError::is_query_too_big`), and joins
+    /// the answers in order. At most `MAX_QUERY_PARTS` requests are sent:
+    /// beyond that the refusal is returned, and the tests run.
+    fn in_parts<T>(
+        &self,
+        hashes: &[String],
+        ask: impl Fn(&[String]) -> Result<Vec<T>, HttpError>,
+    ) -> Result<Vec<T>, HttpError> {
+        let mut requests = 0;
+        let mut answers = Vec::with_capacity(hashes.len());
+        let mut todo = vec![hashes];
+        // Depth first, left half first: answers come in the order asked.
+        while let Some(part) = todo.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            requests += 1;
+            match ask(part) {
+                Ok(answer) => answers.extend(answer),
+                Err(e) if part.len() > 1 && requests < MAX_QUERY_PARTS && e.is_query_too_big() => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    todo.push(right);
+                    todo.push(left);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let body = v2::QueryPassedRequest {
-            test_file_hashes: test_file_hashes.to_vec(),
-        };
-        let (url, answer): (_, v2::QueryPassedResponse) =
-            self.post("/api/v2/query-passed", &body)?;
-        self.check_length(&url, test_file_hashes.len(), answer.passed.len())?;
-        Ok(answer.passed)
+        Ok(answers)
     }
 
     /// `POST /api/v2/publish`; returns how many ids were new to the server.
@@ -233,6 +277,9 @@ impl HttpClient {
             .read_to_vec()
             .map_err(|e| self.transport(method, url, e))?;
         if !status.is_success() {
+            let field = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("field")?.as_str().map(str::to_string));
             let text = String::from_utf8_lossy(&bytes);
             let mut body: String = text.trim().chars().take(BODY_EXCERPT_CHARS).collect();
             if text.trim().chars().count() > BODY_EXCERPT_CHARS {
@@ -243,6 +290,7 @@ impl HttpClient {
                 url: url.to_string(),
                 status: status.as_u16(),
                 body,
+                field,
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| HttpError::BadJson {

@@ -31,6 +31,11 @@ pub struct ServerArgs {
     /// Most node ids stored per test-file hash (the original's cap).
     #[arg(long, env = "DRYCI_MAX_IDS_PER_HASH", default_value_t = crate::protocol::MAX_IDS_PER_HASH)]
     max_ids_per_hash: usize,
+    /// Most node ids one query answer may carry, summed over its hashes
+    /// (more: 422 naming `test_file_hashes`, before the answer is built; the
+    /// client then splits its query). About 35 bytes of answer per id.
+    #[arg(long, env = "DRYCI_MAX_IDS_PER_ANSWER", default_value_t = srv::wire::DEFAULT_MAX_IDS_PER_ANSWER)]
+    max_ids_per_answer: usize,
     /// Seconds after which a request is answered 408.
     #[arg(long, env = "DRYCI_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
@@ -142,6 +147,7 @@ impl ServerArgs {
         positive("max-body-bytes", self.max_body_bytes as u64)?;
         positive("max-hashes-per-query", self.max_hashes_per_query as u64)?;
         positive("max-ids-per-hash", self.max_ids_per_hash as u64)?;
+        positive("max-ids-per-answer", self.max_ids_per_answer as u64)?;
         positive("request-timeout-secs", self.request_timeout_secs)?;
         positive("eviction-interval-secs", self.eviction_interval_secs)?;
         positive("flush-interval-ms", self.flush_interval_ms)?;
@@ -151,6 +157,7 @@ impl ServerArgs {
                 max_body_bytes: self.max_body_bytes,
                 max_hashes_per_query: self.max_hashes_per_query,
                 max_ids_per_hash: self.max_ids_per_hash,
+                max_ids_per_answer: self.max_ids_per_answer,
             },
             retention: Retention {
                 max_age: (self.evict_unread_secs > 0)

@@ -32,12 +32,21 @@ GET /healthz                 200 when the database answers
 GET /metrics                 Prometheus metrics
 GET /api/openapi.json        this API as an OpenAPI document
 
-Errors: {\"detail\": \"...\", \"field\": \"<JSON path>\"}
+Errors, every one with the body {\"detail\": \"...\", \"field\": \"<JSON path>\"}
+(`field` only when one field is at fault; a bad key is quoted in part):
+ 400 a request that is not HTTP (request line, header, Content-Length)
  401 missing, malformed, unknown, expired or revoked token
  403 read-only token used to publish
- 413 body larger than the limit (8 MiB by default)
+ 405 a method the route does not take (the Allow header lists those it does)
+ 408 a request not complete within the request timeout
+ 413 body larger than the limit (8 MiB by default), at once when its
+     declared Content-Length is
+ 414 a URI over 64 KB; 431 headers too long or too many
  422 body that is not JSON of the right shape, has unknown fields,
-     or holds a hash or id of the wrong form (the field is named)
+     or holds a hash or id of the wrong form (the field is named);
+     a query naming a hash twice (test_file_hashes[i]), or whose answer
+     would carry more node ids than --max-ids-per-answer (500000 by
+     default; test_file_hashes): ask about fewer hashes per query
  503 the database is unavailable
 ";
 

@@ -15,7 +15,7 @@ use crate::protocol::{v1, v2};
 use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::store::{Entry, FileKey, Scope, Store, StoredId, TokenAuth, UsageDelta};
+use super::store::{Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta};
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
 
@@ -65,7 +65,16 @@ impl AppState {
         who: &TokenAuth,
         hashes: &[FileKey],
     ) -> Result<Vec<Option<Entry>>, ApiError> {
-        let entries = self.store.query(&who.tenant, hashes).await?;
+        let entries = self
+            .store
+            .query(&who.tenant, hashes, self.limits.max_ids_per_answer)
+            .await
+            .map_err(|e| match e {
+                StoreError::TooManyIds { at_least, max } => {
+                    ApiError::Invalid(wire::too_many_ids(at_least, max))
+                }
+                other => ApiError::Store(other),
+            })?;
         let stale = now() - self.touch_granularity_secs;
         let mut hits = 0;
         for (hash, entry) in hashes.iter().zip(&entries) {
@@ -149,12 +158,15 @@ pub async fn v2_query(
     State(st): Shared,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<v2::QueryPassedResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let who = st.authenticate(&headers).await?;
     let req: v2::QueryPassedRequest = wire::parse_json(&st.body(body)?)?;
     let hashes = wire::query_hashes(&req.test_file_hashes, &st.limits)?;
     let entries = st.lookup(&who, &hashes).await?;
-    Ok(Json(wire::v2_query_response(&entries)))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        wire::v2_query_response(&entries),
+    ))
 }
 
 pub async fn v2_publish(
@@ -232,5 +244,6 @@ pub async fn metrics(State(st): Shared) -> impl IntoResponse {
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_string())
+    // A path may be 64 KB: quote a part.
+    ApiError::NotFound(wire::excerpt(uri.path(), 200).into_owned())
 }

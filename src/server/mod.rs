@@ -10,6 +10,7 @@ pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod handlers;
+pub mod listener;
 pub mod metrics;
 pub mod router;
 pub mod store;
@@ -149,7 +150,7 @@ pub async fn launch_with_listener(
             config.stats_interval,
         )),
     ];
-    let served = axum::serve(listener, app)
+    let served = axum::serve(listener::JsonErrorListener(listener), app)
         .with_graceful_shutdown(shutdown)
         .await;
     for task in background {

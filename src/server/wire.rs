@@ -4,7 +4,7 @@
 //! Every rejection is a `FieldError` naming the JSON path at fault, so a
 //! malformed hash or id is a 422 that says which one, never a 500.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use serde::de::DeserializeOwned;
@@ -13,13 +13,28 @@ use crate::protocol::{check_hex, v2, FieldError, NODE_ID_HEX_LEN, TEST_FILE_HASH
 
 use super::store::{Entry, FileKey, NodeKey, StoredId};
 
-/// What the server accepts; also reported by `/api/v2/capabilities`.
+/// What the server accepts; also reported by `/api/v2/capabilities`
+/// (except `max_ids_per_answer`, which a client learns from the 422).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_hashes_per_query: usize,
     pub max_ids_per_hash: usize,
+    /// Most node ids one query answer may carry, summed over its hashes.
+    pub max_ids_per_answer: usize,
 }
+
+/// The default of `Limits::max_ids_per_answer`. An answer costs about 35
+/// bytes per id in v1 and at most 48 in v2 (with a duration), written into
+/// one buffer: 500,000 ids are 17-24 MB, which keeps a server holding a
+/// million hashes (80 MB of RSS measured) near its 100 MB budget while it
+/// answers. Without a cap, one 102 KB query naming a hash of 32,768 ids
+/// 1,500 times asked for a 1.72 GB answer. A real query asks about one
+/// commit's test files, each once: its answer is at most the test count of
+/// the suite; a larger one is refused with a 422 and our client then asks
+/// in parts (`HttpClient::in_parts`), an unmodified v1 client runs its
+/// tests, and the operator can raise the flag.
+pub const DEFAULT_MAX_IDS_PER_ANSWER: usize = 500_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -27,8 +42,32 @@ impl Default for Limits {
             max_body_bytes: 8 * 1024 * 1024,
             max_hashes_per_query: 50_000,
             max_ids_per_hash: crate::protocol::MAX_IDS_PER_HASH,
+            max_ids_per_answer: DEFAULT_MAX_IDS_PER_ANSWER,
         }
     }
+}
+
+/// Longest text of a client's quoted in an error message: a bad key or an
+/// unknown field of a megabyte must not come back as a megabyte (twice,
+/// in `field` and `detail`). A hash is 64 characters and stays whole.
+const MAX_QUOTED_CHARS: usize = 100;
+
+/// `text` if it is short; otherwise its start and end around a marker
+/// saying how much was left out, so a path keeps its root and its index
+/// (`passed.<key>[3]`) and a serde message its "expected ..." part.
+pub fn excerpt(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    let total = text.chars().count();
+    if total <= max_chars {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let tail = max_chars / 3;
+    let head = max_chars - tail;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(total - tail).collect();
+    std::borrow::Cow::Owned(format!(
+        "{start}...({} characters left out)...{end}",
+        total - head - tail
+    ))
 }
 
 /// Parses a JSON body into `T`, naming the path of the first bad field.
@@ -40,9 +79,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, FieldError> {
             field: if path == "." {
                 "body".to_string()
             } else {
-                path
+                excerpt(&path, 2 * MAX_QUOTED_CHARS).into_owned()
             },
-            reason: e.into_inner().to_string(),
+            // serde quotes an unknown field or a bad string whole.
+            reason: excerpt(&e.into_inner().to_string(), 3 * MAX_QUOTED_CHARS).into_owned(),
         }
     })
 }
@@ -134,23 +174,51 @@ pub fn v1_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
     out
 }
 
+/// Appends `n` in decimal, without the allocation of `to_string`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// The v2 query answer: per requested key, its passed tests with their
-/// durations (an empty list where nothing is stored), for serde to write.
-pub fn v2_query_response(entries: &[Option<Entry>]) -> v2::QueryPassedResponse {
-    let passed = entries
-        .iter()
-        .map(|entry| {
-            entry
-                .iter()
-                .flat_map(|e| e.ids.iter())
-                .map(|id| v2::PassedTest {
-                    node_id: hex(&id.node_key),
-                    duration_ms: id.duration_ms.map(u64::from),
-                })
-                .collect()
-        })
-        .collect();
-    v2::QueryPassedResponse { passed }
+/// durations (an empty list where nothing is stored), written straight into
+/// one buffer like v1's. Building `v2::QueryPassedResponse` for serde cost
+/// about 70 bytes per id (a `String` each) on top of the answer itself.
+/// Byte-identical to serde_json's compact output (pinned by a test below).
+pub fn v2_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
+    let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
+    let mut out = Vec::with_capacity(16 + 3 * entries.len() + 48 * ids);
+    out.extend_from_slice(b"{\"passed\":[");
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        for (j, id) in entry.iter().flat_map(|e| e.ids.iter()).enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"node_id\":");
+            out.extend_from_slice(&quoted_hex(&id.node_key));
+            if let Some(ms) = id.duration_ms {
+                out.extend_from_slice(b",\"duration_ms\":");
+                push_decimal(&mut out, ms);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileKey>, FieldError> {
@@ -165,11 +233,53 @@ pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileKey>, 
         });
     }
     debug_assert_eq!(TEST_FILE_HASH_HEX_LEN, 64);
-    hashes
+    let keys = hashes
         .iter()
         .enumerate()
         .map(|(i, h)| decode_hex::<32>(|| format!("test_file_hashes[{i}]"), h))
-        .collect()
+        .collect::<Result<Vec<FileKey>, _>>()?;
+    reject_repeats(&keys)?;
+    Ok(keys)
+}
+
+/// Refuses a query that names a hash twice, naming the first repeat.
+///
+/// Answering repeats is how one 102 KB query asked for a 1.72 GB answer
+/// (a hash of 32,768 ids, 1,500 times). v1 must answer one list per
+/// requested hash, in order, so a repeat cannot be "answered once" without
+/// changing the shape an unmodified client reads; and no client has a
+/// reason to repeat one: ours asks about each distinct dependency hash once
+/// (`Session::ask_cache` deduplicates), the original asks once per test
+/// file, and a file key hashes the file's path. So a repeat is refused
+/// before the store is touched, with a 422 that names it.
+/// std's `HashMap` hashes with SipHash keyed at random per process, so
+/// keys a client chose cannot be made to collide; 50,000 keys take 3 ms
+/// (sorting their positions took 5 ms, measured with `rustc -O`).
+fn reject_repeats(keys: &[FileKey]) -> Result<(), FieldError> {
+    let mut seen: HashMap<&FileKey, usize> = HashMap::with_capacity(keys.len());
+    for (j, key) in keys.iter().enumerate() {
+        if let Some(i) = seen.insert(key, j) {
+            return Err(FieldError {
+                field: format!("test_file_hashes[{j}]"),
+                reason: format!("repeats test_file_hashes[{i}]: ask about each hash once"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a query whose answer would carry more than
+/// `max_ids_per_answer` ids: the store counts them as it reads
+/// (`ResultStore::query`) and stops there, so neither the entries nor the
+/// answer of such a query are ever built in full.
+pub fn too_many_ids(at_least: usize, max: usize) -> FieldError {
+    FieldError {
+        field: "test_file_hashes".into(),
+        reason: format!(
+            "the answer would carry at least {at_least} node ids, at most {max} per answer: \
+             ask about fewer hashes per query"
+        ),
+    }
 }
 
 fn publish_entries<T>(
@@ -181,10 +291,11 @@ fn publish_entries<T>(
     debug_assert_eq!(NODE_ID_HEX_LEN, 32);
     let mut out = Vec::with_capacity(map.len());
     for (key, ids) in map {
-        let hash = decode_hex::<32>(|| format!("{root}.{key}"), key)?;
+        let field = || format!("{root}.{}", excerpt(key, MAX_QUOTED_CHARS));
+        let hash = decode_hex::<32>(field, key)?;
         if ids.len() > limits.max_ids_per_hash {
             return Err(FieldError {
-                field: format!("{root}.{key}"),
+                field: field(),
                 reason: format!(
                     "{} ids, at most {} per hash",
                     ids.len(),
@@ -195,7 +306,7 @@ fn publish_entries<T>(
         let mut stored = Vec::with_capacity(ids.len());
         for (i, item) in ids.iter().enumerate() {
             let (id, duration) = each(item);
-            let node_key: NodeKey = decode_hex::<16>(|| format!("{root}.{key}[{i}]"), id)?;
+            let node_key: NodeKey = decode_hex::<16>(|| format!("{}[{i}]", field()), id)?;
             let duration_ms = duration.map(|d| u32::try_from(d).unwrap_or(u32::MAX - 1));
             stored.push(StoredId {
                 node_key,
@@ -309,7 +420,8 @@ mod tests {
             }),
             None,
         ];
-        let answer = serde_json::to_value(v2_query_response(&entries)).unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&v2_query_response(&entries)).unwrap();
         let one = "01".repeat(16);
         let two = "02".repeat(16);
         assert_eq!(
@@ -319,6 +431,84 @@ mod tests {
                 []
             ]})
         );
+    }
+
+    #[test]
+    fn handwritten_v2_answer_matches_serde() {
+        let durations = [None, Some(0), Some(9), Some(10), Some(1234), Some(u32::MAX)];
+        let ids: Vec<StoredId> = durations
+            .iter()
+            .enumerate()
+            .map(|(i, &duration_ms)| StoredId {
+                node_key: [i as u8 * 40; 16],
+                duration_ms,
+            })
+            .collect();
+        let entries = vec![
+            Some(Entry {
+                ids: ids.into(),
+                last_read_at: 0,
+            }),
+            None,
+            Some(Entry {
+                ids: Vec::new().into(),
+                last_read_at: 0,
+            }),
+        ];
+        let expected = v2::QueryPassedResponse {
+            passed: entries
+                .iter()
+                .map(|e| {
+                    e.iter()
+                        .flat_map(|e| e.ids.iter())
+                        .map(|id| v2::PassedTest {
+                            node_id: hex(&id.node_key),
+                            duration_ms: id.duration_ms.map(u64::from),
+                        })
+                        .collect()
+                })
+                .collect(),
+        };
+        assert_eq!(
+            String::from_utf8(v2_query_response(&entries)).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+        assert_eq!(v2_query_response(&[]), br#"{"passed":[]}"#);
+    }
+
+    #[test]
+    fn a_repeated_hash_is_refused_naming_its_first_repeat() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let query = [c.clone(), a.clone(), b.clone(), b, a, c];
+        let err = query_hashes(&query, &Limits::default()).unwrap_err();
+        assert_eq!(err.field, "test_file_hashes[3]");
+        assert!(err.reason.contains("repeats test_file_hashes[2]"), "{err}");
+        let distinct = ["a".repeat(64), "b".repeat(64)];
+        assert_eq!(
+            query_hashes(&distinct, &Limits::default()).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn long_keys_and_fields_are_quoted_in_part() {
+        let long = "x".repeat(1_000_000);
+        let mut map = BTreeMap::new();
+        map.insert(long.clone(), vec![node_hex()]);
+        let err = publish_v1(&map, &Limits::default()).unwrap_err();
+        assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+        assert!(err.field.starts_with("passed_node_ids_per_test_file.xxx"));
+        let body = format!(r#"{{"test_file_hashes": [], "{long}": 1}}"#);
+        let err = parse_json::<v1::QueryPassedRequest>(&Bytes::from(body)).unwrap_err();
+        assert!(err.to_string().len() < 1000, "{}", err.to_string().len());
+        assert!(err.reason.contains("expected `test_file_hashes`"), "{err}");
+        assert_eq!(excerpt("short", 10), "short");
+        let cut = excerpt("abcdefghijklmnopqrstuvwxyz", 9);
+        assert_eq!(cut, "abcdef...(17 characters left out)...xyz");
+    }
+
+    fn node_hex() -> String {
+        "0".repeat(32)
     }
 
     #[test]

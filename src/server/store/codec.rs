@@ -21,6 +21,11 @@ pub fn encode(ids: &[StoredId]) -> Vec<u8> {
     out
 }
 
+/// How many ids `blob` holds, without decoding it.
+pub fn count(blob: &[u8]) -> usize {
+    blob.len() / RECORD
+}
+
 /// Decodes into any collection: a `Vec` to merge into, or an `Arc<[_]>`
 /// to serve (collected in one allocation, the length being known).
 pub fn decode<C: FromIterator<StoredId>>(

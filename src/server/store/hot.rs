@@ -27,8 +27,8 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 
 use super::{
-    AccountStore, Entry, FileKey, NewToken, Result, ResultStore, Store, StoreStats, StoredId,
-    TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
+    AccountStore, Entry, FileKey, NewToken, Result, ResultStore, Store, StoreError, StoreStats,
+    StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
 /// A tenant's name interned to a small number: keys stay small and cheap
@@ -133,10 +133,11 @@ impl HotCache {
         &self,
         tenant: &str,
         hashes: &[FileKey],
+        max_ids: usize,
         fetch: F,
     ) -> Result<Vec<Option<Entry>>>
     where
-        F: FnOnce(Vec<FileKey>) -> Fut,
+        F: FnOnce(Vec<FileKey>, usize) -> Fut,
         Fut: Future<Output = Result<Vec<Option<Entry>>>>,
     {
         let tenant_key = self.tenant_key(tenant);
@@ -149,6 +150,15 @@ impl HotCache {
             }
             answers.push(cached);
         }
+        // The cached entries are shared, not copied, but they count
+        // towards the answer's ids all the same.
+        let cached_ids: usize = answers.iter().flatten().map(|e| e.ids.len()).sum();
+        if cached_ids > max_ids {
+            return Err(StoreError::TooManyIds {
+                at_least: cached_ids,
+                max: max_ids,
+            });
+        }
         self.served.inc_by((hashes.len() - missing.len()) as u64);
         if missing.is_empty() {
             return Ok(answers);
@@ -157,7 +167,18 @@ impl HotCache {
         // point bumps it before dropping keys, and this query then takes
         // back what it cached, which might predate that write.
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = fetch(missing.iter().map(|&i| hashes[i]).collect()).await?;
+        let found = fetch(
+            missing.iter().map(|&i| hashes[i]).collect(),
+            max_ids - cached_ids,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::TooManyIds { at_least, .. } => StoreError::TooManyIds {
+                at_least: at_least + cached_ids,
+                max: max_ids,
+            },
+            other => other,
+        })?;
         let mut cached = Vec::new();
         for (&i, entry) in missing.iter().zip(found) {
             let key = (tenant_key, hashes[i]);
@@ -184,9 +205,14 @@ const TYPICAL_IDS: usize = 10;
 
 #[async_trait::async_trait]
 impl ResultStore for HotCache {
-    async fn query(&self, tenant: &str, keys: &[FileKey]) -> Result<Vec<Option<Entry>>> {
-        self.query_through(tenant, keys, |missing| async move {
-            self.inner.query(tenant, &missing).await
+    async fn query(
+        &self,
+        tenant: &str,
+        keys: &[FileKey],
+        max_ids: usize,
+    ) -> Result<Vec<Option<Entry>>> {
+        self.query_through(tenant, keys, max_ids, |missing, max_ids| async move {
+            self.inner.query(tenant, &missing, max_ids).await
         })
         .await
     }
@@ -329,18 +355,21 @@ mod tests {
         // The doorkeeper lets an entry in on its second miss.
         for _ in 0..2 {
             assert_eq!(
-                ids(f.cache.query("t", &[a, b]).await.unwrap()),
+                ids(f.cache.query("t", &[a, b], usize::MAX).await.unwrap()),
                 vec![Some(vec![id(1)]), None]
             );
         }
         assert_eq!(f.served.get(), 0);
         assert_eq!(
-            ids(f.cache.query("t", &[a, b]).await.unwrap()),
+            ids(f.cache.query("t", &[a, b], usize::MAX).await.unwrap()),
             vec![Some(vec![id(1)]), None]
         );
         assert_eq!(f.served.get(), 1, "the third read of `a` comes from memory");
         // Another tenant never sees it.
-        assert_eq!(ids(f.cache.query("u", &[a]).await.unwrap()), vec![None]);
+        assert_eq!(
+            ids(f.cache.query("u", &[a], usize::MAX).await.unwrap()),
+            vec![None]
+        );
 
         // A publish replaces what memory held.
         f.cache
@@ -348,14 +377,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            ids(f.cache.query("t", &[a, b]).await.unwrap()),
+            ids(f.cache.query("t", &[a, b], usize::MAX).await.unwrap()),
             vec![Some(vec![id(1), id(2)]), Some(vec![id(3)])]
         );
 
         // A recorded read refreshes the cached read time.
         f.cache.touch(vec![("t".into(), a)], 500).await.unwrap();
         assert_eq!(
-            f.cache.query("t", &[a]).await.unwrap()[0]
+            f.cache.query("t", &[a], usize::MAX).await.unwrap()[0]
                 .as_ref()
                 .unwrap()
                 .last_read_at,
@@ -365,9 +394,39 @@ mod tests {
         // An eviction drops what it removed from memory too.
         assert_eq!(f.cache.evict(Some(100), None).await.unwrap(), 1);
         assert_eq!(
-            ids(f.cache.query("t", &[a, b]).await.unwrap()),
+            ids(f.cache.query("t", &[a, b], usize::MAX).await.unwrap()),
             vec![Some(vec![id(1), id(2)]), None]
         );
+    }
+
+    #[tokio::test]
+    async fn ids_served_from_memory_count_towards_the_cap() {
+        let f = fixture();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        f.cache
+            .publish(
+                "t",
+                vec![(a, vec![id(1), id(2)]), (b, vec![id(3)])],
+                100,
+                10,
+            )
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            f.cache.query("t", &[a], usize::MAX).await.unwrap();
+        }
+        assert_eq!(f.served.get(), 1, "`a` is in memory");
+        // Over the cap on memory alone, or on memory plus the store.
+        for (keys, max) in [(&[a][..], 1), (&[a, b][..], 2)] {
+            match f.cache.query("t", keys, max).await {
+                Err(StoreError::TooManyIds {
+                    at_least: 2..,
+                    max: m,
+                }) if m == max => {}
+                other => panic!("{keys:?} within {max}: {other:?}"),
+            }
+        }
+        assert_eq!(f.cache.query("t", &[a, b], 3).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -379,7 +438,7 @@ mod tests {
             .await
             .unwrap();
         // A first miss, so that the racing read's miss is the one let in.
-        f.cache.query("t", &[a]).await.unwrap();
+        f.cache.query("t", &[a], usize::MAX).await.unwrap();
         let (read_tx, read_rx) = tokio::sync::oneshot::channel();
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         let (cache, inner) = (f.cache.clone(), f.inner.clone());
@@ -387,8 +446,8 @@ mod tests {
         // then caches what it read: the entry as it was before the publish.
         let racing = tokio::spawn(async move {
             cache
-                .query_through("t", &[a], |missing| async move {
-                    let before = inner.query("t", &missing).await;
+                .query_through("t", &[a], usize::MAX, |missing, max| async move {
+                    let before = inner.query("t", &missing, max).await;
                     read_tx.send(()).unwrap();
                     go_rx.await.unwrap();
                     before
@@ -403,7 +462,7 @@ mod tests {
         go_tx.send(()).unwrap();
         assert_eq!(ids(racing.await.unwrap().unwrap()), vec![Some(vec![id(1)])]);
         assert_eq!(
-            ids(f.cache.query("t", &[a]).await.unwrap()),
+            ids(f.cache.query("t", &[a], usize::MAX).await.unwrap()),
             vec![Some(vec![id(1), id(2)])],
             "the stale copy must not be served after the publish"
         );

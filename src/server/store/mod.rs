@@ -57,6 +57,9 @@ pub enum StoreError {
     Conflict { what: &'static str, name: String },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// A query's entries hold more ids than it allows (`ResultStore::query`).
+    #[error("the answer would carry at least {at_least} node ids, more than {max}")]
+    TooManyIds { at_least: usize, max: usize },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -212,7 +215,18 @@ pub trait AccountStore: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait ResultStore: Send + Sync + 'static {
     /// One answer per requested key, in order; `None` where nothing is stored.
-    async fn query(&self, tenant: &str, keys: &[FileKey]) -> Result<Vec<Option<Entry>>>;
+    /// Fails with `TooManyIds` once the entries found hold more than
+    /// `max_ids` ids in all (counted per requested key), without reading or
+    /// decoding the rest: the memory of one lookup is bounded by `max_ids`
+    /// (plus one entry), not by what the keys name. Without this bound, 1,000
+    /// stored hashes of 32,768 ids made one query decode 786 MB before its
+    /// answer was refused.
+    async fn query(
+        &self,
+        tenant: &str,
+        keys: &[FileKey],
+        max_ids: usize,
+    ) -> Result<Vec<Option<Entry>>>;
     /// Merges `ids` into what is stored, keeping at most `max_ids` per key;
     /// returns how many ids were new. Returns only after the data is committed.
     async fn publish(

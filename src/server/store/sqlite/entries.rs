@@ -33,6 +33,7 @@ fn lookup(
     path: &str,
     tenant: &str,
     hashes: &[FileKey],
+    max_ids: usize,
 ) -> Result<Vec<Option<Entry>>> {
     let err = |source| StoreError::Sqlite {
         path: path.to_string(),
@@ -44,10 +45,19 @@ fn lookup(
         return Ok(vec![None; hashes.len()]);
     };
     let mut finder = slots::Finder::new(&tx, path)?;
-    let out = hashes
-        .iter()
-        .map(|hash| Ok(finder.find(tenant_id, hash)?.into_entry()))
-        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(hashes.len());
+    let mut ids = 0;
+    for hash in hashes {
+        let entry = finder.find(tenant_id, hash)?.into_entry();
+        ids += entry.as_ref().map_or(0, |e| e.ids.len());
+        if ids > max_ids {
+            return Err(StoreError::TooManyIds {
+                at_least: ids,
+                max: max_ids,
+            });
+        }
+        out.push(entry);
+    }
     drop(finder);
     tx.commit().map_err(err)?;
     Ok(out)
@@ -55,14 +65,20 @@ fn lookup(
 
 #[async_trait::async_trait]
 impl ResultStore for SqliteStore {
-    async fn query(&self, tenant: &str, hashes: &[FileKey]) -> Result<Vec<Option<Entry>>> {
+    async fn query(
+        &self,
+        tenant: &str,
+        hashes: &[FileKey],
+        max_ids: usize,
+    ) -> Result<Vec<Option<Entry>>> {
         // Typical queries (hundreds of hashes) run inline; huge ones go to the blocking pool.
         if hashes.len() <= 2_000 {
-            self.read_inline(|c| lookup(c, &self.path, tenant, hashes))
+            self.read_inline(|c| lookup(c, &self.path, tenant, hashes, max_ids))
                 .await
         } else {
             let (path, tenant, hashes) = (self.path.clone(), tenant.to_string(), hashes.to_vec());
-            self.read(move |c| lookup(c, &path, &tenant, &hashes)).await
+            self.read(move |c| lookup(c, &path, &tenant, &hashes, max_ids))
+                .await
         }
     }
 
@@ -224,9 +240,15 @@ mod tests {
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
 
-        let a = store.query("a", &[ones, twin, intruder]).await.unwrap();
+        let a = store
+            .query("a", &[ones, twin, intruder], usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2)]), None]);
-        let b = store.query("b", &[ones, twin, intruder]).await.unwrap();
+        let b = store
+            .query("b", &[ones, twin, intruder], usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(ids(b), vec![None, None, Some(vec![id(8)])]);
 
         // Merges land where each key lives.
@@ -234,7 +256,7 @@ mod tests {
             .publish("a", vec![(twin, vec![id(3)]), (ones, vec![id(4)])], 100, 30)
             .await
             .unwrap();
-        let a = store.query("a", &[ones, twin]).await.unwrap();
+        let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(
             ids(a),
             vec![Some(vec![id(1), id(4)]), Some(vec![id(2), id(3)])]
@@ -253,7 +275,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.evict(Some(40), None).await.unwrap(), 1);
-        let a = store.query("a", &[ones, twin]).await.unwrap();
+        let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(ids(a), vec![None, Some(vec![id(2), id(3)])]);
 
         // With the slot free again, the key in overflow is still the one
@@ -276,7 +298,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
-        let a = store.query("a", &[ones, twin]).await.unwrap();
+        let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(
             ids(a),
             vec![Some(vec![id(7)]), Some(vec![id(2), id(3), id(6)])]
@@ -286,7 +308,7 @@ mod tests {
         // "b"'s entry (read at 50), then "a"'s twin (written at 60).
         assert_eq!(store.evict(None, Some(20)).await.unwrap(), 2);
         assert_eq!(overflow_rows(&path), 0);
-        let a = store.query("a", &[ones, twin]).await.unwrap();
+        let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(ids(a), vec![Some(vec![id(7)]), None]);
         assert_eq!(
             store.stats().await.unwrap(),
@@ -311,7 +333,7 @@ mod tests {
             .unwrap();
         let batch = vec![(twin, vec![id(2)]), (twin, vec![id(3)])];
         assert_eq!(store.publish("a", batch, 100, 20).await.unwrap(), 2);
-        let a = store.query("a", &[ones, twin]).await.unwrap();
+        let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2), id(3)])]);
         assert_eq!(overflow_rows(&path), 1);
     }

@@ -299,7 +299,11 @@ mod tests {
         version_1_file(&path);
         let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
         let team = store
-            .query("team", &[[1; 32], [2; 32], [3; 32], SHARES_SLOT_WITH_ONES])
+            .query(
+                "team",
+                &[[1; 32], [2; 32], [3; 32], SHARES_SLOT_WITH_ONES],
+                usize::MAX,
+            )
             .await
             .unwrap();
         let ids: Vec<_> = team
@@ -318,10 +322,13 @@ mod tests {
         assert_eq!(team[1].as_ref().unwrap().last_read_at, 200);
         assert_eq!(team[3].as_ref().unwrap().last_read_at, 400);
         assert_eq!(overflow_rows(&path), 1);
-        let other = store.query("other", &[[1; 32], [2; 32]]).await.unwrap();
+        let other = store
+            .query("other", &[[1; 32], [2; 32]], usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(*other[0].as_ref().unwrap().ids, [id(9)]);
         assert!(other[1].is_none());
-        assert!(store.query("nobody", &[[1; 32]]).await.unwrap()[0].is_none());
+        assert!(store.query("nobody", &[[1; 32]], usize::MAX).await.unwrap()[0].is_none());
         // Totals start from what the old table held: 5 ids of 20 bytes.
         assert_eq!(
             store.stats().await.unwrap(),
@@ -338,7 +345,7 @@ mod tests {
                 .unwrap(),
             1
         );
-        let merged = store.query("team", &[[2; 32]]).await.unwrap();
+        let merged = store.query("team", &[[2; 32]], usize::MAX).await.unwrap();
         assert_eq!(*merged[0].as_ref().unwrap().ids, [id(3), id(4)]);
         drop(store);
         let version: i64 = Connection::open(&path)
