@@ -3,7 +3,8 @@
 The static graph cannot see a data file whose name is computed, a module
 imported by a computed name, or an environment variable. While a test runs
 (setup, call, teardown), while a fixture is set up and while a collector
-collects (importing a test module, say), this module records:
+collects (importing a test module or a folder's conftest.py), this module
+records:
 
 - files opened for reading (`open`, `os.open`, `io.open_code`: the `open`
   audit event), unless the run itself wrote them or they lie under an
@@ -24,7 +25,8 @@ collects (importing a test module, say), this module records:
 A test's observed inputs are its own, those of every fixture it uses
 (whatever the fixture's scope, so a session fixture's reads count for every
 test that uses it) and those of the collectors above it (a file read while
-its module was imported counts for each of its tests). They travel on the
+its module or a conftest.py above it was imported counts for each of its
+tests; the rootdir's conftest.py is imported before observation starts). They travel on the
 teardown report, so pytest-xdist workers send them to the controller.
 
 Reads made by the import system (module sources and folders it lists) and

@@ -1,6 +1,7 @@
 """The pytest hooks that open and close observation windows (`observe`):
-a test's protocol, a fixture's setup, a test file's collection. Workers
-observe too; what a test read travels on its teardown report."""
+a test's protocol, a fixture's setup, a collector's collection (a test
+file's import, a folder's conftest.py). Workers observe too; what a test
+read travels on its teardown report."""
 
 from __future__ import annotations
 
@@ -20,9 +21,7 @@ class ObservingPlugin:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_make_collect_report(self, collector: pytest.Collector):
-        # Only test files: a folder's collection is pytest's own walk.
-        if not isinstance(collector, pytest.File):
-            return (yield)
+        # pytest's own walk of the folders is machinery, left out by the observer.
         reads = self.observer.push()
         try:
             return (yield)

@@ -323,3 +323,21 @@ def test_an_input_the_graph_holds_is_not_reported(project):
     run(project, "--dryci-observed", "observed.json").assert_outcomes(passed=5)
     report = json.loads((project.path / "observed.json").read_text())
     assert "tests/test_file.py" not in {row["test_file"] for row in report["test_files"]}
+
+
+def test_a_conftest_read_counts_for_the_tests_below_it(pytester: pytest.Pytester):
+    sub = pytester.path / "sub"
+    sub.mkdir()
+    (sub / "conftest.py").write_text(
+        "import pathlib\nLIMIT = int((pathlib.Path(__file__).parent / 'limit.txt').read_text())\n"
+    )
+    (sub / "limit.txt").write_text("3")
+    (sub / "test_below.py").write_text(
+        "from conftest import LIMIT\ndef test_limit():\n    assert LIMIT == 3\n"
+    )
+    pytester.makepyfile(test_above="def test_above():\n    assert True\n")
+    run(pytester).assert_outcomes(passed=2)
+    (sub / "limit.txt").write_text("4")
+    result = run(pytester)
+    result.assert_outcomes(failed=1, skipped=1)
+    assert ran(result) == {"sub/test_below.py::test_limit"}
