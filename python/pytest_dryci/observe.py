@@ -13,7 +13,8 @@ records:
   `pathlib` use), except the import system's own;
 - modules named at run time: every `importlib.import_module` call (what
   registries, plugin loaders and entry points use), also of a module
-  imported before; import statements are the static graph's;
+  imported before, however the function was imported; import statements
+  are the static graph's;
 - environment variables read through `os.environ` (`os.getenv`,
   `os.environ.get`, `[]`, `in`), with their value, except those pytest and
   DryCI set themselves;
@@ -43,7 +44,7 @@ module-level cache filled by another test).
 from __future__ import annotations
 
 import getpass
-import importlib
+import importlib._bootstrap as _bootstrap
 import os
 import shutil
 import sys
@@ -129,16 +130,20 @@ class Observer:
 
     def __init__(self, root: str, ignored: list[str]) -> None:
         self.root = os.path.join(root, "")
-        self.ignored = tuple(os.path.join(p, "") for p in ignored) + tuple(ignored)
+        # Folder prefixes, each ending in a separator: "/run" must not ignore "/runner".
+        self.ignored = tuple(os.path.join(p, "") for p in ignored)
         # Inside the rootdir only what is ignored inside it counts (a virtualenv
-        # there, say), not a folder above it (pytest's temporary one, say).
-        self.ignored_in_root = tuple(p for p in self.ignored if p.startswith(self.root))
+        # there, say), not the rootdir itself or a folder above it (pytest's
+        # temporary one, say).
+        self.ignored_in_root = tuple(
+            p for p in self.ignored if p.startswith(self.root) and p != self.root
+        )
         self.machinery = _machinery_folders()
         self.stack: list[Reads] = []
         self.written: set[str] = set()
         self.open = False
         self._environ_getitem = None
-        self._import_module = None
+        self._gcd_import = None
 
     # -- installing --------------------------------------------------------------
 
@@ -162,24 +167,27 @@ class Observer:
 
         self._environ_getitem = original_getitem
         environ_class.__getitem__ = getitem
-        original_import_module = importlib.import_module
+        # importlib.import_module looks this up at every call, so code that
+        # imported the function itself (`from importlib import import_module`)
+        # is seen too; import statements do not go through it.
+        original_gcd_import = _bootstrap._gcd_import
 
-        def import_module(name, package=None):
-            module = original_import_module(name, package)
+        def gcd_import(name, package=None, level=0):
+            module = original_gcd_import(name, package, level)
             if observer.stack and observer._by_the_test(2):
                 observer.stack[-1].modules.add(module.__name__)
             return module
 
-        self._import_module = original_import_module
-        importlib.import_module = import_module
+        self._gcd_import = original_gcd_import
+        _bootstrap._gcd_import = gcd_import
 
     def close(self) -> None:
         self.open = False
         self.stack.clear()
         if self._environ_getitem is not None:
             type(os.environ).__getitem__ = self._environ_getitem
-        if self._import_module is not None:
-            importlib.import_module = self._import_module
+        if self._gcd_import is not None:
+            _bootstrap._gcd_import = self._gcd_import
 
     # -- windows ---------------------------------------------------------------------
 
@@ -266,9 +274,10 @@ class Observer:
         return os.path.normpath(os.path.join(os.getcwd(), text))
 
     def _is_ignored(self, path: str) -> bool:
+        folder = os.path.join(path, "")  # an ignored folder itself, listed, is ignored too
         if path.startswith(self.root):
-            return path.startswith(self.ignored_in_root)
-        return path.startswith(self.ignored)
+            return folder.startswith(self.ignored_in_root)
+        return folder.startswith(self.ignored)
 
     # -- results ------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ PROJECT = {
     "pkg/formats/csv.py": "SEPARATOR = ','\n",
     "pkg/formats/tsv.py": "SEPARATOR = '\\t'\n",
     "pkg/registry.py": (
-        "import importlib\n"
+        "from importlib import import_module\n"
         "def load(kind):\n"
-        "    return importlib.import_module(__name__.rsplit('.', 1)[0] + '.formats.' + kind)\n"
+        "    return import_module(__name__.rsplit('.', 1)[0] + '.formats.' + kind)\n"
     ),
     "tests/res/greeting.txt": "hello\n",
     "tests/templates/a.tpl": "",
