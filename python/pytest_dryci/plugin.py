@@ -46,6 +46,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="do not hash the installed Python distributions into the cache key",
     )
     group.addoption(
+        "--dryci-explain",
+        action="store_true",
+        default=False,
+        help="say, for each test that ran, why it was not served from the cache",
+    )
+    group.addoption(
         "--dryci-observed",
         metavar="PATH",
         default=None,

@@ -27,7 +27,7 @@ from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.serving import mark_passed, may_serve_whole_files, names_node_ids, skip_reason
 from pytest_dryci.settings import Degradations, Settings
-from pytest_dryci.summary import write_summary
+from pytest_dryci.summary import write_explanations, write_summary
 
 WORKER_INPUT_KEY = "dryci"
 
@@ -202,6 +202,8 @@ class DryciSession:
             return
         write = terminalreporter.write_line
         write_summary(write, self.record, self.decisions, self.degradations, self.published)
+        if self.config.getoption("dryci_explain"):
+            write_explanations(write, self.record, self.decisions, self.settings.skip)
         report_path = self.config.getoption("dryci_observed")
         if report_path:
             write_report(report_path, self.record, self.decisions, self.parts, write)

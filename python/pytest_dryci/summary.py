@@ -28,6 +28,21 @@ def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
     return saved_ms / 1000
 
 
+def write_explanations(write, record: RunRecord, decisions: Decisions, skip: bool) -> None:
+    """One line for each test that ran: why it was not served."""
+    ran = sorted(record.tracker.outcomes)
+    if not ran:
+        return
+    if not skip:
+        reasons = dict.fromkeys(ran, "--dryci-no-skip runs every test")
+    elif decisions.native is None:
+        reasons = dict.fromkeys(ran, "DryCI could not start a session")
+    else:
+        reasons = decisions.native.explain(ran)
+    for nodeid in ran:
+        write(f"dryci: ran {nodeid}: {reasons.get(nodeid, 'unknown')}")
+
+
 def write_summary(
     write,
     record: RunRecord,

@@ -265,6 +265,11 @@ impl Session {
         })
     }
 
+    /// Why each of `node_ids` (tests that ran) was not served: node id -> reason.
+    fn explain(&self, py: Python<'_>, node_ids: Vec<String>) -> BTreeMap<String, String> {
+        py.detach(|| self.lock().explain(&node_ids).into_iter().collect())
+    }
+
     /// For each test file (node-id part -> paths its tests read), the paths
     /// its static dependency graph does not hold (one full analysis).
     fn outside_static_graph(

@@ -93,6 +93,21 @@ pub struct OtherCounts {
     pub served: u64,
 }
 
+/// Why recorded passes were not served although stored under their current
+/// key (an observed input changed), for `explain`.
+#[derive(Debug, Default)]
+struct Unserved(HashMap<DependencyHash, HashMap<NodeKey, String>>);
+
+impl Unserved {
+    fn insert(&mut self, hash: DependencyHash, key: NodeKey, why: String) {
+        self.0.entry(hash).or_default().insert(key, why);
+    }
+
+    fn get(&self, hash: &DependencyHash, key: &NodeKey) -> Option<&String> {
+        self.0.get(hash)?.get(key)
+    }
+}
+
 /// What the controller knows after deciding, and what a worker needs of it.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Known {
@@ -117,6 +132,9 @@ pub struct Session {
     settings: Option<SessionSettings>,
     /// The current state of observed inputs, read once per run.
     inputs: Inputs,
+    unserved: Unserved,
+    /// Node-id part -> why the file has no dependency hash.
+    unhashed: HashMap<String, String>,
     /// Opened on first use; `None` until then, or when it could not be opened.
     cache: Option<Cache>,
     /// The repository root the configuration settled on (the local store's home).
@@ -129,6 +147,8 @@ impl Session {
         Session {
             settings: Some(settings),
             inputs: Inputs::default(),
+            unserved: Unserved::default(),
+            unhashed: HashMap::new(),
             cache: None,
             store_root: None,
             known: Known::default(),
@@ -142,6 +162,8 @@ impl Session {
         Ok(Session {
             settings: None,
             inputs: Inputs::default(),
+            unserved: Unserved::default(),
+            unhashed: HashMap::new(),
             cache: None,
             store_root: None,
             known,
@@ -179,7 +201,10 @@ impl Session {
                     self.known.hashes.insert(part.clone(), hash.clone());
                     Ok(hash.short().to_string())
                 }
-                Err(why) => Err(why.to_string()),
+                Err(why) => {
+                    self.unhashed.insert(part.clone(), why.to_string());
+                    Err(why.to_string())
+                }
             };
             let file = FileDecision {
                 hash,
@@ -223,11 +248,17 @@ impl Session {
         let mut complete_by_hash = HashMap::new();
         for ((hash, answer), complete) in unique.iter().zip(answers.iter_mut()).zip(complete) {
             let recorded = answer.len();
-            answer.retain(|pass| {
-                pass.requirements
-                    .as_ref()
-                    .is_none_or(|id| !unmet.contains(id))
-            });
+            let mut held = Vec::with_capacity(recorded);
+            for pass in answer.drain(..) {
+                match pass.requirements.as_ref().and_then(|id| unmet.get(id)) {
+                    None => held.push(pass),
+                    Some(why) => {
+                        let key = NodeKey::from_stored(pass.test.node_id);
+                        self.unserved.insert((*hash).clone(), key, why.clone());
+                    }
+                }
+            }
+            *answer = held;
             if answer.is_empty() {
                 continue;
             }
@@ -275,6 +306,43 @@ impl Session {
             }
         }
         found
+    }
+
+    /// Why each of `node_ids` (tests that ran) was not served.
+    pub fn explain(&self, node_ids: &[String]) -> Vec<(String, String)> {
+        node_ids
+            .iter()
+            .map(|node_id| {
+                let part = file_part(node_id);
+                let why = match self.known.hashes.get(part) {
+                    None => match self.unhashed.get(part) {
+                        Some(problem) => format!("its test file could not be hashed: {problem}"),
+                        None => "its test file was not hashed".to_string(),
+                    },
+                    Some(hash) => {
+                        let key = NodeKey::of(node_id, hash);
+                        match self.unserved.get(hash, &key) {
+                            Some(why) => why.clone(),
+                            None if self
+                                .known
+                                .passed
+                                .get(hash)
+                                .is_some_and(|p| p.contains_key(&key)) =>
+                            {
+                                "it passed before under its current key, but was run anyway \
+                                 (--dryci-no-skip, or a selection that collects it)"
+                                    .to_string()
+                            }
+                            None => "no pass recorded under its current key: a new or \
+                                     failing test, or a change in its static dependencies, \
+                                     an outcome-relevant option or the Python environment"
+                                .to_string(),
+                        }
+                    }
+                };
+                (node_id.clone(), why)
+            })
+            .collect()
     }
 
     /// Publishes this run's passes (node-id part -> node id -> duration ms),

@@ -40,16 +40,16 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
-    /// The ids of the requirement sets named in `answers` that do not hold
-    /// now, or that cannot be read (a record that cannot be checked is no
-    /// record: its test runs).
+    /// The requirement sets named in `answers` that do not hold now, or that
+    /// cannot be read (a record that cannot be checked is no record: its
+    /// test runs): set id -> why, for reports.
     pub fn unmet_sets(
         &mut self,
         cache: &Cache,
         context: &Context<'_>,
         answers: &[Vec<StoredPass>],
         warnings: &mut Vec<String>,
-    ) -> HashSet<String> {
+    ) -> HashMap<String, String> {
         let mut ids: Vec<&str> = answers
             .iter()
             .flatten()
@@ -58,7 +58,7 @@ impl Inputs {
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
-            return HashSet::new();
+            return HashMap::new();
         }
         let (found, read_warnings) = cache.requirement_sets(&ids);
         warnings.extend(read_warnings);
@@ -89,13 +89,19 @@ impl Inputs {
         warnings.append(&mut self.warnings);
         let state = load_state(&mut self.state, context);
         let mut probe = Probe::new(context.root, state, &self.module_hashes);
-        ids.into_iter()
-            .filter(|id| {
-                sets.get(*id)
-                    .is_none_or(|set| probe.first_unmet(set).is_some())
-            })
-            .map(str::to_string)
-            .collect()
+        let mut unmet = HashMap::new();
+        for id in ids {
+            let why = match sets.get(id) {
+                None => Some("its record of observed inputs could not be read".to_string()),
+                Some(set) => probe
+                    .first_unmet(set)
+                    .map(|requirement| format!("an observed input changed: {requirement}")),
+            };
+            if let Some(why) = why {
+                unmet.insert(id.to_string(), why);
+            }
+        }
+        unmet
     }
 
     /// Establishes the requirements `observed` makes, adds the set (and the

@@ -228,10 +228,13 @@ def test_a_corrupt_requirement_set_is_ignored_and_its_tests_run(project):
     with store:
         store.execute("UPDATE requirement_sets SET body = x'00ff'")
     store.close()
-    result = run(project)
+    result = run(project, "--dryci-explain")
     # The four tests that read something run; the one that read nothing is served.
     result.assert_outcomes(passed=4, skipped=1)
     result.stdout.fnmatch_lines(["*dryci: degraded:*requirement sets could not be read*"])
+    result.stdout.fnmatch_lines(
+        ["dryci: ran tests/test_env.py::test_mode: its record of observed inputs could not be read"]
+    )
 
 
 SUBPROCESS_AND_NETWORK = {
@@ -341,3 +344,19 @@ def test_a_conftest_read_counts_for_the_tests_below_it(pytester: pytest.Pytester
     result = run(pytester)
     result.assert_outcomes(failed=1, skipped=1)
     assert ran(result) == {"sub/test_below.py::test_limit"}
+
+
+def test_explain_says_why_each_test_ran(project):
+    run(project).assert_outcomes(passed=5)
+    edit(project, "tests/res/greeting.txt", "bye\n")
+    edit(project, "tests/test_static.py", "def test_nothing_read():\n    assert 1\n")
+    result = run(project, "--dryci-explain")
+    result.assert_outcomes(passed=1, failed=1, skipped=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "dryci: ran tests/test_file.py::test_reads_a_computed_name: "
+            "an observed input changed: file tests/res/greeting.txt",
+            "dryci: ran tests/test_static.py::test_nothing_read: no pass recorded under "
+            "its current key*",
+        ]
+    )
