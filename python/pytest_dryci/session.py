@@ -27,7 +27,7 @@ from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.serving import mark_passed, may_serve_whole_files, names_node_ids, skip_reason
 from pytest_dryci.settings import Degradations, Settings
-from pytest_dryci.summary import write_explanations, write_summary
+from pytest_dryci.summary import explanations, write_summary
 
 WORKER_INPUT_KEY = "dryci"
 
@@ -52,6 +52,7 @@ class DryciSession:
             serve_network=self.settings.serve_network,
         )
         self.published: int | None = None
+        self.explanations: list[str] = []  # --dryci-explain
 
     def start_observing(self) -> bool:
         """Observes what each test reads (`observing`), unless switched off;
@@ -184,6 +185,8 @@ class DryciSession:
             return
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_files:
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
+        if self.config.getoption("dryci_explain"):
+            self.explanations = explanations(self.record, self.decisions, self.settings.skip)
         if self.settings.publish:
             self.published = publish(
                 self.record, self.decisions, self.degradations, self.may_record_whole_files()
@@ -202,8 +205,8 @@ class DryciSession:
             return
         write = terminalreporter.write_line
         write_summary(write, self.record, self.decisions, self.degradations, self.published)
-        if self.config.getoption("dryci_explain"):
-            write_explanations(write, self.record, self.decisions, self.settings.skip)
+        for line in self.explanations:
+            write(line)
         report_path = self.config.getoption("dryci_observed")
         if report_path:
             write_report(report_path, self.record, self.decisions, self.parts, write)

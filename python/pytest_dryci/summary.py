@@ -28,19 +28,19 @@ def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
     return saved_ms / 1000
 
 
-def write_explanations(write, record: RunRecord, decisions: Decisions, skip: bool) -> None:
-    """One line for each test that ran: why it was not served."""
+def explanations(record: RunRecord, decisions: Decisions, skip: bool) -> list[str]:
+    """One line for each test that ran: why it was not served. Made before
+    this run publishes, which replaces what the reasons compare with."""
     ran = sorted(record.tracker.outcomes)
     if not ran:
-        return
+        return []
     if not skip:
         reasons = dict.fromkeys(ran, "--dryci-no-skip runs every test")
     elif decisions.native is None:
         reasons = dict.fromkeys(ran, "DryCI could not start a session")
     else:
         reasons = decisions.native.explain(ran)
-    for nodeid in ran:
-        write(f"dryci: ran {nodeid}: {reasons.get(nodeid, 'unknown')}")
+    return [f"dryci: ran {nodeid}: {reasons.get(nodeid, 'unknown')}" for nodeid in ran]
 
 
 def write_summary(

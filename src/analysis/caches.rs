@@ -94,6 +94,11 @@ pub(super) fn remembered_run(
         files_indexed: prepared.index.len(),
         timings,
         remembered: true,
+        files: slot
+            .files
+            .iter()
+            .map(|(id, digest)| (index.path(*id).to_string(), *digest))
+            .collect(),
     })
 }
 

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::config::{self, Config, ConfigError, FrontEnd};
 use crate::files::state::StateCache;
+use crate::files::{Digest, FileDigest};
 use crate::graph::entry_points::EntryPoint;
 use crate::graph::{self, BuildInput, Closures, DepGraph, NodeId};
 use crate::hash::memo::{self, InputHash, Memo};
@@ -124,6 +125,9 @@ pub struct HashRun {
     pub timings: Timings,
     /// The hashes were remembered from an earlier run: no graph was built.
     pub remembered: bool,
+    /// Every file of the graph with the digest its content had (in the
+    /// graph's order), for telling later which of them changed.
+    pub files: Vec<(String, Digest)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +217,17 @@ pub fn dependency_hashes(request: &Request) -> Result<HashRun, AnalysisError> {
         return Ok(run);
     }
     let analysis = analyze_prepared(request, prepared, key);
+    let files = analysis
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|node| match node.digest {
+            FileDigest::Content(digest) => Some((node.path.clone(), digest)),
+            _ => None,
+        })
+        .collect();
     Ok(HashRun {
+        files,
         inputs: analysis.inputs.iter().map(InputHash::from).collect(),
         node_count: analysis.graph.nodes.len(),
         config: analysis.config,

@@ -166,6 +166,20 @@ impl Cache {
         }
     }
 
+    /// The encoded histories of `parts` kept locally (for reports: a
+    /// failure to read them is no history).
+    pub fn file_history(&self, parts: &[&str]) -> Vec<(String, Vec<u8>)> {
+        match &self.local {
+            Some(local) => local.file_history(parts).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The encoded snapshot stored locally under `id`.
+    pub fn snapshot(&self, id: &str) -> Option<Vec<u8>> {
+        self.local.as_ref()?.snapshot(id).ok().flatten()
+    }
+
     /// The module files the local store's requirement sets name.
     pub fn observed_modules(&self) -> (Vec<String>, Warnings) {
         match self.local.as_ref().map(LocalStore::observed_modules) {

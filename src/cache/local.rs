@@ -43,6 +43,16 @@ CREATE TABLE IF NOT EXISTS requirement_sets (
     body      BLOB NOT NULL,
     last_used INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_history (
+    file_part TEXT PRIMARY KEY NOT NULL,
+    snapshot  TEXT NOT NULL,
+    body      BLOB NOT NULL,
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    snapshot_id TEXT PRIMARY KEY NOT NULL,
+    body        BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS observed_modules (
     path      TEXT PRIMARY KEY NOT NULL,
     last_used INTEGER NOT NULL
@@ -80,6 +90,11 @@ pub struct LocalBatch {
     pub requirement_sets: BTreeMap<String, Vec<u8>>,
     /// Module files (relative to the root) the sets name.
     pub observed_modules: Vec<String>,
+    /// Test file (node-id part) -> (snapshot id, encoded history) of the key
+    /// its tests passed under in this run, for explaining later re-runs.
+    pub history: BTreeMap<String, (String, Vec<u8>)>,
+    /// The snapshot the histories name: (id, encoded), when there are any.
+    pub snapshot: Option<(String, Vec<u8>)>,
 }
 
 pub struct LocalStore {
@@ -300,6 +315,42 @@ impl LocalStore {
         Ok(found)
     }
 
+    /// The encoded histories of `parts` (test files without one left out).
+    pub fn file_history(&self, parts: &[&str]) -> Result<Vec<(String, Vec<u8>)>, LocalError> {
+        let wrap = |source| LocalError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT body FROM file_history WHERE file_part = ?1")
+            .map_err(wrap)?;
+        let mut found = Vec::new();
+        for part in parts {
+            let body: Option<Vec<u8>> = select
+                .query_row([part], |row| row.get(0))
+                .optional()
+                .map_err(wrap)?;
+            found.extend(body.map(|body| (part.to_string(), body)));
+        }
+        Ok(found)
+    }
+
+    /// The encoded snapshot stored under `id`.
+    pub fn snapshot(&self, id: &str) -> Result<Option<Vec<u8>>, LocalError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM snapshots WHERE snapshot_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|source| LocalError {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Every module file a stored requirement set names (relative to the root).
     pub fn observed_modules(&self) -> Result<Vec<String>, LocalError> {
         let wrap = |source| LocalError {
@@ -372,14 +423,46 @@ impl LocalStore {
             for path in &batch.observed_modules {
                 upsert_module.execute(params![path, now]).map_err(wrap)?;
             }
+            if let Some((id, body)) = &batch.snapshot {
+                tx.execute(
+                    "INSERT OR IGNORE INTO snapshots (snapshot_id, body) VALUES (?1, ?2)",
+                    params![id, body],
+                )
+                .map_err(wrap)?;
+            }
+            let mut upsert_history = tx
+                .prepare_cached(
+                    "INSERT INTO file_history (file_part, snapshot, body, last_used) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (file_part) DO UPDATE SET snapshot = excluded.snapshot,
+                         body = excluded.body, last_used = excluded.last_used",
+                )
+                .map_err(wrap)?;
+            for (part, (snapshot, body)) in &batch.history {
+                upsert_history
+                    .execute(params![part, snapshot, body, now])
+                    .map_err(wrap)?;
+            }
             let expired = now - RETENTION.as_secs() as i64;
-            for table in ["passed", "requirement_sets", "observed_modules"] {
+            for table in [
+                "passed",
+                "requirement_sets",
+                "observed_modules",
+                "file_history",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE last_used < ?1"),
                     [expired],
                 )
                 .map_err(wrap)?;
             }
+        }
+        if !batch.history.is_empty() {
+            // Only the snapshots some history still names are kept.
+            tx.execute(
+                "DELETE FROM snapshots WHERE snapshot_id NOT IN (SELECT snapshot FROM file_history)",
+                [],
+            )
+            .map_err(wrap)?;
         }
         tx.commit().map_err(wrap)?;
         Ok(added)

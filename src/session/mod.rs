@@ -29,8 +29,10 @@ use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
 use crate::requirements::{stored_path, Observed};
 
+mod history;
 mod observed;
 
+use history::{what_changed, FileHistory, SaltParts, Snapshot};
 use observed::Inputs;
 
 /// Where the local store lives below the repository root (v2: passes carry
@@ -135,6 +137,10 @@ pub struct Session {
     unserved: Unserved,
     /// Node-id part -> why the file has no dependency hash.
     unhashed: HashMap<String, String>,
+    /// The graph's files with their digests, and the configuration's
+    /// fingerprint, as the decisions saw them (for the history of passes).
+    graph_files: Vec<(String, crate::files::Digest)>,
+    config_fingerprint: String,
     /// Opened on first use; `None` until then, or when it could not be opened.
     cache: Option<Cache>,
     /// The repository root the configuration settled on (the local store's home).
@@ -149,6 +155,8 @@ impl Session {
             inputs: Inputs::default(),
             unserved: Unserved::default(),
             unhashed: HashMap::new(),
+            graph_files: Vec::new(),
+            config_fingerprint: String::new(),
             cache: None,
             store_root: None,
             known: Known::default(),
@@ -164,6 +172,8 @@ impl Session {
             inputs: Inputs::default(),
             unserved: Unserved::default(),
             unhashed: HashMap::new(),
+            graph_files: Vec::new(),
+            config_fingerprint: String::new(),
             cache: None,
             store_root: None,
             known,
@@ -188,6 +198,8 @@ impl Session {
         };
         let run = dependency_hashes(&request)?;
         self.store_root = Some(run.config.root.clone());
+        self.config_fingerprint = run.config.fingerprint.clone();
+        self.graph_files.extend(run.files);
         let mut decision = Decision {
             graph_warnings: run.warnings,
             ..Decision::default()
@@ -308,8 +320,123 @@ impl Session {
         found
     }
 
+    /// Records, for each test file with passes in `batch`, the key they
+    /// passed under (for explaining a later re-run).
+    fn add_history<'p>(
+        &self,
+        settings: &SessionSettings,
+        parts: impl Iterator<Item = &'p String>,
+        batch: &mut LocalBatch,
+    ) {
+        if self.graph_files.is_empty() {
+            return;
+        }
+        let snapshot = Snapshot::new(self.graph_files.clone());
+        let encoded = snapshot.encode();
+        let id = snapshot.id(&encoded);
+        let salt = SaltParts::of(&settings.salt, &self.config_fingerprint);
+        for part in parts {
+            let Some(hash) = self.known.hashes.get(part) else {
+                continue;
+            };
+            let history = FileHistory {
+                dependency_hash: hash.clone(),
+                snapshot: id.clone(),
+                salt: salt.clone(),
+            };
+            batch
+                .history
+                .insert(part.clone(), (id.clone(), history.encode()));
+        }
+        if !batch.history.is_empty() {
+            batch.snapshot = Some((id, encoded));
+        }
+    }
+
+    /// Why the key of each of `parts` differs from the one its tests last
+    /// passed under here (one full analysis of those files).
+    fn static_changes(&self, parts: &[&str]) -> HashMap<String, String> {
+        let mut reasons = HashMap::new();
+        let (Some(settings), Some(cache)) = (self.settings.as_ref(), self.cache.as_ref()) else {
+            return reasons;
+        };
+        let mut changed: Vec<(String, FileHistory)> = Vec::new();
+        for (part, body) in cache.file_history(parts) {
+            let Some(history) = FileHistory::decode(&body) else {
+                continue;
+            };
+            if self.known.hashes.get(&part) == Some(&history.dependency_hash) {
+                reasons.insert(
+                    part,
+                    "its test file's key is unchanged since its tests last passed here: \
+                     a new test, or one that did not pass last time"
+                        .to_string(),
+                );
+            } else {
+                changed.push((part, history));
+            }
+        }
+        if changed.is_empty() {
+            return reasons;
+        }
+        let request = Request {
+            root: settings.root.clone(),
+            config_path: settings.config_path.clone(),
+            inputs: Some(
+                changed
+                    .iter()
+                    .map(|(part, _)| settings.root.join(part))
+                    .collect(),
+            ),
+            salt: settings.salt.clone(),
+            state_cache: settings.state_cache.clone(),
+        };
+        let Ok(analysis) = analyze(&request) else {
+            return reasons;
+        };
+        let salt_now = SaltParts::of(&settings.salt, &analysis.config.fingerprint);
+        let mut snapshots: HashMap<String, Option<Snapshot>> = HashMap::new();
+        for ((part, history), input) in changed.into_iter().zip(&analysis.inputs) {
+            let snapshot = snapshots
+                .entry(history.snapshot.clone())
+                .or_insert_with(|| {
+                    cache
+                        .snapshot(&history.snapshot)
+                        .and_then(|b| Snapshot::decode(&b))
+                });
+            let Some(before) = snapshot.as_ref() else {
+                continue;
+            };
+            let closure: Vec<(String, Option<crate::files::Digest>)> = analysis
+                .closure(input)
+                .into_iter()
+                .map(|node| {
+                    let node = &analysis.graph.nodes[node as usize];
+                    let digest = match node.digest {
+                        crate::files::FileDigest::Content(digest) => Some(digest),
+                        _ => None,
+                    };
+                    (node.path.clone(), digest)
+                })
+                .collect();
+            reasons.insert(
+                part,
+                what_changed(&closure, before, &history.salt, &salt_now),
+            );
+        }
+        reasons
+    }
+
     /// Why each of `node_ids` (tests that ran) was not served.
     pub fn explain(&self, node_ids: &[String]) -> Vec<(String, String)> {
+        let unexplained: Vec<&str> = node_ids
+            .iter()
+            .map(|node_id| file_part(node_id))
+            .filter(|part| self.known.hashes.contains_key(*part))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let static_changes = self.static_changes(&unexplained);
         node_ids
             .iter()
             .map(|node_id| {
@@ -333,10 +460,12 @@ impl Session {
                                  (--dryci-no-skip, or a selection that collects it)"
                                     .to_string()
                             }
-                            None => "no pass recorded under its current key: a new or \
-                                     failing test, or a change in its static dependencies, \
-                                     an outcome-relevant option or the Python environment"
-                                .to_string(),
+                            None => match static_changes.get(part) {
+                                Some(change) => change.clone(),
+                                None => {
+                                    "no pass of its test file recorded on this machine".to_string()
+                                }
+                            },
                         }
                     }
                 };
@@ -397,6 +526,7 @@ impl Session {
                 .extend(stored);
         }
         publication.warnings.extend(self.inputs.take_warnings());
+        self.add_history(&settings, passes.keys(), &mut batch);
         let complete: BTreeMap<FileKey, Vec<String>> = complete
             .iter()
             .filter_map(|(part, ids)| {

@@ -356,7 +356,38 @@ def test_explain_says_why_each_test_ran(project):
         [
             "dryci: ran tests/test_file.py::test_reads_a_computed_name: "
             "an observed input changed: file tests/res/greeting.txt",
-            "dryci: ran tests/test_static.py::test_nothing_read: no pass recorded under "
-            "its current key*",
+            "dryci: ran tests/test_static.py::test_nothing_read: changed since its tests "
+            "last passed here: tests/test_static.py",
+        ]
+    )
+
+
+def test_explain_names_a_changed_dependency_an_option_and_a_failure(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        helper="def value():\n    return 1\n",
+        test_one=(
+            "from helper import value\n"
+            "def test_value():\n    assert value() == 1\n"
+            "def test_fails():\n    assert False\n"
+        ),
+    )
+    run(pytester).assert_outcomes(passed=1, failed=1)
+    result = run(pytester, "--dryci-explain")
+    result.stdout.fnmatch_lines(
+        [
+            "dryci: ran test_one.py::test_fails: its test file's key is unchanged since its "
+            "tests last passed here: a new test, or one that did not pass last time"
+        ]
+    )
+    (pytester.path / "helper.py").write_text("def value():\n    return 1  # same\n")
+    result = run(pytester, "--dryci-explain")
+    result.stdout.fnmatch_lines(
+        ["dryci: ran test_one.py::test_value: changed since its tests last passed here: helper.py"]
+    )
+    result = run(pytester, "--dryci-explain", "-W", "error")
+    result.stdout.fnmatch_lines(
+        [
+            "dryci: ran test_one.py::test_value: an outcome-relevant pytest option or "
+            "DRYCI_SALT changed"
         ]
     )

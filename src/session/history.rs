@@ -1,0 +1,186 @@
+//! What a test file's key covered when its tests last passed on this
+//! machine, so that `explain` can name what changed since: the graph's
+//! files with their digests (a snapshot, stored once however many test
+//! files share it) and the parts of the salt. Kept in the local store
+//! only, with plain paths: they never leave the machine.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::files::Digest;
+use crate::hash::{DependencyHash, Salt};
+
+/// Every file of the graph with its digest, sorted by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot(pub Vec<(String, Digest)>);
+
+impl Snapshot {
+    pub fn new(mut files: Vec<(String, Digest)>) -> Self {
+        files.sort_unstable();
+        files.dedup();
+        Snapshot(files)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// What it is stored under: blake3 of its encoding, hex.
+    pub fn id(&self, encoded: &[u8]) -> String {
+        blake3::hash(encoded).to_hex().to_string()
+    }
+}
+
+/// The salt of a key, part by part, so a change can be named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaltParts {
+    /// `DRYCI_SALT` and the outcome-relevant options.
+    pub user: String,
+    pub python: Option<String>,
+    pub platform: String,
+    /// The configuration's fingerprint.
+    pub config: String,
+}
+
+impl SaltParts {
+    pub fn of(salt: &Salt, config_fingerprint: &str) -> Self {
+        SaltParts {
+            user: salt.user.clone(),
+            python: salt.python.clone(),
+            platform: serde_json::to_string(&salt.platform).unwrap_or_default(),
+            config: config_fingerprint.to_string(),
+        }
+    }
+
+    /// The first part that differs from `now`, in words.
+    pub fn change_to(&self, now: &SaltParts) -> Option<&'static str> {
+        if self.config != now.config {
+            Some("the DryCI configuration changed")
+        } else if self.python != now.python {
+            Some("the Python environment changed (interpreter or installed distributions)")
+        } else if self.user != now.user {
+            Some("an outcome-relevant pytest option or DRYCI_SALT changed")
+        } else if self.platform != now.platform {
+            Some("the platform changed")
+        } else {
+            None
+        }
+    }
+}
+
+/// One test file's record: the key its tests last passed under here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHistory {
+    pub dependency_hash: DependencyHash,
+    pub snapshot: String,
+    pub salt: SaltParts,
+}
+
+impl FileHistory {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// How many changed files a reason names before "and N more".
+const NAMED_FILES: usize = 3;
+
+/// Why a test file's key differs from the one its tests last passed under:
+/// the files of its closure now (`closure`, with current digests) against
+/// the snapshot, then the salt.
+pub fn what_changed(
+    closure: &[(String, Option<Digest>)],
+    before: &Snapshot,
+    salt_before: &SaltParts,
+    salt_now: &SaltParts,
+) -> String {
+    let known: HashMap<&str, Digest> = before.0.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let mut changed = Vec::new();
+    let mut added = Vec::new();
+    for (path, digest) in closure {
+        match (known.get(path.as_str()), digest) {
+            (Some(old), Some(new)) if old == new => {}
+            (Some(_), _) => changed.push(path.as_str()),
+            (None, Some(_)) => added.push(path.as_str()),
+            (None, None) => {}
+        }
+    }
+    let mut parts = Vec::new();
+    if !changed.is_empty() {
+        parts.push(format!(
+            "changed since its tests last passed here: {}",
+            named(&changed)
+        ));
+    }
+    if !added.is_empty() {
+        parts.push(format!("new dependencies: {}", named(&added)));
+    }
+    if parts.is_empty() {
+        return salt_before
+            .change_to(salt_now)
+            .unwrap_or("its key changed, not its files (another DryCI version, or the file moved)")
+            .to_string();
+    }
+    parts.join("; ")
+}
+
+fn named(paths: &[&str]) -> String {
+    let mut text = paths
+        .iter()
+        .take(NAMED_FILES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > NAMED_FILES {
+        text.push_str(&format!(" and {} more", paths.len() - NAMED_FILES));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn salt(user: &str) -> SaltParts {
+        SaltParts {
+            user: user.into(),
+            python: Some("py".into()),
+            platform: "linux".into(),
+            config: "c".into(),
+        }
+    }
+
+    #[test]
+    fn names_changed_and_new_files_then_the_salt() {
+        let d = |b: u8| Digest([b; 32]);
+        let before = Snapshot::new(vec![("a.py".into(), d(1)), ("b.py".into(), d(2))]);
+        let now = vec![
+            ("a.py".to_string(), Some(d(1))),
+            ("b.py".to_string(), Some(d(9))),
+            ("c.py".to_string(), Some(d(3))),
+        ];
+        assert_eq!(
+            what_changed(&now, &before, &salt("x"), &salt("x")),
+            "changed since its tests last passed here: b.py; new dependencies: c.py"
+        );
+        let same = vec![("a.py".to_string(), Some(d(1)))];
+        assert_eq!(
+            what_changed(&same, &before, &salt("x"), &salt("y")),
+            "an outcome-relevant pytest option or DRYCI_SALT changed"
+        );
+        let many: Vec<(String, Option<Digest>)> =
+            (0..5).map(|i| (format!("m{i}.py"), Some(d(i)))).collect();
+        assert!(what_changed(&many, &before, &salt("x"), &salt("x")).ends_with("and 2 more"));
+        let encoded = before.encode();
+        assert_eq!(Snapshot::decode(&encoded), Some(before));
+    }
+}
