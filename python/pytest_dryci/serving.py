@@ -42,6 +42,18 @@ def may_serve_whole_files(config: pytest.Config, settings: Settings) -> bool:
     return settings.skip_collection and not names_node_ids(config)
 
 
+def serve_without_workers(manager: pytest.PytestPluginManager) -> None:
+    """Every test will be served without collection: pytest-xdist's workers
+    would start only to collect nothing, so the controller runs the session
+    itself (it reports served tests either way). xdist's distributed session
+    and its reporter, if registered, are unregistered before its
+    `pytest_sessionstart` starts any worker."""
+    for name in ("dsession", "terminaldistreporter"):
+        plugin = manager.get_plugin(name)
+        if plugin is not None:
+            manager.unregister(plugin, name)
+
+
 def mark_passed(
     items: list[pytest.Item], decisions: Decisions, served_files: dict[str, list[str]]
 ) -> None:

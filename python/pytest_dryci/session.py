@@ -1,8 +1,9 @@
 """The DryCI plugin object: pytest's hooks, wired to the modules that do the
-work. Before collection the controller (the only process of a serial run)
-finds the files pytest will collect and decides about them in one native
-call (`decisions`); files whose every test passed before are not even
-imported (`serving`, `collection`). After collection, a serial run decides
+work. When it is configured, the controller (the only process of a serial
+run) finds the files pytest will collect and decides about them in one
+native call (`decisions`); files whose every test passed before are not even
+imported (`serving`, `collection`), and when that is every file, no
+pytest-xdist worker is started. After collection, a serial run decides
 about the collected files it had not foreseen (doctest modules, say), and
 the passed tests get a skip marker. Under pytest-xdist the workers only
 apply the controller's decisions, and the controller, which sees every
@@ -25,7 +26,13 @@ from pytest_dryci.hermeticity import write_report
 from pytest_dryci.observe import Observer, default_ignored
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
-from pytest_dryci.serving import mark_passed, may_serve_whole_files, names_node_ids, skip_reason
+from pytest_dryci.serving import (
+    mark_passed,
+    may_serve_whole_files,
+    names_node_ids,
+    serve_without_workers,
+    skip_reason,
+)
 from pytest_dryci.settings import Degradations, Settings
 from pytest_dryci.summary import explanations, write_summary
 
@@ -53,6 +60,10 @@ class DryciSession:
         )
         self.published: int | None = None
         self.explanations: list[str] = []  # --dryci-explain
+        # Every test will be served without collection: start no xdist worker.
+        self.without_workers = False
+        # Under xdist: (produced, collected) per test file, as a worker saw them.
+        self.workers_collection: tuple[dict, dict] | None = None
 
     def start_observing(self) -> bool:
         """Observes what each test reads (`observing`), unless switched off;
@@ -76,11 +87,30 @@ class DryciSession:
 
     # -- deciding -------------------------------------------------------------
 
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """Decides as soon as the plugin is registered (pytest_configure is
+        historic): before pytest-xdist starts any worker, so that none is
+        started when every test will be served."""
+        if self.workerinput is not None or config.option.help:
+            return
+        files = discover_test_files(config, self.parts)
+        self.decisions.decide(files, self.degradations)
+        complete = self.decisions.complete
+        if files and self.serve_whole_files and all(part in complete for part in files):
+            self.without_workers = True
+            serve_without_workers(config.pluginmanager)
+
+    def pytest_plugin_registered(self, plugin, manager) -> None:
+        # pytest-xdist may set up its distributed session after this plugin decided.
+        if self.without_workers:
+            serve_without_workers(manager)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.workerinput is None:
-            files = discover_test_files(session.config, self.parts)
-            self.decisions.decide(files, self.degradations)
+        if self.without_workers:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.showfspath = None  # xdist switched file names off; back to the default
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
@@ -168,10 +198,13 @@ class DryciSession:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:
-        # Every worker collects the same files, so serves the same ones.
-        served = getattr(node, "workeroutput", {}).get(WORKER_INPUT_KEY)
-        if served and not self.record.served_files:
-            self.record.served_files = served
+        # Every worker collects the same files, so serves the same ones and
+        # sees the same items: the first worker that finished says.
+        output = getattr(node, "workeroutput", {}).get(WORKER_INPUT_KEY)
+        if not output or self.workers_collection is not None:
+            return
+        self.record.served_files = output["served"]
+        self.workers_collection = output["produced"], output["collected"]
 
     # -- recording and publishing -----------------------------------------------
 
@@ -181,8 +214,17 @@ class DryciSession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.workerinput is not None:
-            self.config.workeroutput[WORKER_INPUT_KEY] = self.record.served_files
+            record = self.record
+            self.config.workeroutput[WORKER_INPUT_KEY] = {
+                "served": record.served_files,
+                "produced": dict(record.produced),
+                "collected": dict(record.collected),
+            }
             return
+        if self.workers_collection is not None:
+            produced, collected = self.workers_collection
+            self.record.produced.update(produced)
+            self.record.collected.update(collected)
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_files:
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
         if self.config.getoption("dryci_explain"):
@@ -193,10 +235,12 @@ class DryciSession:
             )
 
     def may_record_whole_files(self) -> bool:
-        """Only a serial run sees what each file produced before anything was
-        deselected, and only a run not narrowed to node ids collects whole files."""
-        serial = self.workerinput is None and not self.config.pluginmanager.has_plugin("dsession")
-        return serial and self.settings.skip_collection and not names_node_ids(self.config)
+        """Only a run that saw what each file produced before anything was
+        deselected (a serial run, or the controller told by a worker), and
+        only one not narrowed to node ids, collects whole files."""
+        distributed = self.config.pluginmanager.has_plugin("dsession")
+        seen = not distributed or self.workers_collection is not None
+        return seen and self.settings.skip_collection and not names_node_ids(self.config)
 
     # -- reporting --------------------------------------------------------------
 
