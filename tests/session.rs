@@ -61,7 +61,13 @@ fn publish_all(session: &mut Session) {
         ..OtherCounts::default()
     };
     let publication = session
-        .publish(&passes, &BTreeMap::new(), &complete, counts)
+        .publish(
+            &passes,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &complete,
+            counts,
+        )
         .unwrap();
     assert_eq!(publication.warnings, Vec::<String>::new());
     assert_eq!(publication.published, 3);
@@ -134,6 +140,7 @@ fn a_worker_matches_with_the_controllers_answers_and_does_nothing_else() {
             &nothing,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &BTreeMap::new(),
             OtherCounts::default()
         ),
         Err(SessionError::WorkerOnly)
@@ -165,6 +172,7 @@ fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
     let publication = session
         .publish(
             &passes,
+            &BTreeMap::new(),
             &BTreeMap::new(),
             &BTreeMap::new(),
             OtherCounts::default(),
@@ -209,7 +217,13 @@ fn publish_observed(session: &mut Session, observed: Observed) {
     )]);
     let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
     let publication = session
-        .publish(&passes, &observed, &BTreeMap::new(), OtherCounts::default())
+        .publish(
+            &passes,
+            &BTreeMap::new(),
+            &observed,
+            &BTreeMap::new(),
+            OtherCounts::default(),
+        )
         .unwrap();
     assert_eq!(publication.published, 1, "{:?}", publication.warnings);
 }
@@ -275,7 +289,13 @@ fn publish_observed_expecting_none(session: &mut Session, gone: PathBuf) {
     };
     let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
     let publication = session
-        .publish(&passes, &observed, &BTreeMap::new(), OtherCounts::default())
+        .publish(
+            &passes,
+            &BTreeMap::new(),
+            &observed,
+            &BTreeMap::new(),
+            OtherCounts::default(),
+        )
         .unwrap();
     assert_eq!(publication.published, 0);
 }

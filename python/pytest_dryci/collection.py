@@ -29,12 +29,16 @@ class ServedFile(pytest.File):
 
 
 def report_served(
-    config: pytest.Config, root: Path, served: Iterable[tuple[list[str], str]]
+    config: pytest.Config,
+    root: Path,
+    served: Iterable[tuple[list[str], str]],
+    results: dict[str, tuple[str, str]],
 ) -> None:
     """Reports each node id of `served` ((node ids, skip reason) per file) as
     a test skipped at setup, the way pytest reports a test skipped by a
     marker, without creating an item: logstart, the skipped setup report,
-    logfinish.
+    logfinish. A test in `results` (node id -> kind, reason) is reported as
+    what it did: skipped with its own reason, or xfailed.
 
     pytest's runner would also send a passed teardown report. None of
     pytest's reporters shows or counts one (the terminal, `-v`, `-rs`,
@@ -61,9 +65,27 @@ def report_served(
                 location = (part, 0, name.replace("::", "."))
                 if call_logstart:
                     logstart(nodeid=node_id, location=location)
-                logreport(report=report(node_id, location, {}, "skipped", longrepr, "setup"))
+                result = results.get(node_id) if results else None
+                if result is None:
+                    logreport(report=report(node_id, location, {}, "skipped", longrepr, "setup"))
+                else:
+                    logreport(report=_result_report(node_id, location, root / part, result))
                 if call_logfinish:
                     logfinish(nodeid=node_id, location=location)
+
+
+def _result_report(
+    node_id: str, location: tuple, path: Path, result: tuple[str, str]
+) -> pytest.TestReport:
+    """The setup report of a test served as the skip or expected failure it was."""
+    kind, reason = result
+    prefix = "Skipped" if kind == "skipped" else "XFailed"
+    served = pytest.TestReport(
+        node_id, location, {}, "skipped", (str(path), 1, f"{prefix}: {reason}"), "setup"
+    )
+    if kind == "xfailed":
+        served.wasxfail = reason
+    return served
 
 
 def _has_visible_impl(config: pytest.Config, caller, hook: str) -> bool:

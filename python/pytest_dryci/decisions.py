@@ -26,7 +26,10 @@ class Decisions:
         # node-id part -> why it has no hash (its tests run)
         self.unhashed: dict[str, str] = {}
         # node-id part -> every node id, for files all of whose tests passed
+        # (or were skipped or failed as expected)
         self.complete: dict[str, list[str]] = {}
+        # node id -> ("skipped" or "xfailed", reason), of those tests
+        self.complete_results: dict[str, tuple[str, str]] = {}
         # node-id part -> durations (ms) of the tests that passed under its hash, added
         # up, for each file some of whose tests passed under its hash
         self.passed_ms: dict[str, int] = {}
@@ -87,14 +90,16 @@ class Decisions:
                 self.passed_ms[part] = file.passed_ms
             if file.complete is not None:
                 self.complete[part] = file.complete
+                self.complete_results.update(file.complete_results)
 
-    def passed(self, node_ids: list[str]) -> dict[str, int | None]:
-        """Of `node_ids`, those that passed before under their file's current
-        hash: node id -> duration in ms."""
+    def passed(self, node_ids: list[str]) -> dict[str, tuple[int | None, str, str]]:
+        """Of `node_ids`, those with a result to serve under their file's
+        current hash: node id -> (duration in ms, "passed", "skipped" or
+        "xfailed", the reason of a skip or an expected failure)."""
         if self.native is None or not node_ids:
             return {}
         found = self.native.passed(node_ids)
-        self.durations.update(found)
+        self.durations.update((nodeid, result[0]) for nodeid, result in found.items())
         return found
 
     def to_worker(self) -> dict:

@@ -1,5 +1,8 @@
-"""Which tests may be published: only those whose setup, call and teardown all
-passed in this run and that never failed, were never rerun, skipped or xfailed."""
+"""Which tests may be published: those whose setup, call and teardown all
+passed in this run, and those that were skipped or failed as expected
+(xfail), with the reason, so that they can be served as such under the same
+key. A test that failed, was rerun, or passed although expected to fail
+(xpass) never is."""
 
 from __future__ import annotations
 
@@ -17,10 +20,24 @@ class TestOutcome:
     skipped: bool = False
     spoiled: bool = False
     duration: float = 0.0
+    # Why it was skipped, or why it was expected to fail (and did).
+    skip_reason: str | None = None
+    xfail_reason: str | None = None
 
     @property
     def publishable(self) -> bool:
-        return not (self.failed or self.skipped or self.spoiled) and self.phases_passed == 3
+        if self.failed or self.spoiled:
+            return False
+        return self.phases_passed == 3 or self.result is not None
+
+    @property
+    def result(self) -> tuple[str, str] | None:
+        """("skipped" or "xfailed", reason) for a test that did not simply pass."""
+        if self.xfail_reason is not None:
+            return ("xfailed", self.xfail_reason)
+        if self.skip_reason is not None:
+            return ("skipped", self.skip_reason)
+        return None
 
 
 class OutcomeTracker:
@@ -38,11 +55,24 @@ class OutcomeTracker:
         elif report.failed:
             outcome.failed = True
         elif hasattr(report, "wasxfail"):
-            outcome.spoiled = True  # xfail and xpass are never published
+            if report.skipped:
+                outcome.xfail_reason = str(report.wasxfail)
+            else:
+                outcome.spoiled = True  # a non-strict xfail that passed is never published
         elif report.skipped:
             outcome.skipped = True
+            outcome.skip_reason = skip_reason(report)
         elif report.passed:
             outcome.phases_passed += 1
+
+    def results(self) -> dict[str, tuple[str, str]]:
+        """node id -> ("skipped" or "xfailed", reason), of the publishable
+        tests that did not simply pass."""
+        return {
+            nodeid: o.result
+            for nodeid, o in self.outcomes.items()
+            if o.publishable and o.result is not None
+        }
 
     def publishable(self) -> dict[str, float]:
         """node id -> seconds it took (setup + call + teardown)."""
@@ -53,3 +83,10 @@ class OutcomeTracker:
         failed = sum(o.failed for o in self.outcomes.values())
         skipped = sum(o.skipped and not o.failed for o in self.outcomes.values())
         return len(self.outcomes), failed, skipped
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """The reason a skip report gives, as `pytest.mark.skip(reason=...)` takes it."""
+    longrepr = report.longrepr
+    message = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+    return message.removeprefix("Skipped: ")

@@ -12,7 +12,7 @@ from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import file_part
 from pytest_dryci.observe import REPORT_ATTRIBUTE
 from pytest_dryci.outcomes import OutcomeTracker
-from pytest_dryci.serving import is_dryci_skip
+from pytest_dryci.serving import SERVED_ATTRIBUTE, is_dryci_skip
 from pytest_dryci.settings import Degradations
 
 
@@ -38,7 +38,7 @@ class RunRecord:
         nodeid = report.nodeid
         if nodeid in self.served_nodeids:
             return  # a served test, or the teardown after a cache skip
-        if is_dryci_skip(report):
+        if is_dryci_skip(report) or getattr(report, SERVED_ATTRIBUTE, False):
             self.served_nodeids.add(nodeid)
             return
         self.tracker.record(report)
@@ -107,8 +107,10 @@ def publish(
     total, failed, skipped = record.tracker.counts()
     served = len(record.served_nodeids)
     observed = {n: record.observed[n] for n in publishable if n in record.observed}
+    outcomes = {n: result for n, result in record.tracker.results().items() if n in publishable}
     publication = decisions.native.publish(
         dict(passes),
+        outcomes,
         observed,
         complete,
         total=total + served,

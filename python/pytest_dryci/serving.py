@@ -11,6 +11,10 @@ from pytest_dryci.discovery import file_part
 from pytest_dryci.settings import Settings
 
 SKIP_REASON_PREFIX = "dryci: passed before with identical inputs"
+# On the report of a test served as the skip or the expected failure it was
+# before (its reason is the test's own, so the prefix cannot tell).
+SERVED_ATTRIBUTE = "dryci_served"
+SERVED = pytest.StashKey[bool]()
 
 
 def skip_reason(short_hash: str) -> str:
@@ -57,8 +61,9 @@ def serve_without_workers(manager: pytest.PytestPluginManager) -> None:
 def mark_passed(
     items: list[pytest.Item], decisions: Decisions, served_files: dict[str, list[str]]
 ) -> None:
-    """Adds a skip marker to every item that passed before under its file's
-    current hash, in one native call for all of them."""
+    """Marks every item with a result under its file's current hash, in one
+    native call for all of them: a pass is skipped with DryCI's reason, a
+    skip is skipped with its own, an expected failure is xfailed unrun."""
     candidates = [
         item
         for item in items
@@ -69,12 +74,21 @@ def mark_passed(
         return
     markers: dict[str, pytest.MarkDecorator] = {}
     for item in candidates:
-        if item.nodeid not in passed:
+        result = passed.get(item.nodeid)
+        if result is None:
             continue
-        part = file_part(item.nodeid)
-        marker = markers.get(part)
-        if marker is None:
-            marker = markers[part] = pytest.mark.skip(
-                reason=skip_reason(decisions.short_hashes[part])
-            )
-        item.add_marker(marker)
+        _, kind, reason = result
+        if kind == "skipped":
+            item.add_marker(pytest.mark.skip(reason=reason))
+        elif kind == "xfailed":
+            item.add_marker(pytest.mark.xfail(run=False, reason=reason))
+        else:
+            part = file_part(item.nodeid)
+            marker = markers.get(part)
+            if marker is None:
+                marker = markers[part] = pytest.mark.skip(
+                    reason=skip_reason(decisions.short_hashes[part])
+                )
+            item.add_marker(marker)
+            continue
+        item.stash[SERVED] = True

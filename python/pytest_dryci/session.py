@@ -27,6 +27,8 @@ from pytest_dryci.observe import Observer, default_ignored
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.serving import (
+    SERVED,
+    SERVED_ATTRIBUTE,
     mark_passed,
     may_serve_whole_files,
     names_node_ids,
@@ -192,6 +194,7 @@ class DryciSession:
                     (node_ids, skip_reason(short_hashes[part]))
                     for part, node_ids in served_files.items()
                 ),
+                self.decisions.complete_results,
             )
             settle_garbage(collect=False)
         return result
@@ -207,6 +210,13 @@ class DryciSession:
         self.workers_collection = output["produced"], output["collected"]
 
     # -- recording and publishing -----------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        report = yield
+        if call.when == "setup" and item.stash.get(SERVED, False):
+            setattr(report, SERVED_ATTRIBUTE, True)  # a skip or xfail served as before
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.workerinput is None:

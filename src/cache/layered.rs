@@ -16,7 +16,7 @@ use crate::protocol::RunCounts;
 
 use super::http::HttpClient;
 use super::keys::FileKey;
-use super::local::{LocalBatch, LocalStore, StoredPass};
+use super::local::{LocalBatch, LocalStore, Outcome, StoredPass};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -190,14 +190,17 @@ impl Cache {
     }
 
     /// Publishes `batch` to the local store and, of its passes, those
-    /// without requirements to the server (which cannot check them);
+    /// without requirements to the server (which can neither check them nor
+    /// keep a skip or an expected failure);
     /// returns how many tests were published and the warnings.
     pub fn publish(&mut self, batch: &LocalBatch, counts: RunCounts) -> (usize, Warnings) {
         let passed: BTreeMap<String, Vec<PassedTest>> = batch
             .passed
             .iter()
             .map(|(key, passes)| {
-                let shared = passes.iter().filter(|p| p.requirements.is_none());
+                let shared = passes
+                    .iter()
+                    .filter(|p| p.requirements.is_none() && p.outcome == Outcome::Passed);
                 (key.clone(), shared.map(|p| p.test.clone()).collect())
             })
             .filter(|(_, tests): &(String, Vec<PassedTest>)| !tests.is_empty())
@@ -284,6 +287,7 @@ fn unobserved(answers: Vec<Vec<PassedTest>>) -> Vec<Vec<StoredPass>> {
                 .map(|test| StoredPass {
                     test,
                     requirements: None,
+                    outcome: Outcome::Passed,
                 })
                 .collect()
         })

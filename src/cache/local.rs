@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS passed (
     node_key     TEXT NOT NULL,
     duration_ms  INTEGER,
     requirements TEXT,
+    outcome      TEXT,
+    reason       TEXT,
     last_used    INTEGER NOT NULL,
     PRIMARY KEY (file_key, node_key)
 ) WITHOUT ROWID;
@@ -73,12 +75,46 @@ pub struct LocalError {
     pub source: rusqlite::Error,
 }
 
-/// A pass as the local store keeps it.
+/// What a recorded test did, besides passing: results that may be served
+/// again under the same key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    Passed,
+    /// Skipped (a marker, a condition, `pytest.skip`), with its reason.
+    Skipped(String),
+    /// Failed as expected (xfail), with its reason.
+    XFailed(String),
+}
+
+impl Outcome {
+    /// The `outcome`, `reason` columns.
+    fn columns(&self) -> (Option<&'static str>, Option<&str>) {
+        match self {
+            Outcome::Passed => (None, None),
+            Outcome::Skipped(reason) => (Some("skipped"), Some(reason)),
+            Outcome::XFailed(reason) => (Some("xfailed"), Some(reason)),
+        }
+    }
+
+    /// From the columns; an outcome this version does not know is none (its test runs).
+    fn from_columns(outcome: Option<String>, reason: Option<String>) -> Option<Self> {
+        let reason = reason.unwrap_or_default();
+        match outcome.as_deref() {
+            None => Some(Outcome::Passed),
+            Some("skipped") => Some(Outcome::Skipped(reason)),
+            Some("xfailed") => Some(Outcome::XFailed(reason)),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A result as the local store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPass {
     pub test: PassedTest,
     /// The id of the requirement set it was observed under, if any.
     pub requirements: Option<String>,
+    pub outcome: Outcome,
 }
 
 /// What one publish adds to the local store.
@@ -175,7 +211,8 @@ impl LocalStore {
         let mut select = self
             .conn
             .prepare_cached(
-                "SELECT node_key, duration_ms, requirements, last_used FROM passed WHERE file_key = ?1",
+                "SELECT node_key, duration_ms, requirements, outcome, reason, last_used
+                 FROM passed WHERE file_key = ?1",
             )
             .map_err(wrap)?;
         let stale_before = now_secs() - TOUCH_INTERVAL.as_secs() as i64;
@@ -190,14 +227,20 @@ impl LocalStore {
                         duration_ms: row.get(1)?,
                     };
                     let requirements = row.get(2)?;
-                    Ok((StoredPass { test, requirements }, row.get::<_, i64>(3)?))
+                    let outcome = Outcome::from_columns(row.get(3)?, row.get(4)?);
+                    let pass = outcome.map(|outcome| StoredPass {
+                        test,
+                        requirements,
+                        outcome,
+                    });
+                    Ok((pass, row.get::<_, i64>(5)?))
                 })
                 .map_err(wrap)?;
             let mut tests = Vec::new();
             for row in rows {
                 let (test, last_used) = row.map_err(wrap)?;
                 oldest = oldest.min(last_used);
-                tests.push(test);
+                tests.extend(test);
             }
             if oldest < stale_before {
                 stale.push(key);
@@ -376,10 +419,12 @@ impl LocalStore {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO passed (file_key, node_key, duration_ms, requirements, last_used)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO passed (file_key, node_key, duration_ms, requirements, outcome,
+                         reason, last_used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (file_key, node_key) DO UPDATE SET duration_ms = excluded.duration_ms,
-                         requirements = excluded.requirements, last_used = excluded.last_used",
+                         requirements = excluded.requirements, outcome = excluded.outcome,
+                         reason = excluded.reason, last_used = excluded.last_used",
                 )
                 .map_err(wrap)?;
             let mut exists = tx
@@ -387,7 +432,13 @@ impl LocalStore {
                 .map_err(wrap)?;
             let now = now_secs();
             for (file_key, passes) in &batch.passed {
-                for StoredPass { test, requirements } in passes {
+                for StoredPass {
+                    test,
+                    requirements,
+                    outcome,
+                } in passes
+                {
+                    let (outcome, reason) = outcome.columns();
                     if !exists
                         .exists(params![file_key, test.node_id])
                         .map_err(wrap)?
@@ -400,6 +451,8 @@ impl LocalStore {
                             test.node_id,
                             test.duration_ms,
                             requirements,
+                            outcome,
+                            reason,
                             now
                         ])
                         .map_err(wrap)?;
@@ -493,6 +546,7 @@ mod tests {
                 duration_ms: Some(ms),
             },
             requirements: None,
+            outcome: Outcome::Passed,
         }
     }
 

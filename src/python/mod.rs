@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::analysis::StateCacheMode;
+use crate::cache::local::Outcome;
 use crate::cache::ServerSettings;
 use crate::config::FrontEnd;
 use crate::hash::Salt;
@@ -59,6 +60,10 @@ struct FileDecision {
     /// Every node id of the file when all passed under its hash: it need not be collected.
     #[pyo3(get)]
     complete: Option<Vec<String>>,
+    /// Of `complete`, the tests that were skipped or xfailed: node id ->
+    /// ("skipped" or "xfailed", reason).
+    #[pyo3(get)]
+    complete_results: BTreeMap<String, (&'static str, String)>,
     /// How many of its tests passed under its hash.
     #[pyo3(get)]
     passed_tests: usize,
@@ -88,6 +93,18 @@ struct Publication {
     #[pyo3(get)]
     warnings: Vec<String>,
 }
+
+/// An outcome as Python sees it: ("passed", "skipped" or "xfailed", reason).
+fn outcome_parts(outcome: Outcome) -> (&'static str, String) {
+    match outcome {
+        Outcome::Passed => ("passed", String::new()),
+        Outcome::Skipped(reason) => ("skipped", reason),
+        Outcome::XFailed(reason) => ("xfailed", reason),
+    }
+}
+
+/// A result to serve, as Python sees it: (duration ms, kind, reason).
+type ServedTuple = (Option<u64>, &'static str, String);
 
 /// What a test was observed to read, as the plugin sends it (a dict).
 #[derive(FromPyObject)]
@@ -212,6 +229,14 @@ impl Session {
                 short_hash,
                 problem,
                 complete: file.complete,
+                complete_results: file
+                    .complete_results
+                    .into_iter()
+                    .map(|(node_id, outcome)| {
+                        let (kind, reason) = outcome_parts(outcome);
+                        (node_id, (kind, reason))
+                    })
+                    .collect(),
                 passed_tests: file.passed_tests,
                 passed_ms: file.passed_ms,
             };
@@ -224,21 +249,30 @@ impl Session {
         })
     }
 
-    /// Of `node_ids`, those that passed before under their file's current
-    /// hash: node id -> duration in ms (None when unknown).
-    fn passed(&self, py: Python<'_>, node_ids: Vec<String>) -> BTreeMap<String, Option<u64>> {
-        py.detach(|| self.lock().passed(&node_ids).into_iter().collect())
+    /// Of `node_ids`, those with a result to serve under their file's
+    /// current hash: node id -> (duration in ms or None, "passed", "skipped"
+    /// or "xfailed", the reason of a skip or an expected failure).
+    fn passed(&self, py: Python<'_>, node_ids: Vec<String>) -> BTreeMap<String, ServedTuple> {
+        let found = py.detach(|| self.lock().passed(&node_ids));
+        found
+            .into_iter()
+            .map(|(node_id, served)| {
+                let (kind, reason) = outcome_parts(served.outcome);
+                (node_id, (served.duration_ms, kind, reason))
+            })
+            .collect()
     }
 
     /// Publishes `passes` (node-id part -> {node id: duration ms}), each
     /// test with what it was `observed` to read (node id -> inputs), and
     /// records `complete` files (node-id part -> all its node ids).
-    #[pyo3(signature = (passes, observed, complete, *, total, failed, skipped, served))]
+    #[pyo3(signature = (passes, outcomes, observed, complete, *, total, failed, skipped, served))]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         py: Python<'_>,
         passes: BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        outcomes: BTreeMap<String, (String, String)>,
         observed: BTreeMap<String, ObservedArg>,
         complete: BTreeMap<String, Vec<String>>,
         total: u64,
@@ -256,8 +290,23 @@ impl Session {
             .into_iter()
             .map(|(node_id, inputs)| (node_id, inputs.into()))
             .collect();
+        let mut results = BTreeMap::new();
+        for (node_id, (kind, reason)) in outcomes {
+            let outcome = match kind.as_str() {
+                "skipped" => Outcome::Skipped(reason),
+                "xfailed" => Outcome::XFailed(reason),
+                other => {
+                    let message = format!("{node_id}: unknown outcome {other:?}");
+                    return Err(to_py_err(py, message));
+                }
+            };
+            results.insert(node_id, outcome);
+        }
         let publication = py
-            .detach(|| self.lock().publish(&passes, &observed, &complete, counts))
+            .detach(|| {
+                self.lock()
+                    .publish(&passes, &results, &observed, &complete, counts)
+            })
             .map_err(|e| session_error(py, e))?;
         Ok(Publication {
             published: publication.published,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{analyze, dependency_hashes, AnalysisError, Request, StateCacheMode};
 use crate::cache::keys::{FileKey, NodeKey};
-use crate::cache::local::{LocalBatch, StoredPass};
+use crate::cache::local::{LocalBatch, Outcome, StoredPass};
 use crate::cache::{Cache, CacheSettings};
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
@@ -60,6 +60,9 @@ pub struct FileDecision {
     /// Every node id of the file, when all of them passed under its current
     /// hash in a run that collected the whole file: it need not be collected.
     pub complete: Option<Vec<String>>,
+    /// Of `complete`, the tests served as what they did when that was not
+    /// simply passing: node id -> skipped or xfailed, with the reason.
+    pub complete_results: BTreeMap<String, Outcome>,
     /// How many tests passed under its hash.
     pub passed_tests: usize,
     /// The durations of the tests that passed under its hash, added up (ms).
@@ -110,13 +113,21 @@ impl Unserved {
     }
 }
 
+/// A recorded result that may be served: how long the test took and what
+/// it did (passed, skipped, failed as expected).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    pub duration_ms: Option<u64>,
+    pub outcome: Outcome,
+}
+
 /// What the controller knows after deciding, and what a worker needs of it.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Known {
     /// Node-id part of each test file -> its dependency hash.
     hashes: HashMap<String, DependencyHash>,
     /// Dependency hash -> node key -> duration (ms) of each test that passed under it.
-    passed: HashMap<DependencyHash, HashMap<NodeKey, Option<u64>>>,
+    passed: HashMap<DependencyHash, HashMap<NodeKey, Served>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +232,7 @@ impl Session {
             let file = FileDecision {
                 hash,
                 complete: None,
+                complete_results: BTreeMap::new(),
                 passed_tests: 0,
                 passed_ms: 0,
             };
@@ -278,13 +290,14 @@ impl Session {
             if let Some(ids) = complete.filter(|_| answer.len() == recorded) {
                 complete_by_hash.insert(*hash, ids);
             }
-            let passed: HashMap<NodeKey, Option<u64>> = answer
+            let passed: HashMap<NodeKey, Served> = answer
                 .drain(..)
                 .map(|pass| {
-                    (
-                        NodeKey::from_stored(pass.test.node_id),
-                        pass.test.duration_ms,
-                    )
+                    let served = Served {
+                        duration_ms: pass.test.duration_ms,
+                        outcome: pass.outcome,
+                    };
+                    (NodeKey::from_stored(pass.test.node_id), served)
                 })
                 .collect();
             self.known.passed.insert((*hash).clone(), passed);
@@ -295,15 +308,26 @@ impl Session {
             };
             if let Some(file) = decision.files.get_mut(*part) {
                 file.passed_tests = passed.len();
-                file.passed_ms = passed.values().map(|ms| ms.unwrap_or(0)).sum();
+                file.passed_ms = passed
+                    .values()
+                    .map(|served| served.duration_ms.unwrap_or(0))
+                    .sum();
                 file.complete = complete_by_hash.get(hash).cloned();
+                for node_id in file.complete.iter().flatten() {
+                    let served = passed.get(&NodeKey::of(node_id, hash));
+                    if let Some(outcome) = served.map(|s| &s.outcome) {
+                        if *outcome != Outcome::Passed {
+                            file.complete_results.insert(node_id.clone(), outcome.clone());
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// Of `node_ids`, those that passed before under their file's current
-    /// hash, with their durations (ms, when known).
-    pub fn passed(&self, node_ids: &[String]) -> Vec<(String, Option<u64>)> {
+    /// Of `node_ids`, those with a result to serve under their file's
+    /// current hash (a pass, a skip, an expected failure), with it.
+    pub fn passed(&self, node_ids: &[String]) -> Vec<(String, Served)> {
         let mut found = Vec::new();
         for node_id in node_ids {
             let part = file_part(node_id);
@@ -313,8 +337,8 @@ impl Session {
             let Some(passed) = self.known.passed.get(hash) else {
                 continue;
             };
-            if let Some(duration) = passed.get(&NodeKey::of(node_id, hash)) {
-                found.push((node_id.clone(), *duration));
+            if let Some(served) = passed.get(&NodeKey::of(node_id, hash)) {
+                found.push((node_id.clone(), served.clone()));
             }
         }
         found
@@ -475,13 +499,16 @@ impl Session {
     }
 
     /// Publishes this run's passes (node-id part -> node id -> duration ms),
-    /// each with what its test was observed to read (when observed), and
-    /// records `complete` files (node-id part -> every node id the file
-    /// produced) for the next run. Files without a hash are left out, and so
-    /// is a test whose observed inputs cannot be established now.
+    /// each with what its test was observed to read (when observed) and
+    /// what it did when it did not simply pass (`outcomes`: skipped or
+    /// xfailed, with the reason), and records `complete` files (node-id part
+    /// -> every node id the file produced) for the next run. Files without a
+    /// hash are left out, and so is a test whose observed inputs cannot be
+    /// established now.
     pub fn publish(
         &mut self,
         passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        outcomes: &BTreeMap<String, Outcome>,
         observed: &BTreeMap<String, Observed>,
         complete: &BTreeMap<String, Vec<String>>,
         counts: OtherCounts,
@@ -516,7 +543,12 @@ impl Session {
                     node_id: NodeKey::of(node_id, hash).into_string(),
                     duration_ms: *duration_ms,
                 };
-                stored.push(StoredPass { test, requirements });
+                let outcome = outcomes.get(node_id).cloned().unwrap_or(Outcome::Passed);
+                stored.push(StoredPass {
+                    test,
+                    requirements,
+                    outcome,
+                });
             }
             stored.sort_by(|a, b| a.test.node_id.cmp(&b.test.node_id));
             batch

@@ -77,7 +77,7 @@ def test_a_flaky_test_is_not_published(project):
     second.assert_outcomes(passed=1, skipped=6)
 
 
-def test_skips_xfail_and_xpass_are_never_published(project):
+def test_an_xpass_is_never_published_a_skip_and_an_xfail_are(project):
     project.makepyfile(
         test_marks=(
             "import pytest\n"
@@ -87,10 +87,12 @@ def test_skips_xfail_and_xpass_are_never_published(project):
             "def test_ok(): pass\n"
         )
     )
-    assert summary(run(project))["published"] == 7
+    # The six of the project, test_ok, and the skip and the xfail with their reasons.
+    assert summary(run(project))["published"] == 9
     result = run(project, "-rs")
     result.assert_outcomes(skipped=8, xfailed=1, xpassed=1)
     result.stdout.fnmatch_lines(["*no*"])
+    assert summary(result)["ran"] == 1  # the xpass
 
 
 def test_no_publish_queries_but_stores_nothing(project):
