@@ -50,7 +50,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 # The audit events read here; every other event costs one set lookup.
@@ -79,27 +78,40 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 REPORT_ATTRIBUTE = "dryci_observed"
 
 
-@dataclass
 class Reads:
-    """What one window (a test, a fixture, a collector) read."""
+    """What one window (a test, a fixture, a collector) read: per kind
+    ("files", "listings", "modules", "subprocesses", "network") a set, and
+    the environment variables with their values (None: not set). Empty, and
+    allocated nothing, until something is read: most windows read nothing."""
 
-    files: set[str] = field(default_factory=set)
-    listings: set[str] = field(default_factory=set)
-    modules: set[str] = field(default_factory=set)
-    # name -> value when first read (None: not set)
-    env: dict[str, str | None] = field(default_factory=dict)
-    # executables (resolved paths, or the command as given) and "host:port"s
-    subprocesses: set[str] = field(default_factory=set)
-    network: set[str] = field(default_factory=set)
+    __slots__ = ("env", "kinds")
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, set[str]] | None = None
+        self.env: dict[str, str | None] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds or self.env)
+
+    def add(self, kind: str, value: str) -> None:
+        if self.kinds is None:
+            self.kinds = {}
+        self.kinds.setdefault(kind, set()).add(value)
+
+    def add_env(self, name: str, value: str | None) -> None:
+        if self.env is None:
+            self.env = {}
+        self.env.setdefault(name, value)
+
+    def get(self, kind: str) -> set[str]:
+        return self.kinds.get(kind, set()) if self.kinds else set()
 
     def update(self, other: Reads) -> None:
-        self.files |= other.files
-        self.listings |= other.listings
-        self.modules |= other.modules
-        self.subprocesses |= other.subprocesses
-        self.network |= other.network
-        for name, value in other.env.items():
-            self.env.setdefault(name, value)
+        for kind, values in (other.kinds or {}).items():
+            for value in values:
+                self.add(kind, value)
+        for name, value in (other.env or {}).items():
+            self.add_env(name, value)
 
 
 def default_ignored(rootpath: Path) -> list[str]:
@@ -175,7 +187,7 @@ class Observer:
         def gcd_import(name, package=None, level=0):
             module = original_gcd_import(name, package, level)
             if observer.stack and observer._by_the_test(2):
-                observer.stack[-1].modules.add(module.__name__)
+                observer.stack[-1].add("modules", module.__name__)
             return module
 
         self._gcd_import = original_gcd_import
@@ -211,13 +223,13 @@ class Observer:
         if not self.stack or not self._by_the_test(2):
             return
         if event in SUBPROCESS_EVENTS:
-            self.stack[-1].subprocesses.add(_executable(event, args))
+            self.stack[-1].add("subprocesses", _executable(event, args))
         elif event == "socket.connect":
-            self.stack[-1].network.add(_address(args[1] if len(args) > 1 else None))
+            self.stack[-1].add("network", _address(args[1] if len(args) > 1 else None))
         else:  # os.listdir, os.scandir
             path = self._path(args[0] if args else None)
             if path is not None and not self._is_ignored(path):
-                self.stack[-1].listings.add(path)
+                self.stack[-1].add("listings", path)
 
     def _on_open(self, args: tuple) -> None:
         path_arg, mode, flags = args
@@ -235,7 +247,7 @@ class Observer:
             and "__pycache__" not in path
             and self._by_the_test(3)
         ):
-            self.stack[-1].files.add(path)
+            self.stack[-1].add("files", path)
 
     def _env_read(self, environ, key, value) -> None:
         if (
@@ -245,7 +257,7 @@ class Observer:
             and not key.startswith(OWN_ENV_PREFIXES)
             and self._by_the_test(3)
         ):
-            self.stack[-1].env.setdefault(key, value)
+            self.stack[-1].add_env(key, value)
 
     def _by_the_test(self, depth: int) -> bool:
         """Whether the read being audited, made by the function `depth`
@@ -284,22 +296,24 @@ class Observer:
     def inputs(self, reads: Reads) -> dict:
         """`reads` as a report attribute: only files that exist and that the
         run did not write, executables among them, and modules by their file
-        (built-ins have none)."""
-        executables = {p for p in reads.subprocesses if os.path.isabs(p)}
-        candidates = (reads.files | executables) - self.written
+        (built-ins have none). An empty dict when nothing was read."""
+        if not reads:
+            return {}
+        executables = {p for p in reads.get("subprocesses") if os.path.isabs(p)}
+        candidates = (reads.get("files") | executables) - self.written
         files = sorted(p for p in candidates if not self._is_ignored(p) and os.path.isfile(p))
         modules = set()
-        for name in reads.modules:
+        for name in reads.get("modules"):
             module_file = getattr(sys.modules.get(name), "__file__", None)
             if module_file and not self._is_ignored(os.path.normpath(module_file)):
                 modules.add(os.path.normpath(module_file))
         return {
             "files": files,
-            "listings": sorted(reads.listings - self.written),
+            "listings": sorted(reads.get("listings") - self.written),
             "modules": sorted(modules),
-            "env": dict(sorted(reads.env.items())),
-            "subprocesses": sorted(reads.subprocesses),
-            "network": sorted(reads.network),
+            "env": dict(sorted((reads.env or {}).items())),
+            "subprocesses": sorted(reads.get("subprocesses")),
+            "network": sorted(reads.get("network")),
         }
 
 
@@ -352,20 +366,24 @@ class Attribution:
         self.tests: dict[str, Reads] = {}
 
     def test_inputs(self, item) -> dict:
-        """The report attribute for `item` (called at its teardown report)."""
+        """The report attribute for `item` (called at its teardown report).
+        Only windows that read something are kept, so a test whose fixtures
+        and collectors read nothing costs a few lookups."""
         reads = Reads()
         own = self.tests.get(item.nodeid)
-        if own is not None:
+        if own:
             reads.update(own)
-        for node in item.listchain():
-            collected = self.collectors.get(node.nodeid)
-            if collected is not None:
-                reads.update(collected)
-        fixture_info = getattr(item, "_fixtureinfo", None)
-        definitions = getattr(fixture_info, "name2fixturedefs", {})
-        for name in getattr(item, "fixturenames", ()):
-            for fixturedef in definitions.get(name, ()):
-                fixture_reads = self.fixtures.get(fixturedef)
-                if fixture_reads is not None:
-                    reads.update(fixture_reads)
+        if self.collectors:
+            for node in item.listchain():
+                collected = self.collectors.get(node.nodeid)
+                if collected is not None:
+                    reads.update(collected)
+        if self.fixtures:
+            fixture_info = getattr(item, "_fixtureinfo", None)
+            definitions = getattr(fixture_info, "name2fixturedefs", {})
+            for name in getattr(item, "fixturenames", ()):
+                for fixturedef in definitions.get(name, ()):
+                    fixture_reads = self.fixtures.get(fixturedef)
+                    if fixture_reads is not None:
+                        reads.update(fixture_reads)
         return self.observer.inputs(reads)

@@ -17,7 +17,8 @@ class ObservingPlugin:
 
     def _close(self, reads: Reads, into: dict, key) -> None:
         self.observer.pop(reads)
-        into.setdefault(key, Reads()).update(reads)
+        if reads:  # only windows that read something are kept
+            into.setdefault(key, Reads()).update(reads)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_make_collect_report(self, collector: pytest.Collector):

@@ -106,7 +106,8 @@ def publish(
         return 0
     total, failed, skipped = record.tracker.counts()
     served = len(record.served_nodeids)
-    observed = {n: record.observed[n] for n in publishable if n in record.observed}
+    # Only what read something crosses: no entry means no requirement.
+    observed = {n: o for n in publishable if (o := record.observed.get(n))}
     outcomes = {n: result for n, result in record.tracker.results().items() if n in publishable}
     publication = decisions.native.publish(
         dict(passes),
