@@ -9,7 +9,13 @@ What it does, in order:
    them, --tests test files (about 5 tests each: plain functions, parametrised tests and test
    classes) that import the package, a tests/conftest.py with fixtures, and a pyproject.toml
    holding the pytest configuration. Tests take microseconds to a few milliseconds; a few
-   take tens of milliseconds. Nothing is random at run time.
+   take tens of milliseconds. Nothing is random at run time. A share of the test files
+   (--observed-share, 0.2) get one more test that reads a data file by a path computed at
+   run time and the variable BENCH_MODE: inputs that only DryCI's observation sees (issue
+   10). The default includes them so that the standard run measures observation on a suite
+   where it has something to record, not only the audit hook's cost on tests that read
+   nothing; most real suites are mostly pure, so a fifth. Those choices come from a second
+   seeded generator: with --observed-share 0 the suite is generator 1's, byte for byte.
 2. Creates the benchmark virtualenv bench/work/venv once: pytest, pytest-testmon, and DryCI
    built in release mode by `pip install` (maturin). By default it builds a snapshot of the
    committed HEAD (`git archive`), so half-edited sources of a concurrent session never end
@@ -18,14 +24,18 @@ What it does, in order:
    time.perf_counter around the child, CPU time from os.wait4 on it and max RSS from GNU
    time (benchlib.measure_child):
    plain      pytest -q -p no:cacheprovider -p no:testmon        (the baseline)
-   first      pytest --dryci, .dryci/ removed before each run     (first-run overhead)
+   first-off  pytest --dryci -o dryci_observe=false, .dryci/ removed before each run
+   first      pytest --dryci, .dryci/ removed before each run     (first-run overhead;
+              against first-off, the overhead of observation)
    cached     pytest --dryci, everything cached                   (the no-change re-run)
    edit       pytest --dryci after editing one module that a handful of test files use
    tm-first   pytest --testmon, .testmondata removed before each run
    tm-rerun   pytest --testmon, no change since its first run
    Every run's exit code and outcome counts are checked (the cached run must report every
    test served from the cache, the edit run exactly the dependents of the edited module,
-   and so on); any mismatch or `dryci: degraded` line stops the benchmark loudly.
+   and so on); any mismatch or `dryci: degraded` line stops the benchmark loudly. After
+   each first run with observation the script reads the suite's .dryci/results-v2.sqlite
+   with sqlite3: passes, passes with a requirement set, distinct sets and their bytes.
 4. Profiles the fully cached run: a tiny timing plugin (bench/phase_plugin.py) stamps
    pytest's phases (start-up, collection, DryCI's decision, the run loop, publishing, the
    summary) and times every DryCI hook implementation; one run under cProfile, condensed
@@ -43,11 +53,13 @@ Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/plugin_bench.py --he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -84,9 +96,14 @@ from benchlib import (
 SUITE = WORK / "suite"
 VENV = WORK / "venv"
 SECTION_TITLE = "## pytest plugin (pytest --dryci vs plain pytest vs pytest-testmon)"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: test files that read a data file and an environment variable
 PACKAGE = "benchpkg"
 MODULES_PER_SUBPACKAGE = 25
+# Data files per sub-package that observed tests choose from: tests that read the same file
+# (and the same variable) share one stored requirement set, which the storage figures show.
+DATA_FILES_PER_SUBPACKAGE = 4
+OBSERVED_ENV = "BENCH_MODE"
+OBSERVED_ENV_VALUE = "bench"  # set in every child's environment (child_env)
 BUILD_MARKER = ".dryci-bench-build.json"
 PHASE_PLUGIN = "phase_plugin"  # bench/phase_plugin.py
 PSTATS_REPORT = BENCH / "pstats_report.py"
@@ -105,10 +122,17 @@ class Layout:
     test_items: dict[str, int] = field(default_factory=dict)  # test file -> pytest items
     conftest_imports: list[int] = field(default_factory=list)
     subpackages: int = 0
+    # test file -> the data file (relative path) its observed test reads at run time
+    observed: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_tests(self) -> int:
         return sum(self.test_items.values())
+
+    @property
+    def data_files(self) -> int:
+        """Distinct data files that observed tests read."""
+        return len(set(self.observed.values()))
 
 
 def subpackage_of(index: int, modules: int, subpackages: int) -> int:
@@ -278,6 +302,35 @@ def test_source(
     return "\n".join(lines) + "\n", items
 
 
+def add_observed_test(source: str, number: int, data_index: int) -> str:
+    """`source` with one more test, which reads a data file whose path is computed at run
+    time and an environment variable: inputs no static rule names, which DryCI observes."""
+    source = source.replace(
+        "import pytest\n", "import os\nfrom pathlib import Path\n\nimport pytest\n", 1
+    )
+    return source + textwrap.dedent(
+        f"""
+
+        DATA = Path(__file__).parent / "data"
+
+
+        def test_data_{number:04d}():
+            name = "d" + str({data_index})
+            mode = os.environ.get("{OBSERVED_ENV}", "default")
+            lines = (DATA / (name + ".txt")).read_text().splitlines()
+            assert lines[0] == name
+            assert mode in ("default", "{OBSERVED_ENV_VALUE}")
+            assert sum(int(v) for v in lines[1:]) >= 0
+        """
+    )
+
+
+def data_file(rng: random.Random, index: int) -> str:
+    """A data file: its name on the first line, then a few dozen numbers (about 200 bytes)."""
+    values = [str(rng.randint(0, 9999)) for _ in range(40)]
+    return f"d{index}\n" + "\n".join(values) + "\n"
+
+
 CONFTEST = '''"""Shared fixtures of the generated suite."""
 
 import pytest
@@ -306,8 +359,12 @@ pythonpath = ["src"]
 """
 
 
-def generate_layout(modules: int, tests: int, seed: int) -> Layout:
+def generate_layout(modules: int, tests: int, seed: int, observed_share: float) -> Layout:
+    """The suite for these parameters. The choices of observed tests come from a second
+    generator, so the rest of the suite does not depend on --observed-share (with 0 it is
+    the suite of generator version 1, byte for byte)."""
     rng = random.Random(seed)
+    observed_rng = random.Random(f"{seed}/observed")
     subs = max(1, (modules + MODULES_PER_SUBPACKAGE - 1) // MODULES_PER_SUBPACKAGE)
     layout = Layout(subpackages=subs)
     files = layout.files
@@ -348,6 +405,14 @@ def generate_layout(modules: int, tests: int, seed: int) -> Layout:
         path = f"tests/sub{s:02d}/test_f{t:04d}.py"
         slow = rng.random() < 0.005
         source, items = test_source(rng, t, sorted(picks), modules, subs, slow)
+        if observed_rng.random() < observed_share:
+            index = observed_rng.randrange(DATA_FILES_PER_SUBPACKAGE)
+            data = f"tests/sub{s:02d}/data/d{index}.txt"
+            if data not in files:
+                files[data] = data_file(random.Random(f"{seed}/{data}"), index)
+            source = add_observed_test(source, t, index)
+            layout.observed[path] = data
+            items += 1
         files[path] = source
         layout.test_imports[path] = sorted(picks)
         layout.test_items[path] = items
@@ -355,7 +420,8 @@ def generate_layout(modules: int, tests: int, seed: int) -> Layout:
 
 
 def write_layout(layout: Layout, root: Path) -> tuple[int, int]:
-    """Writes files whose content changed and removes stale .py files: (written, removed)."""
+    """Writes files whose content changed and removes stale .py and data (.txt) files:
+    (written, removed)."""
     written = removed = 0
     for rel, content in layout.files.items():
         path = root / rel
@@ -368,11 +434,12 @@ def write_layout(layout: Layout, root: Path) -> tuple[int, int]:
         path.write_text(content)
         written += 1
     wanted = set(layout.files)
-    for top in ("src", "tests"):
-        for path in (root / top).rglob("*.py"):
-            if "__pycache__" not in path.parts and path.relative_to(root).as_posix() not in wanted:
-                path.unlink()
-                removed += 1
+    stale = [p for top in ("src", "tests") for p in (root / top).rglob("*.py")]
+    stale += (root / "tests").glob("*/data/*.txt")
+    for path in stale:
+        if "__pycache__" not in path.parts and path.relative_to(root).as_posix() not in wanted:
+            path.unlink()
+            removed += 1
     return written, removed
 
 
@@ -564,6 +631,7 @@ def child_env() -> dict[str, str]:
             del env[name]
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONHASHSEED"] = "0"
+    env[OBSERVED_ENV] = OBSERVED_ENV_VALUE  # what the observed tests read: the same every run
     return env
 
 
@@ -600,11 +668,11 @@ def check_run(scenario: str, run: Run, expect: dict[str, Any]) -> None:
     total = expect["total"]
     if "dryci: degraded" in run.output:
         fail(scenario, run, "DryCI degraded; the figures would not measure the real path")
-    if scenario in ("plain", "first", "tm-first") and (
+    if scenario in ("plain", "first", "first-off", "tm-first") and (
         run.returncode != 0 or counts.get("passed") != total
     ):
         fail(scenario, run, f"expected {total} passed")
-    if scenario == "first":
+    if scenario in ("first", "first-off"):
         published = dryci_line(run.output, r"dryci: (\d+) passes published")
         if published != total:
             fail(scenario, run, f"expected 'dryci: {total} passes published', got {published}")
@@ -627,10 +695,13 @@ def check_run(scenario: str, run: Run, expect: dict[str, Any]) -> None:
         fail(scenario, run, "expected testmon to run no test on a no-change rerun")
 
 
-SCENARIOS = ("plain", "first", "cached", "edit", "tm-first", "tm-rerun")
+# "first-off" runs before "first": the cached and edit runs need the store that a run with
+# observation on left (observation is part of every key's salt).
+SCENARIOS = ("plain", "first-off", "first", "cached", "edit", "tm-first", "tm-rerun")
 SCENARIO_TEXT = {
     "plain": "plain pytest (baseline)",
-    "first": "pytest --dryci, empty cache",
+    "first-off": "pytest --dryci, empty cache, observation off",
+    "first": "pytest --dryci, empty cache, observation on (default)",
     "cached": "pytest --dryci, all cached",
     "edit": "pytest --dryci, one module edited",
     "tm-first": "pytest --testmon, first run",
@@ -648,6 +719,7 @@ def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
     no_dryci = [a for name in dryci for a in ("-p", f"no:{name}")]
     return {
         "plain": [*common, *no_testmon],
+        "first-off": [*common, *no_testmon, "--dryci", "-o", "dryci_observe=false"],
         "first": [*common, *no_testmon, "--dryci"],
         "cached": [*common, *no_testmon, "--dryci"],
         "edit": [*common, *no_testmon, "--dryci"],
@@ -678,14 +750,63 @@ def wait_for_quiet(max_load: float, patience: float = 900.0) -> None:
         time.sleep(30)
 
 
+STORE = Path(".dryci") / "results-v2.sqlite"
+
+
+def storage_stats(db: Path) -> dict[str, int]:
+    """What the local store holds: passes, those recorded with a requirement set (observed
+    inputs), the distinct sets and their bytes, once stored and as if each pass kept its own."""
+    # Measured first: opening the store may create its -wal and -shm files for a moment.
+    file_bytes = sum(f.stat().st_size for f in db.parent.glob(db.name + "*") if f.is_file())
+    with contextlib.closing(sqlite3.connect(db)) as con:
+
+        def one(sql: str) -> int:
+            return int(con.execute(sql).fetchone()[0] or 0)
+
+        stats = {
+            "passes": one("SELECT count(*) FROM passed"),
+            "passes_with_set": one("SELECT count(*) FROM passed WHERE requirements IS NOT NULL"),
+            "sets_named": one("SELECT count(DISTINCT requirements) FROM passed"),
+            "sets": one("SELECT count(*) FROM requirement_sets"),
+            "set_bytes": one("SELECT sum(length(body)) FROM requirement_sets"),
+            "set_bytes_undeduplicated": one(
+                "SELECT sum(length(s.body)) FROM passed p "
+                "JOIN requirement_sets s ON s.set_id = p.requirements"
+            ),
+        }
+    stats["file_bytes"] = file_bytes
+    return stats
+
+
+def check_storage(stats: dict[str, int], layout: Layout, expect: dict[str, Any]) -> None:
+    """The store after a first run with observation: every pass, and a set for exactly the
+    tests that read a data file. A mismatch is a finding about observation, so it becomes a
+    note beside the figures rather than a stop."""
+    notes = expect.setdefault("notes", set())
+    if stats["passes"] != expect["total"]:
+        notes.add(f"the store holds {stats['passes']} passes, not {expect['total']}")
+    if stats["passes_with_set"] != len(layout.observed):
+        notes.add(
+            f"{stats['passes_with_set']} passes have a requirement set where "
+            f"{len(layout.observed)} tests read a data file"
+        )
+    if stats["sets"] != layout.data_files:
+        notes.add(
+            f"{stats['sets']} requirement sets stored where the observed tests read "
+            f"{layout.data_files} distinct data files (and one variable)"
+        )
+
+
 def run_rounds(
     runs: int,
     args: dict[str, list[str]],
     expect: dict[str, Any],
     edit_path: Path,
     max_load: float,
-) -> dict[str, list[Run]]:
+) -> tuple[dict[str, list[Run]], list[dict[str, int]]]:
+    """The timed runs, and the store as each first run with observation left it."""
     results: dict[str, list[Run]] = {s: [] for s in SCENARIOS}
+    storage: list[dict[str, int]] = []
     original = edit_path.read_text()
     dryci_dir = SUITE / ".dryci"
     try:
@@ -693,7 +814,7 @@ def run_rounds(
             print(f"round {r + 1}/{runs}", flush=True)
             wait_for_quiet(max_load)
             for scenario in SCENARIOS:
-                if scenario == "first":
+                if scenario in ("first", "first-off"):
                     shutil.rmtree(dryci_dir, ignore_errors=True)
                 elif scenario == "edit":
                     edit_module(edit_path, original, r)
@@ -704,6 +825,8 @@ def run_rounds(
                     edit_path.write_text(original)
                 check_run(scenario, run, expect)
                 results[scenario].append(run)
+                if scenario == "first":
+                    storage.append(storage_stats(SUITE / STORE))
                 print(
                     f"  {scenario:<9} {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
                     f"load {run.load_1m:5.2f}  rss {run.max_rss_kib / 1024:5.0f} MiB  "
@@ -712,7 +835,7 @@ def run_rounds(
                 )
     finally:
         edit_path.write_text(original)
-    return results
+    return results, storage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,7 +940,11 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     def ratio(scenario: str, key: str) -> float:
         return stats[scenario][key] / stats["plain"][key]
 
+    def over_off(key: str) -> float:
+        return stats["first"][key] / stats["first-off"][key] - 1
+
     first, first_cpu = ratio("first", "median_s") - 1, ratio("first", "cpu_median_s") - 1
+    observing, observing_cpu = over_off("median_s"), over_off("cpu_median_s")
     cached, cached_cpu = ratio("cached", "median_s"), ratio("cached", "cpu_median_s")
     c, t = stats["cached"], stats["tm-rerun"]
     return [
@@ -827,9 +954,19 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "met": first <= 0.05,
         },
         {
+            "goal": "first run with observation costs at most 3% more than without (issue 10)",
+            "value": f"{observing * 100:+.1f}% (CPU {observing_cpu * 100:+.1f}%)",
+            "met": observing <= 0.03,
+        },
+        {
             "goal": "fully cached run costs at most 10% of plain pytest",
             "value": f"{cached * 100:.1f}% (CPU {cached_cpu * 100:.1f}%)",
             "met": cached <= 0.10,
+        },
+        {
+            "goal": "fully cached run, observation on, costs at most 8% of plain pytest (issue 10)",
+            "value": f"{cached * 100:.1f}% (CPU {cached_cpu * 100:.1f}%)",
+            "met": cached <= 0.08,
         },
         {
             "goal": "fully cached run is faster than testmon's no-change rerun",
@@ -876,6 +1013,33 @@ def scenario_table(stats: dict[str, dict[str, Any]]) -> str:
             ]
         )
     return md_table(TABLE_HEADER, rows, "lrrrrrrrrl")
+
+
+def storage_lines(storage: dict[str, Any], observed_tests: int) -> list[str]:
+    """The local store after a first run with observation, as a table."""
+    last = storage["after_first"]
+    with_set = last["passes_with_set"]
+    per_test = last["set_bytes"] / with_set if with_set else 0.0
+    rows = [
+        ["passes", f"{last['passes']:,}"],
+        ["passes with a requirement set", f"{with_set:,}"],
+        ["distinct requirement sets", f"{last['sets']:,}"],
+        ["bytes of set bodies, stored once per set", f"{last['set_bytes']:,}"],
+        [
+            "bytes of set bodies, as if each pass kept its own",
+            f"{last['set_bytes_undeduplicated']:,}",
+        ],
+        ["bytes per observed test, after deduplication", f"{per_test:.1f}"],
+        ["store file (with -wal and -shm, if any)", f"{last['file_bytes']:,}"],
+    ]
+    same = "the same in every round" if storage["rounds_agree"] else "NOT the same in every round"
+    return [
+        f"The local store (`{STORE.as_posix()}`) after a first run with observation, read "
+        f"with sqlite3 ({same}); {observed_tests} tests read a data file and "
+        f"`{OBSERVED_ENV}`:",
+        "",
+        md_table(["store", "value"], rows, "lr"),
+    ]
 
 
 def profile_lines(profile: dict[str, Any]) -> list[str]:
@@ -939,6 +1103,16 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     return lines
 
 
+def observed_sentence(suite: dict[str, Any]) -> str:
+    return (
+        f"{suite['observed_tests']} test files (share {suite['observed_share']:g}) hold one more "
+        f"test that reads a data file whose path it computes at run time "
+        f'(`Path(__file__).parent / "data" / (name + ".txt")`, one of '
+        f"{suite['data_files']} files, {DATA_FILES_PER_SUBPACKAGE} per sub-package) and "
+        f'`os.environ.get("{OBSERVED_ENV}")`, inputs no static rule names.'
+    )
+
+
 def markdown_section(result: dict[str, Any]) -> str:
     m = result["machine"]
     b = result["build"]
@@ -957,6 +1131,7 @@ def markdown_section(result: dict[str, Any]) -> str:
         f"Suite: {s['modules']} modules in {s['subpackages']} sub-packages, {s['test_files']} test "
         f"files, {s['tests']} tests (seed {s['seed']}); the edit run changes `{s['edit_module']}`, "
         f"which {len(s['edit_dependents'])} test files ({s['edit_tests']} tests) depend on. "
+        f"{observed_sentence(s)} "
         f"Wall times over {result['runs']} runs per scenario, interleaved round by round; every "
         "run's exit code and outcome counts are checked. `load` is the 1-minute load average "
         "when the runs started: on a shared 2-core machine a high load stretches wall time far "
@@ -964,11 +1139,18 @@ def markdown_section(result: dict[str, Any]) -> str:
         "",
         scenario_table(result["stats"]),
         "",
+        "Observation (issue 10): DryCI observes what each test reads at run time unless ini "
+        "`dryci_observe = false` turns it off; the row with observation off passes "
+        "`-o dryci_observe=false` and runs just before the row with it on, in every round "
+        "(the cached and edit runs use the store the run with observation left).",
+        "",
         md_table(
             ["goal", "value", "met"],
             [[g["goal"], g["value"], "met" if g["met"] else "NOT met"] for g in result["goals"]],
             "lrl",
         ),
+        "",
+        *storage_lines(result["storage"], s["observed_tests"]),
         "",
         *profile_lines(result["profile"]),
     ]
@@ -988,6 +1170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario (5)")
     parser.add_argument("--profile-runs", type=int, default=3, help="phase-stamped runs (3)")
     parser.add_argument("--seed", type=int, default=20240601, help="generator seed")
+    parser.add_argument(
+        "--observed-share",
+        type=float,
+        default=0.2,
+        help="share of test files with a test that reads a data file and an environment "
+        "variable at run time, which DryCI observes (0.2; 0 gives the suite of generator 1)",
+    )
     parser.add_argument(
         "--max-load",
         type=float,
@@ -1027,6 +1216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.modules < 10 or args.tests < 1 or args.runs < 1 or args.profile_runs < 1:
         parser.error("need --modules >= 10, --tests >= 1, --runs >= 1, --profile-runs >= 1")
+    if not 0 <= args.observed_share <= 1:
+        parser.error("--observed-share: between 0 and 1")
     if args.label and not re.fullmatch(r"[\w.-]+", args.label):
         parser.error("--label: letters, digits, '.', '_' and '-' only")
     command = command_line("bench/plugin_bench.py", argv)
@@ -1039,7 +1230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"pytest11 plugins in the bench venv: {sorted(plugins)}; {versions}", flush=True)
 
     started = time.perf_counter()
-    layout = generate_layout(args.modules, args.tests, args.seed)
+    layout = generate_layout(args.modules, args.tests, args.seed, args.observed_share)
     written, removed = write_layout(layout, SUITE)
     edit_index, edit_files = pick_edit_module(layout, args.modules)
     edit_rel = module_path(edit_index, args.modules, layout.subpackages)
@@ -1051,14 +1242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"suite {SUITE}: {args.modules} modules, {len(layout.test_items)} test files, "
         f"{layout.total_tests} tests ({written} files written, {removed} removed, "
         f"{time.perf_counter() - started:.1f} s); edit module {edit_rel}: "
-        f"{len(edit_files)} dependent files, {expect['edit_tests']} tests",
+        f"{len(edit_files)} dependent files, {expect['edit_tests']} tests; "
+        f"{len(layout.observed)} files read one of {layout.data_files} data files",
         flush=True,
     )
 
     scen_args = scenario_args(plugins)
     print("warm-up run (bytecode caches)", flush=True)
     check_run("plain", run_pytest(scen_args["plain"]), expect)
-    results = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel, args.max_load)
+    results, stores = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel, args.max_load)
+    check_storage(stores[-1], layout, expect)
+    # The file's size may vary with a -wal file left or not; the contents may not.
+    contents = [{k: v for k, v in st.items() if k != "file_bytes"} for st in stores]
+    storage = {"after_first": stores[-1], "rounds_agree": all(c == contents[0] for c in contents)}
 
     print("profiling the fully cached run", flush=True)
     profile = profile_cached(scen_args["cached"], args.profile_runs, expect)
@@ -1078,6 +1274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "test_files": len(layout.test_items),
             "tests": layout.total_tests,
             "seed": args.seed,
+            "generator": GENERATOR_VERSION,
+            "observed_share": args.observed_share,
+            "observed_tests": len(layout.observed),
+            "data_files": layout.data_files,
             "edit_module": edit_rel,
             "edit_dependents": edit_files,
             "edit_tests": expect["edit_tests"],
@@ -1085,6 +1285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {s: scen_args[s] for s in SCENARIOS},
         "stats": stats,
         "goals": goals(stats),
+        "storage": storage,
         "profile": profile,
         "notes": sorted(expect.get("notes", ())),
     }
@@ -1094,6 +1295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for g in result["goals"]:
         print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['goal']}: {g['value']}")
+    print()
+    print("\n".join(storage_lines(storage, len(layout.observed))))
     print()
     print("\n".join(profile_lines(profile)))
     for note in result["notes"]:
