@@ -140,6 +140,7 @@ pub enum SessionError {
     WorkerOnly,
 }
 
+#[derive(Default)]
 pub struct Session {
     /// `None` in a worker restored from the controller's decisions.
     settings: Option<SessionSettings>,
@@ -163,14 +164,7 @@ impl Session {
     pub fn new(settings: SessionSettings) -> Self {
         Session {
             settings: Some(settings),
-            inputs: Inputs::default(),
-            unserved: Unserved::default(),
-            unhashed: HashMap::new(),
-            graph_files: Vec::new(),
-            config_fingerprint: String::new(),
-            cache: None,
-            store_root: None,
-            known: Known::default(),
+            ..Session::default()
         }
     }
 
@@ -179,15 +173,8 @@ impl Session {
     pub fn restore(bytes: &[u8]) -> Result<Self, SessionError> {
         let known = postcard::from_bytes(bytes).map_err(|e| SessionError::Decode(e.to_string()))?;
         Ok(Session {
-            settings: None,
-            inputs: Inputs::default(),
-            unserved: Unserved::default(),
-            unhashed: HashMap::new(),
-            graph_files: Vec::new(),
-            config_fingerprint: String::new(),
-            cache: None,
-            store_root: None,
             known,
+            ..Session::default()
         })
     }
 
@@ -317,7 +304,8 @@ impl Session {
                     let served = passed.get(&NodeKey::of(node_id, hash));
                     if let Some(outcome) = served.map(|s| &s.outcome) {
                         if *outcome != Outcome::Passed {
-                            file.complete_results.insert(node_id.clone(), outcome.clone());
+                            file.complete_results
+                                .insert(node_id.clone(), outcome.clone());
                         }
                     }
                 }
