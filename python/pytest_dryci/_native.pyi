@@ -1,5 +1,6 @@
 """Type stub of the native module (checked by mypy.stubtest in `make test`)."""
 
+from collections.abc import Callable
 from typing import final
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "Publication",
     "Session",
     "__version__",
+    "add_audit_hook",
     "cli_main",
 ]
 
@@ -81,3 +83,4 @@ class Session:
     def outside_static_graph(self, observed: dict[str, list[str]]) -> dict[str, list[str]]: ...
 
 def cli_main(argv: list[str]) -> int: ...
+def add_audit_hook(callback: Callable[[str, tuple], None]) -> None: ...

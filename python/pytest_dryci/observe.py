@@ -52,20 +52,13 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-# The audit events read here; every other event costs one set lookup.
-WATCHED_EVENTS = frozenset(
-    {
-        "open",
-        "os.listdir",
-        "os.scandir",
-        "subprocess.Popen",
-        "os.system",
-        "os.exec",
-        "os.posix_spawn",
-        "os.spawn",
-        "socket.connect",
-    }
-)
+from pytest_dryci import _native
+
+# Installed in C, it calls `Observer._on_event` only for the events read
+# here: open, os.listdir, os.scandir, the subprocess events and
+# socket.connect (the list is in src/python/audit.rs).
+_add_audit_hook = _native.add_audit_hook
+
 SUBPROCESS_EVENTS = frozenset(
     {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
 )
@@ -154,14 +147,25 @@ class Observer:
         self.stack: list[Reads] = []
         self.written: set[str] = set()
         self.open = False
+        # While starting: the first watched event proves the audit hook works.
+        self._probing = False
+        self._probed = False
         self._environ_getitem = None
         self._gcd_import = None
 
     # -- installing --------------------------------------------------------------
 
     def start(self) -> None:
+        """Installs the hooks; raises when the audit hook is not working
+        (another audit hook may refuse it silently, as CPython allows)."""
+        self._probing = True
+        _add_audit_hook(self._on_event)
+        with open(os.devnull, "rb"):
+            pass
+        working, self._probing = self._probed, False
+        if not working:
+            raise RuntimeError("the audit hook was not installed (another audit hook refused it)")
         self.open = True
-        sys.addaudithook(self._on_event)
         environ_class = type(os.environ)
         original_getitem = environ_class.__getitem__
         observer = self
@@ -215,7 +219,8 @@ class Observer:
     # -- events ------------------------------------------------------------------------
 
     def _on_event(self, event: str, args: tuple) -> None:
-        if event not in WATCHED_EVENTS or not self.open:
+        if not self.open:
+            self._probed = self._probing
             return
         if event == "open":
             self._on_open(args)

@@ -668,6 +668,36 @@ mod tests {
     }
 
     #[test]
+    fn skips_and_xfails_keep_their_reasons_and_an_unknown_outcome_is_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let mut skipped = passed("s", 1);
+        skipped.outcome = Outcome::Skipped("no network".into());
+        let mut xfailed = passed("x", 2);
+        xfailed.outcome = Outcome::XFailed("bug 12".into());
+        store
+            .publish(&batch(vec![
+                skipped.clone(),
+                xfailed.clone(),
+                passed("p", 3),
+            ]))
+            .unwrap();
+        let answers = store.query(&["f1".to_string()]).unwrap();
+        assert!(answers[0].contains(&skipped) && answers[0].contains(&xfailed));
+        // A later version's outcome this one does not know: its test runs.
+        store
+            .conn
+            .execute(
+                "UPDATE passed SET outcome = 'retried' WHERE node_key = 's'",
+                [],
+            )
+            .unwrap();
+        let answers = store.query(&["f1".to_string()]).unwrap();
+        assert_eq!(answers[0].len(), 2);
+        assert!(!answers[0].iter().any(|p| p.test.node_id == "s"));
+    }
+
+    #[test]
     fn corrupt_file_is_moved_aside_and_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");

@@ -16,6 +16,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod audit;
+
 use crate::analysis::StateCacheMode;
 use crate::cache::local::Outcome;
 use crate::cache::ServerSettings;
@@ -345,5 +347,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FileDecision>()?;
     m.add_class::<Publication>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::add_audit_hook, m)?)?;
     Ok(())
 }

@@ -57,7 +57,9 @@ def test_collected_files_serve_them_too(pytester: pytest.Pytester):
     # -k collects the file: the served results are applied as markers.
     result = run(pytester, "-k", "skip or xfail", "-rsx")
     result.assert_outcomes(skipped=5, xfailed=1, deselected=1)
-    result.stdout.fnmatch_lines_random(["SKIPPED [[]1] *: not on this shop", "XFAIL *known bug 12*"])
+    result.stdout.fnmatch_lines_random(
+        ["SKIPPED [[]1] *: not on this shop", "XFAIL *known bug 12*"]
+    )
     assert summary(result)["ran"] == 0
 
 

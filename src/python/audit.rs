@@ -1,0 +1,85 @@
+//! The audit hook behind observed inputs, installed in C. A hook installed
+//! with `sys.addaudithook` is a Python call for every audit event of the
+//! process, and pytest's own machinery raises some 27 per test
+//! (`object.__getattr__`, `builtins.id`, `os.putenv`...): on the plugin
+//! benchmark's first run that was most of observation's cost. This hook
+//! compares the event's name with the few that observation reads and calls
+//! the Python callback for those only.
+//!
+//! `PySys_AddAuditHook` is not in the limited API that abi3 builds see, but
+//! it is exported by every CPython since 3.8 with this signature, so it is
+//! declared here. A hook cannot be removed: the callback lives as long as
+//! the process, and decides itself when to do nothing.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+type AuditHook = unsafe extern "C" fn(*const c_char, *mut ffi::PyObject, *mut c_void) -> c_int;
+
+extern "C" {
+    fn PySys_AddAuditHook(hook: AuditHook, user_data: *mut c_void) -> c_int;
+}
+
+/// The events observation reads (`pytest_dryci.observe.WATCHED_EVENTS`).
+const WATCHED: &[&[u8]] = &[
+    b"open",
+    b"os.listdir",
+    b"os.scandir",
+    b"subprocess.Popen",
+    b"os.system",
+    b"os.exec",
+    b"os.posix_spawn",
+    b"os.spawn",
+    b"socket.connect",
+];
+
+/// Called by CPython, with the GIL held, for every audit event.
+unsafe extern "C" fn hook(
+    event: *const c_char,
+    args: *mut ffi::PyObject,
+    user_data: *mut c_void,
+) -> c_int {
+    if event.is_null() || args.is_null() || user_data.is_null() {
+        return 0;
+    }
+    // SAFETY: CPython passes a NUL-terminated event name.
+    let name = unsafe { CStr::from_ptr(event) }.to_bytes();
+    if !WATCHED.contains(&name) {
+        return 0;
+    }
+    Python::attach(|py| {
+        // SAFETY: `user_data` is the leaked callback of `add_audit_hook`,
+        // alive for the rest of the process; `args` is a borrowed tuple.
+        let callback = unsafe { &*(user_data as *const Py<PyAny>) };
+        let args = unsafe { Bound::from_borrowed_ptr(py, args) };
+        let event = PyString::new(py, &String::from_utf8_lossy(name));
+        // Observation never blocks what the code under test does: an error
+        // in the callback is reported as unraisable, and the event goes on.
+        if let Err(err) = callback.call1(py, (event, args)) {
+            err.write_unraisable(py, None);
+        }
+    });
+    0
+}
+
+/// Installs `callback(event, args)` as an audit hook called for the
+/// watched events only.
+#[pyfunction]
+pub fn add_audit_hook(py: Python<'_>, callback: Py<PyAny>) -> PyResult<()> {
+    let user_data = Box::into_raw(Box::new(callback));
+    // SAFETY: `hook` has the signature CPython expects and `user_data`
+    // stays valid forever once the hook is installed (hooks cannot be removed).
+    let status = unsafe { PySys_AddAuditHook(hook, user_data as *mut c_void) };
+    if status != 0 {
+        // SAFETY: not installed, so nothing else holds the pointer.
+        drop(unsafe { Box::from_raw(user_data) });
+        // An existing hook refused it, leaving its exception set.
+        return Err(PyErr::take(py).unwrap_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("an audit hook refused DryCI's")
+        }));
+    }
+    Ok(())
+}
