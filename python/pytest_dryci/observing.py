@@ -14,6 +14,8 @@ class ObservingPlugin:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
         self.attribution = Attribution(observer)
+        # The item whose protocol runs (its teardown report gets its inputs).
+        self.running: pytest.Item | None = None
 
     def _close(self, reads: Reads, into: dict, key) -> None:
         self.observer.pop(reads)
@@ -41,17 +43,18 @@ class ObservingPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
         # Live while the test runs: its teardown report reads it.
         self.attribution.tests[item.nodeid] = self.observer.push()
+        self.running = item
         try:
             return (yield)
         finally:
+            self.running = None
             self.observer.pop(self.attribution.tests.pop(item.nodeid))
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call):
-        report = yield
-        if call.when == "teardown":
+    @pytest.hookimpl(tryfirst=True)  # before xdist sends it, and before DryCI records it
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        item = self.running
+        if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
             setattr(report, REPORT_ATTRIBUTE, self.attribution.test_inputs(item))
-        return report
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.observer.close()
