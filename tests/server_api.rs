@@ -782,3 +782,63 @@ fn the_client_splits_a_query_the_server_finds_too_big() {
     assert_eq!(err.status(), Some(422), "{err}");
     assert!(err.to_string().contains("test_file_hashes[1]"), "{err}");
 }
+
+/// Issue 13 item 6: the database holds every tenant's results and the
+/// token hashes; with the usual umask (022) it was created world-readable,
+/// and SQLite gives its `-wal` and `-shm` files the main file's mode.
+#[cfg(unix)]
+#[test]
+fn the_database_file_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir);
+    let server = Server::start(&backend, dir.path(), &[]);
+    let c = server.client(server.admin_token.as_deref());
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("private"), vec![node_id("1")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = dir.path().join(format!("dryci.sqlite{suffix}"));
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: {:o}", path.display(), mode);
+    }
+}
+
+/// Issue 13 item 6: the first-start admin token is stored hashed and
+/// printed once. It was printed before the port was bound, so a start that
+/// could not listen (the port taken) showed it and exited, and no later
+/// start printed another: the server had an administrator nobody could be.
+#[test]
+fn the_first_admin_token_is_printed_only_once_the_port_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--db", &backend.db_arg(), "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .env("DRYCI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    drop(taken);
+    let server = Server::start(&backend, dir.path(), &[]);
+    let token = server
+        .admin_token
+        .clone()
+        .expect("the first start that listens prints the admin token");
+    let (status, body) = raw_get(
+        &format!("{}/api/v2/admin/usage", server.url),
+        Some(&format!("Bearer {token}")),
+    );
+    assert_eq!(status, 200, "{body}");
+}

@@ -391,7 +391,7 @@ async fn store_story(store: &dyn Store) {
         published_ids,
     };
     assert_eq!(
-        store.usage().await.unwrap(),
+        store.usage(None).await.unwrap(),
         vec![
             row("alice", UsageDelta::default(), None),
             row("bob", UsageDelta::default(), None)
@@ -409,12 +409,83 @@ async fn store_story(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.usage().await.unwrap(),
+        store.usage(None).await.unwrap(),
         vec![
             row("alice", delta(3, 7, 3, 0), Some(30)),
             row("bob", delta(1, 0, 0, 5), Some(20))
         ]
     );
+    // One tenant's users only, for the admin token of one of them.
+    store.create_user("carol", "u", 40).await.unwrap();
+    assert_eq!(
+        store.usage(Some("u")).await.unwrap(),
+        vec![row("carol", UsageDelta::default(), None)]
+    );
+    assert_eq!(store.usage(Some("t")).await.unwrap().len(), 2);
+    assert_eq!(store.usage(None).await.unwrap().len(), 3);
+}
+
+/// Issue 13 item 6: an admin-scope token of an ordinary user listed the
+/// usage of every tenant's users; the 403 for a token without admin scope
+/// said "needs a read-write or admin token".
+fn admin_scope_story(backend: &Backend, dir: &std::path::Path) {
+    let server = Server::start(backend, dir, &[]);
+    let (team, other) = (unique("team"), unique("other"));
+    let (alice, ops, eve, root) = (
+        unique("alice"),
+        unique("ops"),
+        unique("eve"),
+        unique("root"),
+    );
+    let alice_token = server.user_token(&alice, Some(&team), "read-write");
+    let ops_token = server.user_token(&ops, Some(&team), "admin");
+    server.user_token(&eve, Some(&other), "admin");
+    let root_token = server.user_token(&root, Some("admin"), "admin");
+    let usage = |token: &str| {
+        raw_get(
+            &format!("{}/api/v2/admin/usage", server.url),
+            Some(&format!("Bearer {token}")),
+        )
+    };
+    let users = |token: &str| -> Vec<String> {
+        let (status, body) = usage(token);
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let seen = users(&ops_token);
+    assert!(seen.contains(&alice) && seen.contains(&ops), "{seen:?}");
+    assert!(
+        !seen.contains(&eve) && !seen.contains(&root),
+        "a team admin sees other tenants: {seen:?}"
+    );
+    let seen = users(&root_token);
+    for user in [&alice, &ops, &eve, &root] {
+        assert!(seen.contains(user), "{user} not in {seen:?}");
+    }
+    let (status, body) = usage(&alice_token);
+    assert_eq!(status, 403, "{body}");
+    let detail = serde_json::from_str::<serde_json::Value>(&body).unwrap()["detail"].clone();
+    assert_eq!(
+        detail,
+        "this token is read-write: reading usage needs an admin token",
+        "on {}",
+        backend.name()
+    );
+}
+
+#[test]
+fn admin_tokens_see_the_usage_of_their_own_tenant_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in backends(&dir) {
+        eprintln!("admin scope story on {}", backend.name());
+        admin_scope_story(&backend, dir.path());
+    }
 }
 
 #[test]

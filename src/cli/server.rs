@@ -90,7 +90,10 @@ enum AdminCommand {
     /// Create a user; its results live in its tenant (default: its own name).
     CreateUser {
         name: String,
-        /// Share results with every user of this tenant (e.g. a team).
+        /// Share results with every user of this tenant (e.g. a team). An
+        /// admin token sees the usage of its own tenant only, except for
+        /// users of the tenant `admin` (the first-start admin's), whose
+        /// admin tokens see every tenant.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -202,12 +205,6 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
         let store = store::open(&args.db, args.db_connections)
             .await
             .map_err(|e| db_error(&args.db, e))?;
-        if let Some(token) = srv::bootstrap_admin(store.as_ref())
-            .await
-            .map_err(|e| CliError::new("cannot create the initial admin").with_source(e))?
-        {
-            println!("initial admin token (shown only once, store it now): {token}");
-        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| {
@@ -216,6 +213,15 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
         let addr = listener
             .local_addr()
             .map_err(|e| CliError::new("cannot read the bound address").with_source(e))?;
+        // Only once the port is ours: the token is stored hashed and shown
+        // this once, so a start that then failed to listen (port taken)
+        // lost it for good, and the next start printed none.
+        if let Some(token) = srv::bootstrap_admin(store.as_ref())
+            .await
+            .map_err(|e| CliError::new("cannot create the initial admin").with_source(e))?
+        {
+            println!("initial admin token (shown only once, store it now): {token}");
+        }
         // Tests and scripts parse this line to find the port when --listen ends in :0.
         println!("dryci server listening on http://{addr}");
         tracing::info!(%addr, backend = store.backend(), "listening");
@@ -374,7 +380,7 @@ pub fn run_admin(args: AdminArgs) -> Result<ExitStatus, CliError> {
                     "{:<24} {:>10} {:>14} {:>10} {:>14} last_seen_at",
                     "user", "requests", "queried_hashes", "hits", "published_ids"
                 );
-                for r in store.usage().await.map_err(fail("cannot read usage"))? {
+                for r in store.usage(None).await.map_err(fail("cannot read usage"))? {
                     println!(
                         "{:<24} {:>10} {:>14} {:>10} {:>14} {}",
                         r.user_name,

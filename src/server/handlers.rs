@@ -15,7 +15,9 @@ use crate::protocol::{v1, v2};
 use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::store::{Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta};
+use super::store::{
+    Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta, SERVER_ADMIN_TENANT,
+};
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
 
@@ -106,8 +108,9 @@ impl AppState {
     ) -> Result<u64, ApiError> {
         if !who.scope.can_publish() {
             return Err(ApiError::Forbidden {
-                scope: Scope::ReadOnly.as_str(),
+                scope: who.scope.as_str(),
                 action: "publishing",
+                needs: "a read-write or admin token",
             });
         }
         let stored = self
@@ -192,7 +195,10 @@ pub async fn capabilities(State(st): Shared) -> Json<v2::Capabilities> {
     })
 }
 
-/// `GET /api/v2/admin/usage`: per-user usage counters, admin tokens only.
+/// `GET /api/v2/admin/usage`: per-user usage counters, admin tokens only:
+/// the users of the token's tenant, or every user for a token of the
+/// server's administrators (`SERVER_ADMIN_TENANT`). An admin token of an
+/// ordinary user listed every tenant's users and counters before.
 pub async fn admin_usage(
     State(st): Shared,
     headers: HeaderMap,
@@ -202,11 +208,13 @@ pub async fn admin_usage(
         return Err(ApiError::Forbidden {
             scope: who.scope.as_str(),
             action: "reading usage",
+            needs: "an admin token",
         });
     }
+    let tenant = (who.tenant != SERVER_ADMIN_TENANT).then_some(who.tenant.as_str());
     // Include what is still buffered in memory.
     st.tracker.flush(st.store.as_ref(), now()).await?;
-    let rows = st.store.usage().await?;
+    let rows = st.store.usage(tenant).await?;
     let users: Vec<_> = rows
         .iter()
         .map(|r| {

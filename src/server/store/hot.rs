@@ -301,8 +301,8 @@ impl AccountStore for HotCache {
         self.inner.add_usage(deltas, now).await
     }
 
-    async fn usage(&self) -> Result<Vec<UsageRow>> {
-        self.inner.usage().await
+    async fn usage(&self, tenant: Option<&str>) -> Result<Vec<UsageRow>> {
+        self.inner.usage(tenant).await
     }
 }
 

@@ -59,6 +59,10 @@ impl SqliteStore {
             path: path.to_string(),
             source,
         };
+        create_private(path).map_err(|source| StoreError::Create {
+            path: path.to_string(),
+            source,
+        })?;
         let mut writer = Connection::open(path).map_err(err)?;
         writer
             .execute_batch(
@@ -179,6 +183,28 @@ impl SqliteStore {
             .send(job)
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// Creates the database file at `path`, if there is none, readable and
+/// writable by its owner only (0600 whatever the umask): it holds every
+/// tenant's results and the token hashes. SQLite gives the `-wal` and
+/// `-shm` files it creates next to it the same permissions as the main
+/// file, so they are private too. An existing file keeps its mode (the
+/// operator's choice); `:memory:` and `file:` URIs are left to SQLite.
+fn create_private(path: &str) -> std::io::Result<()> {
+    if path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        // An empty file is a valid empty database for SQLite.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
