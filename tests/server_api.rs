@@ -842,3 +842,40 @@ fn the_first_admin_token_is_printed_only_once_the_port_is_bound() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+/// Issue 13 item 7: every flush of read times dropped the entries it
+/// touched from the cache of hot entries. With a short touch granularity
+/// every read entry is touched at every flush, so the cache was emptied of
+/// its hot entries every flush interval and hardly ever answered.
+#[test]
+fn touch_flushes_keep_hot_entries_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--touch-granularity-secs",
+            "0",
+            "--flush-interval-ms",
+            "100",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let hot = file_hash("hot");
+    let mut passed = BTreeMap::new();
+    passed.insert(hot.clone(), vec![node_id("1")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    // Two misses let the entry in; then each read follows a flush that
+    // touched it.
+    for _ in 0..12 {
+        assert_eq!(
+            c.query_passed_v1(std::slice::from_ref(&hot)).unwrap(),
+            vec![vec![node_id("1")]]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let served = metric(&server.url, "dryci_hot_cache_hits_total").unwrap();
+    assert!(served >= 9.0, "{served} of 12 reads answered from memory");
+    // The reads were recorded all the same: the entry outlives an age
+    // limit its publish alone would not (covered by server_story.rs).
+}

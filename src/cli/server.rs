@@ -42,7 +42,9 @@ pub struct ServerArgs {
     /// Evict entries not read for this many seconds (0: never). Default 30 days.
     #[arg(long, env = "DRYCI_EVICT_UNREAD_SECS", default_value_t = 30 * 24 * 3600)]
     evict_unread_secs: u64,
-    /// Keep stored node ids under this many bytes, evicting the least recently read (0: no limit).
+    /// Keep stored node ids under this many bytes (0: no limit): within a
+    /// second of a publish that takes the store past it, the least recently
+    /// read entries are evicted down to nine tenths of it.
     #[arg(long, env = "DRYCI_MAX_STORE_BYTES", default_value_t = 0)]
     max_store_bytes: u64,
     /// Seconds between eviction runs.

@@ -28,6 +28,9 @@ pub struct AppState {
     pub tracker: Arc<Tracker>,
     /// An entry read again within this many seconds is not re-touched.
     pub touch_granularity_secs: i64,
+    /// Told after every publish: wakes the maintenance task (size gauges,
+    /// eviction past the size limit).
+    pub store_changed: Arc<tokio::sync::Notify>,
 }
 
 pub type Shared = State<Arc<AppState>>;
@@ -118,6 +121,9 @@ impl AppState {
             .publish(&who.tenant, batch, self.limits.max_ids_per_hash, now())
             .await?;
         self.metrics.published_ids.inc_by(stored);
+        // The maintenance task refreshes the size gauges and, past
+        // --max-store-bytes, evicts; the answer does not wait for it.
+        self.store_changed.notify_one();
         self.tracker.usage(
             who.user_id,
             UsageDelta {

@@ -337,3 +337,28 @@ pub fn raw_get(url: &str, authorization: Option<&str>) -> (u16, String) {
         resp.body_mut().read_to_string().unwrap_or_default(),
     )
 }
+
+/// The value of the sample `name` (a whole line's first word, labels
+/// included) on the server's `/metrics`, if it is there.
+pub fn metric(url: &str, name: &str) -> Option<f64> {
+    let (_, text) = raw_get(&format!("{url}/metrics"), None);
+    text.lines().find_map(|line| {
+        let (sample, value) = line.rsplit_once(' ')?;
+        (sample == name).then(|| value.parse().ok())?
+    })
+}
+
+/// Polls `check` every 100 ms until it returns true or `within` passes;
+/// returns its last answer.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
