@@ -879,3 +879,58 @@ fn touch_flushes_keep_hot_entries_in_memory() {
     // The reads were recorded all the same: the entry outlives an age
     // limit its publish alone would not (covered by server_story.rs).
 }
+
+/// Issue 13 item 7: `/healthz` read `SELECT 1`, which a database that can
+/// no longer be written (a full disk) still answers. Here every write of
+/// the server fails as on a full disk: its file size limit drops to one
+/// byte (SIGXFSZ ignored, so a write fails with EFBIG instead of killing
+/// it). Skipped where `prlimit` (util-linux) is missing.
+#[cfg(target_os = "linux")]
+#[test]
+fn healthz_reports_a_database_that_cannot_be_written() {
+    let has_prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_prlimit {
+        eprintln!("note: prlimit not found; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_under(
+        &sqlite(&dir),
+        dir.path(),
+        &[],
+        &["sh", "-c", r#"trap '' XFSZ; exec "$0" "$@""#],
+    );
+    let healthz = || raw_get(&format!("{}/healthz", server.url), None);
+    assert_eq!(healthz(), (200, "ok\n".to_string()));
+    let limit = |size: &str| {
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", &server.child.id().to_string()])
+            .arg(format!("--fsize={size}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    limit("1:unlimited");
+    let c = server.client(server.admin_token.as_deref());
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("full"), vec![node_id("1")]);
+    let err = c.publish_v1(passed, RunCounts::default()).unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    // Within the probe interval (5 s) of the last probe.
+    let mut last = (0, String::new());
+    let unhealthy = eventually(Duration::from_secs(12), || {
+        last = healthz();
+        last.0 == 503
+    });
+    assert!(unhealthy, "{last:?}");
+    assert!(last.1.contains("cannot be written"), "{last:?}");
+    limit("unlimited:unlimited");
+    let healthy = eventually(Duration::from_secs(12), || {
+        last = healthz();
+        last.0 == 200
+    });
+    assert!(healthy, "{last:?}");
+}

@@ -566,6 +566,36 @@ fn a_publish_past_the_size_limit_is_evicted_within_seconds_on_every_backend() {
     }
 }
 
+/// Issue 13 item 7: `/healthz` on PostgreSQL reported a database that had
+/// gone read-only (as after a failover to a standby, or with its disk
+/// full) as healthy, since it only read. (The SQLite case, a full disk, is
+/// in server_api.rs.)
+#[test]
+fn healthz_reports_a_read_only_postgres_database() {
+    let Ok(base_url) = std::env::var("DRYCI_TEST_POSTGRES_URL") else {
+        eprintln!("note: DRYCI_TEST_POSTGRES_URL is not set; skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = PrivateDatabase::create(&base_url, "read_only");
+    let server = Server::start(&Backend::Postgres(db.url.clone()), dir.path(), &[]);
+    let healthz = || raw_get(&format!("{}/healthz", server.url), None);
+    assert_eq!(healthz(), (200, "ok\n".to_string()));
+    // New sessions are read-only; the server's are closed, so it reconnects.
+    db.execute(&format!(
+        "ALTER DATABASE {0} SET default_transaction_read_only = on; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        db.name
+    ));
+    let mut last = (0, String::new());
+    let unhealthy = eventually(Duration::from_secs(15), || {
+        last = healthz();
+        last.0 == 503 && last.1.contains("cannot be written")
+    });
+    assert!(unhealthy, "{last:?}");
+    drop(server);
+}
+
 #[test]
 fn the_store_story_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();

@@ -185,7 +185,12 @@ fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr to a file on a full
+        // disk) is lost; by default tracing reports that with `eprintln!`,
+        // which panics when stderr fails, and the panic dropped the
+        // connection of the request that was logging.
+        .log_internal_errors(false);
     // try_init: a second call (tests in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -29,7 +29,8 @@ POST /api/v2/publish        {\"passed\": {\"<64 hex>\": [{\"node_id\": \"<32 hex
 GET  /api/v2/admin/usage    usage counters per user (admin token): the users of the
                             token's tenant, every user for the tenant `admin`
 
-GET /healthz                 200 when the database answers
+GET /healthz                 200 when the database answers and takes writes (probed
+                             at most every 5 s), 503 otherwise
 GET /metrics                 Prometheus metrics
 GET /api/openapi.json        this API as an OpenAPI document
 

@@ -2,6 +2,7 @@
 //! No SQL here; the store is reached only through the `Store` trait.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -31,6 +32,7 @@ pub struct AppState {
     /// Told after every publish: wakes the maintenance task (size gauges,
     /// eviction past the size limit).
     pub store_changed: Arc<tokio::sync::Notify>,
+    pub write_probe: WriteProbe,
 }
 
 pub type Shared = State<Arc<AppState>>;
@@ -237,13 +239,61 @@ pub async fn admin_usage(
     Ok(Json(serde_json::json!({ "users": users })))
 }
 
+/// 200 when the database answers a read and took the last write probe.
+/// The read runs per request; the write (`WriteProbe`) at most every
+/// `WRITE_PROBE_EVERY`.
 pub async fn healthz(State(st): Shared) -> impl IntoResponse {
-    match st.store.ping().await {
+    if let Err(e) = st.store.ping().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}\n"),
+        );
+    }
+    match st.write_probe.check(st.store.as_ref()).await {
         Ok(()) => (StatusCode::OK, "ok\n".to_string()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}\n"),
+            format!("database cannot be written: {e}\n"),
         ),
+    }
+}
+
+/// How long a write probe's outcome stands for `/healthz`: one small
+/// committed write per interval, however often the server is checked.
+pub const WRITE_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest a write probe may take before the store counts as unwritable
+/// (a writer stuck behind a lock, a disk that no longer answers).
+const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of the last write probe, shared by concurrent checks: the
+/// first one past `WRITE_PROBE_EVERY` probes, the others wait for it.
+#[derive(Default)]
+pub struct WriteProbe {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl WriteProbe {
+    pub async fn check(&self, store: &dyn Store) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, outcome)) = last.as_ref() {
+            if at.elapsed() < WRITE_PROBE_EVERY {
+                return outcome.clone();
+            }
+        }
+        let outcome = match tokio::time::timeout(WRITE_PROBE_TIMEOUT, store.probe_write()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "a one-row write did not commit within {} s",
+                WRITE_PROBE_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "write probe failed");
+        }
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome
     }
 }
 

@@ -138,6 +138,7 @@ pub async fn launch_with_listener(
         tracker: tracker.clone(),
         touch_granularity_secs: config.retention.touch_granularity.as_secs() as i64,
         store_changed: store_changed.clone(),
+        write_probe: handlers::WriteProbe::default(),
     });
     let app = router::router(state, config.request_timeout);
     let background = [

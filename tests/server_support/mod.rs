@@ -102,6 +102,49 @@ impl Drop for PrivateSchema {
     }
 }
 
+/// A PostgreSQL database of its own next to the one of `base_url`, dropped
+/// (its connections closed) with this value. For tests that change a
+/// whole database's settings.
+pub struct PrivateDatabase {
+    base_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PrivateDatabase {
+    pub fn create(base_url: &str, name: &str) -> PrivateDatabase {
+        let name = unique(&format!("dryci_{name}")).replace('-', "_");
+        postgres_execute(base_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (before_query, query) = match base_url.split_once('?') {
+            Some((url, query)) => (url, format!("?{query}")),
+            None => (base_url, String::new()),
+        };
+        let server = before_query
+            .rsplit_once('/')
+            .map_or(before_query, |(server, _)| server);
+        PrivateDatabase {
+            url: format!("{server}/{name}{query}"),
+            base_url: base_url.to_string(),
+            name,
+        }
+    }
+
+    /// Runs `sql` on the server of this database, from the base database.
+    pub fn execute(&self, sql: &str) {
+        postgres_execute(&self.base_url, sql).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for PrivateDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = postgres_execute(&self.base_url, &sql) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
 /// Runs `sql` on the database at `url`, on a runtime of its own.
 fn postgres_execute(url: &str, sql: &str) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,9 +185,28 @@ pub struct Server {
 
 impl Server {
     pub fn start(backend: &Backend, log_dir: &std::path::Path, extra: &[&str]) -> Server {
+        Server::start_under(backend, log_dir, extra, &[])
+    }
+
+    /// Starts the server as `start`, through `wrapper` (a command that ends
+    /// by running its arguments, e.g. `sh -c '...; exec "$0" "$@"'`).
+    pub fn start_under(
+        backend: &Backend,
+        log_dir: &std::path::Path,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Server {
         let log = log_dir.join(format!("server-{}.log", unique("log")));
         let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args([
                 "server",
                 "--db",

@@ -338,6 +338,10 @@ impl Store for HotCache {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.inner.probe_write().await
+    }
 }
 
 #[cfg(test)]

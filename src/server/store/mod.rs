@@ -263,7 +263,12 @@ pub trait ResultStore: Send + Sync + 'static {
 pub trait Store: AccountStore + ResultStore {
     /// `sqlite` or `postgres`, for logs and the hot cache's default size.
     fn backend(&self) -> &'static str;
+    /// A read: the database answers.
     async fn ping(&self) -> Result<()>;
+    /// A small committed write (one row of its own): the database can still
+    /// be written, which a read does not show when its disk is full or its
+    /// file or server has become read-only.
+    async fn probe_write(&self) -> Result<()>;
 }
 
 /// Opens the backend named by `url` and applies its migrations.

@@ -271,6 +271,17 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn probe_write(&self) -> Result<()> {
+        let path = self.path.clone();
+        // A changed value: SQLite skips writing a row rewritten unchanged.
+        self.write(move |c| {
+            c.execute("UPDATE health SET probes = probes + 1 WHERE id = 1", [])
+                .map(drop)
+                .map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+    }
 }
 
 /// Helpers shared by the tests of this backend's files.
