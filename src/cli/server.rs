@@ -47,7 +47,8 @@ pub struct ServerArgs {
     /// read entries are evicted down to nine tenths of it.
     #[arg(long, env = "DRYCI_MAX_STORE_BYTES", default_value_t = 0)]
     max_store_bytes: u64,
-    /// Seconds between eviction runs.
+    /// Seconds between evictions by age (by size: within a second of the
+    /// publish that crosses --max-store-bytes, and at least this often).
     #[arg(long, env = "DRYCI_EVICTION_INTERVAL_SECS", default_value_t = 600)]
     eviction_interval_secs: u64,
     /// Last-read times are recorded at most this often per entry, in seconds.

@@ -123,7 +123,7 @@ fn document() -> serde_json::Value {
                 json!({"type": "object", "required": ["stored"], "properties": {"stored": count}}))},
             "/api/v2/capabilities": {"get": {"summary": "Server version, API versions and limits", "responses": {"200": {"description": "ok"}}}},
             "/api/v2/admin/usage": {"get": {"summary": "Usage per user (admin token): the token's tenant, or every tenant for a user of the tenant `admin`", "security": [{"bearer": []}], "responses": {"200": {"description": "ok"}}}},
-            "/healthz": {"get": {"summary": "Liveness and database check", "responses": {"200": {"description": "ok"}, "503": {"description": "database unavailable"}}}},
+            "/healthz": {"get": {"summary": "Liveness and database check", "responses": {"200": {"description": "ok"}, "503": {"description": "database unavailable, or it took no write in the last probe"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "ok"}}}}
         }
     })

@@ -46,7 +46,8 @@ pub struct Retention {
     /// Above this many bytes of ids, least recently read entries are
     /// removed, down to nine tenths of it (`evict_down_to`).
     pub max_bytes: Option<u64>,
-    /// How often the eviction job runs.
+    /// How often entries are evicted by age; by size, also within a second
+    /// of the publish that crosses `max_bytes`.
     pub interval: Duration,
     /// A read within this long after the last recorded one is not recorded
     /// again: last-read times are this coarse, and reads cost no writes.
