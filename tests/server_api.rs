@@ -782,3 +782,155 @@ fn the_client_splits_a_query_the_server_finds_too_big() {
     assert_eq!(err.status(), Some(422), "{err}");
     assert!(err.to_string().contains("test_file_hashes[1]"), "{err}");
 }
+
+/// Issue 13 item 6: the database holds every tenant's results and the
+/// token hashes; with the usual umask (022) it was created world-readable,
+/// and SQLite gives its `-wal` and `-shm` files the main file's mode.
+#[cfg(unix)]
+#[test]
+fn the_database_file_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir);
+    let server = Server::start(&backend, dir.path(), &[]);
+    let c = server.client(server.admin_token.as_deref());
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("private"), vec![node_id("1")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = dir.path().join(format!("dryci.sqlite{suffix}"));
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: {:o}", path.display(), mode);
+    }
+}
+
+/// Issue 13 item 6: the first-start admin token is stored hashed and
+/// printed once. It was printed before the port was bound, so a start that
+/// could not listen (the port taken) showed it and exited, and no later
+/// start printed another: the server had an administrator nobody could be.
+#[test]
+fn the_first_admin_token_is_printed_only_once_the_port_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--db", &backend.db_arg(), "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .env("DRYCI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    drop(taken);
+    let server = Server::start(&backend, dir.path(), &[]);
+    let token = server
+        .admin_token
+        .clone()
+        .expect("the first start that listens prints the admin token");
+    let (status, body) = raw_get(
+        &format!("{}/api/v2/admin/usage", server.url),
+        Some(&format!("Bearer {token}")),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Issue 13 item 7: every flush of read times dropped the entries it
+/// touched from the cache of hot entries. With a short touch granularity
+/// every read entry is touched at every flush, so the cache was emptied of
+/// its hot entries every flush interval and hardly ever answered.
+#[test]
+fn touch_flushes_keep_hot_entries_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &[
+            "--touch-granularity-secs",
+            "0",
+            "--flush-interval-ms",
+            "100",
+        ],
+    );
+    let c = server.client(server.admin_token.as_deref());
+    let hot = file_hash("hot");
+    let mut passed = BTreeMap::new();
+    passed.insert(hot.clone(), vec![node_id("1")]);
+    c.publish_v1(passed, RunCounts::default()).unwrap();
+    // Two misses let the entry in; then each read follows a flush that
+    // touched it.
+    for _ in 0..12 {
+        assert_eq!(
+            c.query_passed_v1(std::slice::from_ref(&hot)).unwrap(),
+            vec![vec![node_id("1")]]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let served = metric(&server.url, "dryci_hot_cache_hits_total").unwrap();
+    assert!(served >= 9.0, "{served} of 12 reads answered from memory");
+    // The reads were recorded all the same: the entry outlives an age
+    // limit its publish alone would not (covered by server_story.rs).
+}
+
+/// Issue 13 item 7: `/healthz` read `SELECT 1`, which a database that can
+/// no longer be written (a full disk) still answers. Here every write of
+/// the server fails as on a full disk: its file size limit drops to one
+/// byte (SIGXFSZ ignored, so a write fails with EFBIG instead of killing
+/// it). Skipped where `prlimit` (util-linux) is missing.
+#[cfg(target_os = "linux")]
+#[test]
+fn healthz_reports_a_database_that_cannot_be_written() {
+    let has_prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_prlimit {
+        eprintln!("note: prlimit not found; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_under(
+        &sqlite(&dir),
+        dir.path(),
+        &[],
+        &["sh", "-c", r#"trap '' XFSZ; exec "$0" "$@""#],
+    );
+    let healthz = || raw_get(&format!("{}/healthz", server.url), None);
+    assert_eq!(healthz(), (200, "ok\n".to_string()));
+    let limit = |size: &str| {
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", &server.child.id().to_string()])
+            .arg(format!("--fsize={size}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    limit("1:unlimited");
+    let c = server.client(server.admin_token.as_deref());
+    let mut passed = BTreeMap::new();
+    passed.insert(file_hash("full"), vec![node_id("1")]);
+    let err = c.publish_v1(passed, RunCounts::default()).unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    // Within the probe interval (5 s) of the last probe.
+    let mut last = (0, String::new());
+    let unhealthy = eventually(Duration::from_secs(12), || {
+        last = healthz();
+        last.0 == 503
+    });
+    assert!(unhealthy, "{last:?}");
+    assert!(last.1.contains("cannot be written"), "{last:?}");
+    limit("unlimited:unlimited");
+    let healthy = eventually(Duration::from_secs(12), || {
+        last = healthz();
+        last.0 == 200
+    });
+    assert!(healthy, "{last:?}");
+}

@@ -42,10 +42,13 @@ pub struct ServerArgs {
     /// Evict entries not read for this many seconds (0: never). Default 30 days.
     #[arg(long, env = "DRYCI_EVICT_UNREAD_SECS", default_value_t = 30 * 24 * 3600)]
     evict_unread_secs: u64,
-    /// Keep stored node ids under this many bytes, evicting the least recently read (0: no limit).
+    /// Keep stored node ids under this many bytes (0: no limit): within a
+    /// second of a publish that takes the store past it, the least recently
+    /// read entries are evicted down to nine tenths of it.
     #[arg(long, env = "DRYCI_MAX_STORE_BYTES", default_value_t = 0)]
     max_store_bytes: u64,
-    /// Seconds between eviction runs.
+    /// Seconds between evictions by age (by size: within a second of the
+    /// publish that crosses --max-store-bytes, and at least this often).
     #[arg(long, env = "DRYCI_EVICTION_INTERVAL_SECS", default_value_t = 600)]
     eviction_interval_secs: u64,
     /// Last-read times are recorded at most this often per entry, in seconds.
@@ -90,7 +93,10 @@ enum AdminCommand {
     /// Create a user; its results live in its tenant (default: its own name).
     CreateUser {
         name: String,
-        /// Share results with every user of this tenant (e.g. a team).
+        /// Share results with every user of this tenant (e.g. a team). An
+        /// admin token sees the usage of its own tenant only, except for
+        /// users of the tenant `admin` (the first-start admin's), whose
+        /// admin tokens see every tenant.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -180,7 +186,12 @@ fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr to a file on a full
+        // disk) is lost; by default tracing reports that with `eprintln!`,
+        // which panics when stderr fails, and the panic dropped the
+        // connection of the request that was logging.
+        .log_internal_errors(false);
     // try_init: a second call (tests in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -202,12 +213,6 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
         let store = store::open(&args.db, args.db_connections)
             .await
             .map_err(|e| db_error(&args.db, e))?;
-        if let Some(token) = srv::bootstrap_admin(store.as_ref())
-            .await
-            .map_err(|e| CliError::new("cannot create the initial admin").with_source(e))?
-        {
-            println!("initial admin token (shown only once, store it now): {token}");
-        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| {
@@ -216,6 +221,15 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
         let addr = listener
             .local_addr()
             .map_err(|e| CliError::new("cannot read the bound address").with_source(e))?;
+        // Only once the port is ours: the token is stored hashed and shown
+        // this once, so a start that then failed to listen (port taken)
+        // lost it for good, and the next start printed none.
+        if let Some(token) = srv::bootstrap_admin(store.as_ref())
+            .await
+            .map_err(|e| CliError::new("cannot create the initial admin").with_source(e))?
+        {
+            println!("initial admin token (shown only once, store it now): {token}");
+        }
         // Tests and scripts parse this line to find the port when --listen ends in :0.
         println!("dryci server listening on http://{addr}");
         tracing::info!(%addr, backend = store.backend(), "listening");
@@ -374,7 +388,7 @@ pub fn run_admin(args: AdminArgs) -> Result<ExitStatus, CliError> {
                     "{:<24} {:>10} {:>14} {:>10} {:>14} last_seen_at",
                     "user", "requests", "queried_hashes", "hits", "published_ids"
                 );
-                for r in store.usage().await.map_err(fail("cannot read usage"))? {
+                for r in store.usage(None).await.map_err(fail("cannot read usage"))? {
                     println!(
                         "{:<24} {:>10} {:>14} {:>10} {:>14} {}",
                         r.user_name,

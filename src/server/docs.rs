@@ -26,9 +26,11 @@ GET  /api/v2/capabilities   server version, API versions and limits (no token ne
 POST /api/v2/query-passed   {\"test_file_hashes\": [...]} -> {\"passed\": [[{\"node_id\": \"<32 hex>\", \"duration_ms\": 12}, ...], ...]}
 POST /api/v2/publish        {\"passed\": {\"<64 hex>\": [{\"node_id\": \"<32 hex>\", \"duration_ms\": 12}]}, \"counts\": {...v1 counters...}}
                          -> {\"stored\": <ids newly stored>}
-GET  /api/v2/admin/usage    usage counters per user (admin token)
+GET  /api/v2/admin/usage    usage counters per user (admin token): the users of the
+                            token's tenant, every user for the tenant `admin`
 
-GET /healthz                 200 when the database answers
+GET /healthz                 200 when the database answers and takes writes (probed
+                             at most every 5 s), 503 otherwise
 GET /metrics                 Prometheus metrics
 GET /api/openapi.json        this API as an OpenAPI document
 
@@ -36,7 +38,8 @@ Errors, every one with the body {\"detail\": \"...\", \"field\": \"<JSON path>\"
 (`field` only when one field is at fault; a bad key is quoted in part):
  400 a request that is not HTTP (request line, header, Content-Length)
  401 missing, malformed, unknown, expired or revoked token
- 403 read-only token used to publish
+ 403 read-only token used to publish, or a token without admin scope
+     reading usage
  405 a method the route does not take (the Allow header lists those it does)
  408 a request not complete within the request timeout
  413 body larger than the limit (8 MiB by default), at once when its
@@ -119,8 +122,8 @@ fn document() -> serde_json::Value {
                        "properties": {"passed": {"type": "object", "additionalProperties": {"type": "array", "items": passed_test}}, "counts": counts}}),
                 json!({"type": "object", "required": ["stored"], "properties": {"stored": count}}))},
             "/api/v2/capabilities": {"get": {"summary": "Server version, API versions and limits", "responses": {"200": {"description": "ok"}}}},
-            "/api/v2/admin/usage": {"get": {"summary": "Usage per user (admin token)", "security": [{"bearer": []}], "responses": {"200": {"description": "ok"}}}},
-            "/healthz": {"get": {"summary": "Liveness and database check", "responses": {"200": {"description": "ok"}, "503": {"description": "database unavailable"}}}},
+            "/api/v2/admin/usage": {"get": {"summary": "Usage per user (admin token): the token's tenant, or every tenant for a user of the tenant `admin`", "security": [{"bearer": []}], "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {"get": {"summary": "Liveness and database check", "responses": {"200": {"description": "ok"}, "503": {"description": "database unavailable, or it took no write in the last probe"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "ok"}}}}
         }
     })

@@ -20,10 +20,13 @@ use super::store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
-    #[error("this token is {scope}: {action} needs a read-write or admin token")]
+    /// `needs` names the scopes that would do, so the answer says which
+    /// token to ask for.
+    #[error("this token is {scope}: {action} needs {needs}")]
     Forbidden {
         scope: &'static str,
         action: &'static str,
+        needs: &'static str,
     },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },

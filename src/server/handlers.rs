@@ -2,6 +2,7 @@
 //! No SQL here; the store is reached only through the `Store` trait.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +16,9 @@ use crate::protocol::{v1, v2};
 use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::store::{Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta};
+use super::store::{
+    Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta, SERVER_ADMIN_TENANT,
+};
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
 
@@ -26,6 +29,10 @@ pub struct AppState {
     pub tracker: Arc<Tracker>,
     /// An entry read again within this many seconds is not re-touched.
     pub touch_granularity_secs: i64,
+    /// Told after every publish: wakes the maintenance task (size gauges,
+    /// eviction past the size limit).
+    pub store_changed: Arc<tokio::sync::Notify>,
+    pub write_probe: WriteProbe,
 }
 
 pub type Shared = State<Arc<AppState>>;
@@ -106,8 +113,9 @@ impl AppState {
     ) -> Result<u64, ApiError> {
         if !who.scope.can_publish() {
             return Err(ApiError::Forbidden {
-                scope: Scope::ReadOnly.as_str(),
+                scope: who.scope.as_str(),
                 action: "publishing",
+                needs: "a read-write or admin token",
             });
         }
         let stored = self
@@ -115,6 +123,9 @@ impl AppState {
             .publish(&who.tenant, batch, self.limits.max_ids_per_hash, now())
             .await?;
         self.metrics.published_ids.inc_by(stored);
+        // The maintenance task refreshes the size gauges and, past
+        // --max-store-bytes, evicts; the answer does not wait for it.
+        self.store_changed.notify_one();
         self.tracker.usage(
             who.user_id,
             UsageDelta {
@@ -192,7 +203,10 @@ pub async fn capabilities(State(st): Shared) -> Json<v2::Capabilities> {
     })
 }
 
-/// `GET /api/v2/admin/usage`: per-user usage counters, admin tokens only.
+/// `GET /api/v2/admin/usage`: per-user usage counters, admin tokens only:
+/// the users of the token's tenant, or every user for a token of the
+/// server's administrators (`SERVER_ADMIN_TENANT`). An admin token of an
+/// ordinary user listed every tenant's users and counters before.
 pub async fn admin_usage(
     State(st): Shared,
     headers: HeaderMap,
@@ -202,11 +216,13 @@ pub async fn admin_usage(
         return Err(ApiError::Forbidden {
             scope: who.scope.as_str(),
             action: "reading usage",
+            needs: "an admin token",
         });
     }
+    let tenant = (who.tenant != SERVER_ADMIN_TENANT).then_some(who.tenant.as_str());
     // Include what is still buffered in memory.
     st.tracker.flush(st.store.as_ref(), now()).await?;
-    let rows = st.store.usage().await?;
+    let rows = st.store.usage(tenant).await?;
     let users: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -223,13 +239,61 @@ pub async fn admin_usage(
     Ok(Json(serde_json::json!({ "users": users })))
 }
 
+/// 200 when the database answers a read and took the last write probe.
+/// The read runs per request; the write (`WriteProbe`) at most every
+/// `WRITE_PROBE_EVERY`.
 pub async fn healthz(State(st): Shared) -> impl IntoResponse {
-    match st.store.ping().await {
+    if let Err(e) = st.store.ping().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}\n"),
+        );
+    }
+    match st.write_probe.check(st.store.as_ref()).await {
         Ok(()) => (StatusCode::OK, "ok\n".to_string()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}\n"),
+            format!("database cannot be written: {e}\n"),
         ),
+    }
+}
+
+/// How long a write probe's outcome stands for `/healthz`: one small
+/// committed write per interval, however often the server is checked.
+pub const WRITE_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest a write probe may take before the store counts as unwritable
+/// (a writer stuck behind a lock, a disk that no longer answers).
+const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of the last write probe, shared by concurrent checks: the
+/// first one past `WRITE_PROBE_EVERY` probes, the others wait for it.
+#[derive(Default)]
+pub struct WriteProbe {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl WriteProbe {
+    pub async fn check(&self, store: &dyn Store) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, outcome)) = last.as_ref() {
+            if at.elapsed() < WRITE_PROBE_EVERY {
+                return outcome.clone();
+            }
+        }
+        let outcome = match tokio::time::timeout(WRITE_PROBE_TIMEOUT, store.probe_write()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "a one-row write did not commit within {} s",
+                WRITE_PROBE_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "write probe failed");
+        }
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome
     }
 }
 

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, a latency histogram,
-//! cache hits and misses, published ids and the store's size. Exposed as
+//! cache hits and misses, published ids, evicted entries and the store's
+//! size (refreshed within a second of a publish). Exposed as
 //! OpenMetrics text at `GET /metrics`.
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Metrics {
     /// Queried hashes answered from the in-memory cache of hot entries.
     pub hot_hits: Counter,
     pub published_ids: Counter,
+    /// Entries removed by retention, by age or by size.
+    pub evicted_entries: Counter,
     pub store_entries: Gauge,
     pub store_bytes: Gauge,
 }
@@ -52,7 +55,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("dryci");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let (hits, misses, hot_hits, published_ids) = (
+        let (hits, misses, hot_hits, published_ids, evicted_entries) = (
+            Counter::default(),
             Counter::default(),
             Counter::default(),
             Counter::default(),
@@ -90,6 +94,11 @@ impl Metrics {
             published_ids.clone(),
         );
         registry.register(
+            "evicted_entries",
+            "Entries removed by retention (not read for --evict-unread-secs, or past --max-store-bytes)",
+            evicted_entries.clone(),
+        );
+        registry.register(
             "store_entries",
             "Test-file hashes stored",
             store_entries.clone(),
@@ -107,6 +116,7 @@ impl Metrics {
             misses,
             hot_hits,
             published_ids,
+            evicted_entries,
             store_entries,
             store_bytes,
         }

@@ -43,9 +43,11 @@ pub enum ServerError {
 pub struct Retention {
     /// Entries not read for this long are removed; `None` keeps them.
     pub max_age: Option<Duration>,
-    /// Least recently read entries are removed above this many bytes of ids.
+    /// Above this many bytes of ids, least recently read entries are
+    /// removed, down to nine tenths of it (`evict_down_to`).
     pub max_bytes: Option<u64>,
-    /// How often the eviction job runs.
+    /// How often entries are evicted by age; by size, also within a second
+    /// of the publish that crosses `max_bytes`.
     pub interval: Duration,
     /// A read within this long after the last recorded one is not recorded
     /// again: last-read times are this coarse, and reads cost no writes.
@@ -129,12 +131,15 @@ pub async fn launch_with_listener(
         store
     };
     let tracker = Arc::new(tracker::Tracker::default());
+    let store_changed = Arc::new(tokio::sync::Notify::new());
     let state = Arc::new(AppState {
         store: store.clone(),
         limits: config.limits,
         metrics: metrics.clone(),
         tracker: tracker.clone(),
         touch_granularity_secs: config.retention.touch_granularity.as_secs() as i64,
+        store_changed: store_changed.clone(),
+        write_probe: handlers::WriteProbe::default(),
     });
     let app = router::router(state, config.request_timeout);
     let background = [
@@ -143,12 +148,14 @@ pub async fn launch_with_listener(
             tracker.clone(),
             config.flush_interval,
         )),
-        tokio::spawn(maintenance_loop(
-            store.clone(),
-            metrics,
-            config.retention,
-            config.stats_interval,
-        )),
+        tokio::spawn(
+            Maintenance {
+                store: store.clone(),
+                metrics,
+                retention: config.retention,
+            }
+            .run(config.stats_interval, store_changed),
+        ),
     ];
     let served = axum::serve(listener::JsonErrorListener(listener), app)
         .with_graceful_shutdown(shutdown)
@@ -173,34 +180,89 @@ async fn flush_loop(store: Arc<dyn Store>, tracker: Arc<tracker::Tracker>, every
     }
 }
 
-async fn maintenance_loop(
+/// Least time between two refreshes caused by publishes: under a stream of
+/// publishes the store's size is read (a `SUM` over every row with
+/// PostgreSQL) at most this often, and still within seconds of any publish.
+const AFTER_PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Past the size limit, eviction by size goes down to this: the limit less
+/// a tenth. Every eviction empties the cache of hot entries (which keys
+/// went is not known above the store), so stopping right at the limit made
+/// each publish past it evict a few entries and empty that cache again.
+fn evict_down_to(max_bytes: u64) -> u64 {
+    max_bytes - max_bytes / 10
+}
+
+/// The background job of retention and of the store's size gauges.
+struct Maintenance {
     store: Arc<dyn Store>,
     metrics: Arc<metrics::Metrics>,
     retention: Retention,
-    stats_every: Duration,
-) {
-    let mut stats_tick = tokio::time::interval(stats_every);
-    let mut evict_tick = tokio::time::interval(retention.interval);
-    loop {
-        tokio::select! {
-            _ = stats_tick.tick() => {}
-            _ = evict_tick.tick() => {
-                let before = retention.max_age.map(|age| now() - age.as_secs() as i64);
-                if before.is_some() || retention.max_bytes.is_some() {
-                    match store.evict(before, retention.max_bytes).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(removed = n, "evicted entries"),
-                        Err(e) => tracing::warn!(error = %e, "eviction failed"),
-                    }
+}
+
+impl Maintenance {
+    /// Evicts by age every `retention.interval`; reads the store's size every
+    /// `stats_every` and after publishes (`changed`), evicting by size as soon
+    /// as a publish takes the store past `retention.max_bytes`. Before, the
+    /// size was checked only every eviction interval (10 minutes by default),
+    /// the store stayed that long above its limit and the gauges up to 30 s
+    /// behind.
+    async fn run(self, stats_every: Duration, changed: Arc<tokio::sync::Notify>) {
+        let mut stats_tick = tokio::time::interval(stats_every);
+        let mut evict_tick = tokio::time::interval(self.retention.interval);
+        let mut last_change = tokio::time::Instant::now();
+        loop {
+            let by_age = tokio::select! {
+                _ = stats_tick.tick() => false,
+                _ = evict_tick.tick() => true,
+                _ = changed.notified() => {
+                    // Publishes during the wait leave one wake-up behind.
+                    tokio::time::sleep_until(last_change + AFTER_PUBLISH_EVERY).await;
+                    last_change = tokio::time::Instant::now();
+                    false
                 }
+            };
+            self.pass(by_age).await;
+        }
+    }
+
+    /// Evicts what retention asks (by age only if `by_age`), then shows the size.
+    async fn pass(&self, by_age: bool) {
+        let age_limit = self.retention.max_age.filter(|_| by_age);
+        if let Some(age) = age_limit {
+            let before = now() - age.as_secs() as i64;
+            self.evict(Some(before), None).await;
+        }
+        let Some(mut stats) = self.stats().await else {
+            return;
+        };
+        if let Some(max) = self.retention.max_bytes.filter(|&max| stats.bytes > max) {
+            self.evict(None, Some(evict_down_to(max))).await;
+            match self.stats().await {
+                Some(after) => stats = after,
+                None => return,
             }
         }
-        match store.stats().await {
-            Ok(s) => {
-                metrics.store_entries.set(s.entries as i64);
-                metrics.store_bytes.set(s.bytes as i64);
+        self.metrics.store_entries.set(stats.entries as i64);
+        self.metrics.store_bytes.set(stats.bytes as i64);
+    }
+
+    async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) {
+        match self.store.evict(read_before, max_bytes).await {
+            Ok(0) => {}
+            Ok(n) => {
+                self.metrics.evicted_entries.inc_by(n);
+                tracing::info!(removed = n, "evicted entries");
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the store size"),
+            Err(e) => tracing::warn!(error = %e, "eviction failed"),
         }
+    }
+
+    async fn stats(&self) -> Option<store::StoreStats> {
+        self.store
+            .stats()
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "could not read the store size"))
+            .ok()
     }
 }

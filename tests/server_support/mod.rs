@@ -102,6 +102,49 @@ impl Drop for PrivateSchema {
     }
 }
 
+/// A PostgreSQL database of its own next to the one of `base_url`, dropped
+/// (its connections closed) with this value. For tests that change a
+/// whole database's settings.
+pub struct PrivateDatabase {
+    base_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PrivateDatabase {
+    pub fn create(base_url: &str, name: &str) -> PrivateDatabase {
+        let name = unique(&format!("dryci_{name}")).replace('-', "_");
+        postgres_execute(base_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (before_query, query) = match base_url.split_once('?') {
+            Some((url, query)) => (url, format!("?{query}")),
+            None => (base_url, String::new()),
+        };
+        let server = before_query
+            .rsplit_once('/')
+            .map_or(before_query, |(server, _)| server);
+        PrivateDatabase {
+            url: format!("{server}/{name}{query}"),
+            base_url: base_url.to_string(),
+            name,
+        }
+    }
+
+    /// Runs `sql` on the server of this database, from the base database.
+    pub fn execute(&self, sql: &str) {
+        postgres_execute(&self.base_url, sql).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for PrivateDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = postgres_execute(&self.base_url, &sql) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
 /// Runs `sql` on the database at `url`, on a runtime of its own.
 fn postgres_execute(url: &str, sql: &str) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,9 +185,28 @@ pub struct Server {
 
 impl Server {
     pub fn start(backend: &Backend, log_dir: &std::path::Path, extra: &[&str]) -> Server {
+        Server::start_under(backend, log_dir, extra, &[])
+    }
+
+    /// Starts the server as `start`, through `wrapper` (a command that ends
+    /// by running its arguments, e.g. `sh -c '...; exec "$0" "$@"'`).
+    pub fn start_under(
+        backend: &Backend,
+        log_dir: &std::path::Path,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Server {
         let log = log_dir.join(format!("server-{}.log", unique("log")));
         let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args([
                 "server",
                 "--db",
@@ -336,4 +398,29 @@ pub fn raw_get(url: &str, authorization: Option<&str>) -> (u16, String) {
         resp.status().as_u16(),
         resp.body_mut().read_to_string().unwrap_or_default(),
     )
+}
+
+/// The value of the sample `name` (a whole line's first word, labels
+/// included) on the server's `/metrics`, if it is there.
+pub fn metric(url: &str, name: &str) -> Option<f64> {
+    let (_, text) = raw_get(&format!("{url}/metrics"), None);
+    text.lines().find_map(|line| {
+        let (sample, value) = line.rsplit_once(' ')?;
+        (sample == name).then(|| value.parse().ok())?
+    })
+}
+
+/// Polls `check` every 100 ms until it returns true or `within` passes;
+/// returns its last answer.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -127,6 +127,23 @@ impl HotCache {
         }
     }
 
+    /// Moves the read time of the cached copy of `key`, if any, to `now`.
+    /// Under the shard's lock: a copy put back by a query after a publish
+    /// is updated, never replaced by an older one.
+    fn refresh_read_time(&self, key: &Key, now: i64) {
+        if !self.entries.contains_key(key) {
+            return; // most keys read are not cached: skip the write lock
+        }
+        // A zero timeout: a key being loaded elsewhere is left alone; and
+        // the placeholder made for a key gone since is dropped unfilled.
+        let _ = self
+            .entries
+            .entry(key, Some(std::time::Duration::ZERO), |_, entry| {
+                entry.last_read_at = entry.last_read_at.max(now);
+                quick_cache::sync::EntryAction::Retain(())
+            });
+    }
+
     /// Answers from memory what it can and asks `fetch` for the rest (the
     /// inner store; tests pass a fetch that lets a write commit midway).
     async fn query_through<F, Fut>(
@@ -238,10 +255,16 @@ impl ResultStore for HotCache {
             .map(|(tenant, key)| (self.tenant_key(tenant), *key))
             .collect();
         let touched = self.inner.touch(reads, now).await;
-        // Cached copies hold the old read time; without this the handler
-        // would record every read of them again.
-        for key in keys {
-            self.entries.remove(&key);
+        // Cached copies hold the old read time; without a new one the
+        // handler would record every read of them again. The copy is
+        // updated in place, not dropped: a touch changes no id, and with a
+        // short --touch-granularity-secs every flush touches every entry
+        // read since the last one, so dropping them emptied this cache of
+        // its hot entries every flush interval.
+        if touched.is_ok() {
+            for key in keys {
+                self.refresh_read_time(&key, now);
+            }
         }
         touched
     }
@@ -301,8 +324,8 @@ impl AccountStore for HotCache {
         self.inner.add_usage(deltas, now).await
     }
 
-    async fn usage(&self) -> Result<Vec<UsageRow>> {
-        self.inner.usage().await
+    async fn usage(&self, tenant: Option<&str>) -> Result<Vec<UsageRow>> {
+        self.inner.usage(tenant).await
     }
 }
 
@@ -314,6 +337,10 @@ impl Store for HotCache {
 
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.inner.probe_write().await
     }
 }
 
@@ -397,6 +424,28 @@ mod tests {
             ids(f.cache.query("t", &[a, b], usize::MAX).await.unwrap()),
             vec![Some(vec![id(1), id(2)]), None]
         );
+    }
+
+    #[tokio::test]
+    async fn a_touch_keeps_the_entry_in_memory_with_its_new_read_time() {
+        let f = fixture();
+        let a = [1u8; 32];
+        f.cache
+            .publish("t", vec![(a, vec![id(1)])], 100, 10)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            f.cache.query("t", &[a], usize::MAX).await.unwrap();
+        }
+        assert_eq!(f.served.get(), 1, "`a` is in memory");
+        f.cache.touch(vec![("t".into(), a)], 500).await.unwrap();
+        let read = f.cache.query("t", &[a], usize::MAX).await.unwrap();
+        assert_eq!(f.served.get(), 2, "still in memory after the touch");
+        assert_eq!(read[0].as_ref().unwrap().last_read_at, 500);
+        // An older touch never moves the time back.
+        f.cache.touch(vec![("t".into(), a)], 400).await.unwrap();
+        let read = f.cache.query("t", &[a], usize::MAX).await.unwrap();
+        assert_eq!(read[0].as_ref().unwrap().last_read_at, 500);
     }
 
     #[tokio::test]

@@ -43,6 +43,11 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("cannot create the SQLite database {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]
@@ -71,9 +76,16 @@ pub enum Scope {
     ReadOnly,
     /// Query and publish.
     ReadWrite,
-    /// Everything, including the `/api/v2/admin/*` endpoints.
+    /// Everything, including the `/api/v2/admin/*` endpoints, which show
+    /// the token's own tenant, or every tenant for a user of
+    /// `SERVER_ADMIN_TENANT`.
     Admin,
 }
+
+/// The tenant of the server's administrators: an admin token of one of its
+/// users sees every tenant, an admin token of any other user its own tenant
+/// only. The first-start `admin` user is created in it.
+pub const SERVER_ADMIN_TENANT: &str = "admin";
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
@@ -206,8 +218,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn revoke_token(&self, token_id: i64, now: i64) -> Result<()>;
     /// Adds each delta to its user's counters; `now` becomes their last-seen time.
     async fn add_usage(&self, deltas: Vec<(i64, UsageDelta)>, now: i64) -> Result<()>;
-    /// Every user's counters, users who never asked anything included.
-    async fn usage(&self) -> Result<Vec<UsageRow>>;
+    /// Every user's counters, users who never asked anything included; only
+    /// the users of `tenant` when one is given.
+    async fn usage(&self, tenant: Option<&str>) -> Result<Vec<UsageRow>>;
 }
 
 /// Results: the passed tests stored per (tenant, file key), and their
@@ -250,7 +263,12 @@ pub trait ResultStore: Send + Sync + 'static {
 pub trait Store: AccountStore + ResultStore {
     /// `sqlite` or `postgres`, for logs and the hot cache's default size.
     fn backend(&self) -> &'static str;
+    /// A read: the database answers.
     async fn ping(&self) -> Result<()>;
+    /// A small committed write (one row of its own): the database can still
+    /// be written, which a read does not show when its disk is full or its
+    /// file or server has become read-only.
+    async fn probe_write(&self) -> Result<()>;
 }
 
 /// Opens the backend named by `url` and applies its migrations.

@@ -5,7 +5,7 @@
 
 use super::super::{
     token_updated, AccountStore, NewToken, Result, Scope, StoreError, TokenAuth, TokenRow,
-    UsageDelta, UsageRow, UserRow,
+    UsageDelta, UsageRow, UserRow, SERVER_ADMIN_TENANT,
 };
 use super::{hash32, PostgresStore};
 
@@ -55,7 +55,7 @@ impl AccountStore for PostgresStore {
             return Ok(false);
         }
         let user_id: i64 = tx
-            .query_one("INSERT INTO users (name, tenant, created_at) VALUES ('admin', 'admin', $1) RETURNING id", &[&now])
+            .query_one("INSERT INTO users (name, tenant, created_at) VALUES ('admin', $1, $2) RETURNING id", &[&SERVER_ADMIN_TENANT, &now])
             .await?
             .get(0);
         tx.execute(
@@ -217,13 +217,14 @@ impl AccountStore for PostgresStore {
         Ok(())
     }
 
-    async fn usage(&self) -> Result<Vec<UsageRow>> {
+    async fn usage(&self, tenant: Option<&str>) -> Result<Vec<UsageRow>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT u.name, COALESCE(g.requests, 0), COALESCE(g.queried_hashes, 0), COALESCE(g.hits, 0), \
-                 COALESCE(g.published_ids, 0), g.last_seen_at FROM users u LEFT JOIN usage g ON g.user_id = u.id ORDER BY u.id",
-                &[],
+                 COALESCE(g.published_ids, 0), g.last_seen_at FROM users u LEFT JOIN usage g ON g.user_id = u.id \
+                 WHERE $1::TEXT IS NULL OR u.tenant = $1 ORDER BY u.id",
+                &[&tenant],
             )
             .await?;
         Ok(rows

@@ -6,7 +6,8 @@
 use super::super::Result;
 
 /// Each runs once, in order; 1 is the first schema.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -43,7 +44,16 @@ CREATE TABLE usage (
     published_ids BIGINT NOT NULL DEFAULT 0,
     last_seen_at BIGINT
 );
-"#];
+"#,
+    // 2: one row that `/healthz` rewrites (`Store::probe_write`).
+    r#"
+CREATE TABLE dryci_health (
+    id INT PRIMARY KEY CHECK (id = 1),
+    probes BIGINT NOT NULL
+);
+INSERT INTO dryci_health (id, probes) VALUES (1, 0);
+"#,
+];
 
 /// Arbitrary constant naming DryCI's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x4472_7943_4931;

@@ -69,4 +69,15 @@ impl Store for PostgresStore {
         self.client().await?.execute("SELECT 1", &[]).await?;
         Ok(())
     }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE dryci_health SET probes = probes + 1 WHERE id = 1",
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
 }

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::super::{
     token_updated, AccountStore, NewToken, Result, Scope, StoreError, TokenAuth, TokenRow,
-    UsageDelta, UsageRow, UserRow,
+    UsageDelta, UsageRow, UserRow, SERVER_ADMIN_TENANT,
 };
 use super::SqliteStore;
 
@@ -105,7 +105,7 @@ impl AccountStore for SqliteStore {
             if users > 0 {
                 return Ok(false);
             }
-            c.execute("INSERT INTO users (name, tenant, created_at) VALUES ('admin', 'admin', ?1)", params![now])
+            c.execute("INSERT INTO users (name, tenant, created_at) VALUES ('admin', ?1, ?2)", params![SERVER_ADMIN_TENANT, now])
                 .map_err(err)?;
             let user_id = c.last_insert_rowid();
             c.execute(
@@ -279,18 +279,20 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn usage(&self) -> Result<Vec<UsageRow>> {
+    async fn usage(&self, tenant: Option<&str>) -> Result<Vec<UsageRow>> {
         let path = self.path.clone();
+        let tenant = tenant.map(str::to_string);
         self.read(move |c| {
             let err = |source| StoreError::Sqlite { path: path.clone(), source };
             let mut stmt = c
                 .prepare(
                     "SELECT u.name, COALESCE(g.requests, 0), COALESCE(g.queried_hashes, 0), COALESCE(g.hits, 0), \
-                     COALESCE(g.published_ids, 0), g.last_seen_at FROM users u LEFT JOIN usage g ON g.user_id = u.id ORDER BY u.id",
+                     COALESCE(g.published_ids, 0), g.last_seen_at FROM users u LEFT JOIN usage g ON g.user_id = u.id \
+                     WHERE ?1 IS NULL OR u.tenant = ?1 ORDER BY u.id",
                 )
                 .map_err(err)?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map(params![tenant], |r| {
                     Ok(UsageRow {
                         user_name: r.get(0)?,
                         usage: UsageDelta {

@@ -63,6 +63,9 @@ fn lookup(
     Ok(out)
 }
 
+/// Entries removed by size in one write job (`ResultStore::evict`).
+const EVICTION_CHUNK: usize = 500;
+
 #[async_trait::async_trait]
 impl ResultStore for SqliteStore {
     async fn query(
@@ -166,39 +169,53 @@ impl ResultStore for SqliteStore {
     }
 
     async fn evict(&self, read_before: Option<i64>, max_bytes: Option<u64>) -> Result<u64> {
-        let path = self.path.clone();
-        self.write(move |c| {
-            let err = |source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            };
-            let mut removed = 0u64;
-            if let Some(before) = read_before {
-                removed += slots::delete_read_before(c, before).map_err(err)?;
-            }
-            if let Some(max) = max_bytes {
-                let mut total: i64 = c
-                    .query_row("SELECT bytes FROM totals WHERE id = 1", [], |r| r.get(0))
-                    .map_err(err)?;
-                while total > max as i64 {
-                    // Least recently read first, in chunks, until under the limit.
-                    let victims = slots::least_recently_read(c, 500).map_err(err)?;
-                    if victims.is_empty() {
-                        break;
-                    }
-                    for victim in victims {
-                        if total <= max as i64 {
-                            break;
+        let mut removed = 0u64;
+        if let Some(before) = read_before {
+            let path = self.path.clone();
+            removed += self
+                .write(move |c| {
+                    slots::delete_read_before(c, before)
+                        .map_err(|source| StoreError::Sqlite { path, source })
+                })
+                .await?;
+        }
+        let Some(max) = max_bytes else {
+            return Ok(removed);
+        };
+        // Least recently read first, one chunk per write job, until under
+        // the limit: the single writer takes the publishes queued meanwhile
+        // between two chunks, so a large eviction (a tenth of the store
+        // when a publish crosses the limit) does not hold them all up.
+        loop {
+            let path = self.path.clone();
+            let (chunk, over) = self
+                .write(move |c| {
+                    let err = |source| StoreError::Sqlite {
+                        path: path.clone(),
+                        source,
+                    };
+                    let mut total: i64 = c
+                        .query_row("SELECT bytes FROM totals WHERE id = 1", [], |r| r.get(0))
+                        .map_err(err)?;
+                    let mut chunk = 0u64;
+                    if total > max as i64 {
+                        for victim in slots::least_recently_read(c, EVICTION_CHUNK).map_err(err)? {
+                            if total <= max as i64 {
+                                break;
+                            }
+                            slots::delete(c, &victim).map_err(err)?;
+                            total -= victim.bytes;
+                            chunk += 1;
                         }
-                        slots::delete(c, &victim).map_err(err)?;
-                        total -= victim.bytes;
-                        removed += 1;
                     }
-                }
+                    Ok((chunk, total > max as i64))
+                })
+                .await?;
+            removed += chunk;
+            if !over || chunk == 0 {
+                return Ok(removed);
             }
-            Ok(removed)
-        })
-        .await
+        }
     }
 }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V1),
     Migration::Sql(V2),
     Migration::Steps(slotted_entries),
+    Migration::Sql(V4),
 ];
 
 /// The schema version a fresh or upgraded file ends at.
@@ -160,6 +161,16 @@ UPDATE totals SET
     bytes = (SELECT COALESCE(SUM(bytes), 0) FROM entries)
           + (SELECT COALESCE(SUM(bytes), 0) FROM entries_overflow)
 WHERE id = 1;
+"#;
+
+/// 4: one row that `/healthz` rewrites to learn that the file still takes
+/// writes (`Store::probe_write`); a read succeeds on a full disk.
+const V4: &str = r#"
+CREATE TABLE health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    probes INTEGER NOT NULL
+);
+INSERT INTO health (id, probes) VALUES (1, 0);
 "#;
 
 /// 3: every entry moves to its slot, keeping all its columns.

@@ -59,6 +59,10 @@ impl SqliteStore {
             path: path.to_string(),
             source,
         };
+        create_private(path).map_err(|source| StoreError::Create {
+            path: path.to_string(),
+            source,
+        })?;
         let mut writer = Connection::open(path).map_err(err)?;
         writer
             .execute_batch(
@@ -182,6 +186,28 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file at `path`, if there is none, readable and
+/// writable by its owner only (0600 whatever the umask): it holds every
+/// tenant's results and the token hashes. SQLite gives the `-wal` and
+/// `-shm` files it creates next to it the same permissions as the main
+/// file, so they are private too. An existing file keeps its mode (the
+/// operator's choice); `:memory:` and `file:` URIs are left to SQLite.
+fn create_private(path: &str) -> std::io::Result<()> {
+    if path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        // An empty file is a valid empty database for SQLite.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn in_savepoint<T>(
     conn: &Connection,
     path: &str,
@@ -241,6 +267,17 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         self.read(move |c| {
             c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        let path = self.path.clone();
+        // A changed value: SQLite skips writing a row rewritten unchanged.
+        self.write(move |c| {
+            c.execute("UPDATE health SET probes = probes + 1 WHERE id = 1", [])
+                .map(drop)
                 .map_err(|source| StoreError::Sqlite { path, source })
         })
         .await
