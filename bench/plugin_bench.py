@@ -494,10 +494,13 @@ def ensure_venv(reinstall: bool, from_worktree: bool) -> dict[str, Any]:
         run_checked([sys.executable, "-m", "venv", VENV], echo=True)
         run_checked([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], echo=True)
     have = subprocess.run(
-        [py, "-c", "import pytest, testmon"], capture_output=True, text=True
+        [py, "-c", "import pytest, testmon, xdist"], capture_output=True, text=True
     ).returncode
     if have != 0:
-        run_checked([py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon"], echo=True)
+        run_checked(
+            [py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon", "pytest-xdist"],
+            echo=True,
+        )
     marker = VENV / BUILD_MARKER
     importable = (
         subprocess.run([py, "-c", "import pytest_dryci._native"], capture_output=True).returncode
@@ -668,6 +671,7 @@ def check_run(scenario: str, run: Run, expect: dict[str, Any]) -> None:
     total = expect["total"]
     if "dryci: degraded" in run.output:
         fail(scenario, run, "DryCI degraded; the figures would not measure the real path")
+    scenario = scenario.removesuffix("-n2")  # the same expectations under pytest-xdist
     if scenario in ("plain", "first", "first-off", "tm-first") and (
         run.returncode != 0 or counts.get("passed") != total
     ):
@@ -696,14 +700,29 @@ def check_run(scenario: str, run: Run, expect: dict[str, Any]) -> None:
 
 
 # "first-off" runs before "first": the cached and edit runs need the store that a run with
-# observation on left (observation is part of every key's salt).
-SCENARIOS = ("plain", "first-off", "first", "cached", "edit", "tm-first", "tm-rerun")
+# observation on left (observation is part of every key's salt). The "-n2" scenarios are
+# the same runs under pytest-xdist with two workers (issue 14).
+SCENARIOS = (
+    "plain",
+    "first-off",
+    "first",
+    "cached",
+    "edit",
+    "plain-n2",
+    "cached-n2",
+    "edit-n2",
+    "tm-first",
+    "tm-rerun",
+)
 SCENARIO_TEXT = {
     "plain": "plain pytest (baseline)",
     "first-off": "pytest --dryci, empty cache, observation off",
     "first": "pytest --dryci, empty cache, observation on (default)",
     "cached": "pytest --dryci, all cached",
     "edit": "pytest --dryci, one module edited",
+    "plain-n2": "plain pytest -n 2",
+    "cached-n2": "pytest --dryci -n 2, all cached",
+    "edit-n2": "pytest --dryci -n 2, one module edited",
     "tm-first": "pytest --testmon, first run",
     "tm-rerun": "pytest --testmon, no-change rerun",
 }
@@ -717,15 +736,23 @@ def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
     dryci = [name for name, value in plugins.items() if value.startswith("pytest_dryci")]
     no_testmon = [a for name in testmon for a in ("-p", f"no:{name}")]
     no_dryci = [a for name in dryci for a in ("-p", f"no:{name}")]
+    xdist = [name for name, value in plugins.items() if value.startswith("xdist")]
+    # The serial scenarios run as before pytest-xdist was installed in the venv.
+    no_xdist = [a for name in xdist for a in ("-p", f"no:{name}")]
+    common = [*common, *no_xdist]
+    distributed = ["-q", "-p", "no:cacheprovider", *no_randomly, *no_testmon, "-n", "2"]
     return {
+        "plain-n2": [*distributed, *no_dryci],
+        "cached-n2": [*distributed, "--dryci"],
+        "edit-n2": [*distributed, "--dryci"],
         "plain": [*common, *no_testmon],
         "first-off": [*common, *no_testmon, "--dryci", "-o", "dryci_observe=false"],
         "first": [*common, *no_testmon, "--dryci"],
         "cached": [*common, *no_testmon, "--dryci"],
         "edit": [*common, *no_testmon, "--dryci"],
         # testmon reads pytest's --lf option, which the cache provider defines.
-        "tm-first": [*testmon_common, *no_dryci, "--testmon"],
-        "tm-rerun": [*testmon_common, *no_dryci, "--testmon"],
+        "tm-first": [*testmon_common, *no_dryci, *no_xdist, "--testmon"],
+        "tm-rerun": [*testmon_common, *no_dryci, *no_xdist, "--testmon"],
     }
 
 
@@ -818,10 +845,12 @@ def run_rounds(
                     shutil.rmtree(dryci_dir, ignore_errors=True)
                 elif scenario == "edit":
                     edit_module(edit_path, original, r)
+                elif scenario == "edit-n2":
+                    edit_module(edit_path, original, runs + r)  # not the serial run's edit
                 elif scenario == "tm-first":
                     reset_testmon()
                 run = run_pytest(args[scenario])
-                if scenario == "edit":
+                if scenario in ("edit", "edit-n2"):
                     edit_path.write_text(original)
                 check_run(scenario, run, expect)
                 results[scenario].append(run)
@@ -967,6 +996,12 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "goal": "fully cached run, observation on, costs at most 8% of plain pytest (issue 10)",
             "value": f"{cached * 100:.1f}% (CPU {cached_cpu * 100:.1f}%)",
             "met": cached <= 0.08,
+        },
+        {
+            "goal": "fully cached run with -n 2 costs at most 1.5x the serial one (issue 14)",
+            "value": f"{stats['cached-n2']['median_s'] / c['median_s']:.2f}x "
+            f"({stats['cached-n2']['median_s']:.2f} s vs {c['median_s']:.2f} s)",
+            "met": stats["cached-n2"]["median_s"] <= 1.5 * c["median_s"],
         },
         {
             "goal": "fully cached run is faster than testmon's no-change rerun",
