@@ -209,8 +209,9 @@ fn settings_of(repo: &Repo) -> SessionSettings {
     }
 }
 
-/// Publishes `tests/test_other.py::test_x` as passed, observed to read `observed`.
-fn publish_observed(session: &mut Session, observed: Observed) {
+/// Publishes `tests/test_other.py::test_x` as passed, observed to read
+/// `observed`; returns how many passes were published.
+fn publish_observed(session: &mut Session, observed: Observed) -> usize {
     let passes = BTreeMap::from([(
         "tests/test_other.py".to_string(),
         BTreeMap::from([(OTHER_TEST.to_string(), Some(1))]),
@@ -225,7 +226,8 @@ fn publish_observed(session: &mut Session, observed: Observed) {
             OtherCounts::default(),
         )
         .unwrap();
-    assert_eq!(publication.published, 1, "{:?}", publication.warnings);
+    assert_eq!(publication.warnings, Vec::<String>::new());
+    publication.published
 }
 
 fn served(repo: &Repo) -> bool {
@@ -242,7 +244,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
     let mut first = session(&repo);
     first.decide(&files(&repo)).unwrap();
     let root = repo.root();
-    publish_observed(
+    let published = publish_observed(
         &mut first,
         Observed {
             files: vec![root.join("data/expected.txt").display().to_string()],
@@ -251,6 +253,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
             env: BTreeMap::from([("DRYCI_SESSION_TEST_NEVER_SET".to_string(), None)]),
         },
     );
+    assert_eq!(published, 1);
     assert!(served(&repo));
     // Each input in turn: a change makes the test run, the undo serves it again.
     repo.write("data/expected.txt", "2\n");
@@ -274,28 +277,10 @@ fn a_pass_whose_input_is_gone_by_publish_time_is_not_recorded() {
     let repo = project();
     let mut first = session(&repo);
     first.decide(&files(&repo)).unwrap();
-    publish_observed_expecting_none(&mut first, repo.root().join("gone.txt"));
-    assert!(!served(&repo));
-}
-
-fn publish_observed_expecting_none(session: &mut Session, gone: PathBuf) {
-    let passes = BTreeMap::from([(
-        "tests/test_other.py".to_string(),
-        BTreeMap::from([(OTHER_TEST.to_string(), Some(1))]),
-    )]);
-    let observed = Observed {
-        files: vec![gone.display().to_string()],
+    let gone = Observed {
+        files: vec![repo.root().join("gone.txt").display().to_string()],
         ..Observed::default()
     };
-    let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
-    let publication = session
-        .publish(
-            &passes,
-            &BTreeMap::new(),
-            &observed,
-            &BTreeMap::new(),
-            OtherCounts::default(),
-        )
-        .unwrap();
-    assert_eq!(publication.published, 0);
+    assert_eq!(publish_observed(&mut first, gone), 0);
+    assert!(!served(&repo));
 }
