@@ -159,6 +159,19 @@ fn publish_one(client: &dryci::cache::http::HttpClient, key: &str, ids: &[&str])
     client.publish_v1(passed, counts(ids.len() as u64)).unwrap();
 }
 
+/// A server with the retention `flags`, whose reads are recorded at once
+/// (every read renews its entry, flushed within 100 ms).
+fn start_retaining(backend: &Backend, dir: &std::path::Path, flags: &[&str]) -> Server {
+    let mut args = flags.to_vec();
+    args.extend([
+        "--touch-granularity-secs",
+        "0",
+        "--flush-interval-ms",
+        "100",
+    ]);
+    Server::start(backend, dir, &args)
+}
+
 /// Retention through the binary: queries renew what they read, so an entry
 /// read regularly outlives the age limit and the size limit takes the least
 /// recently read first. Last-read times are in whole seconds, hence the
@@ -166,19 +179,10 @@ fn publish_one(client: &dryci::cache::http::HttpClient, key: &str, ids: &[&str])
 fn retention_story(backend: &Backend, dir: &std::path::Path) {
     // By age: `kept` is read every 300 ms for 6 s, `dropped` never.
     let (age_backend, _schema) = isolated(backend, dir, "age");
-    let server = Server::start(
+    let server = start_retaining(
         &age_backend,
         dir,
-        &[
-            "--evict-unread-secs",
-            "3",
-            "--eviction-interval-secs",
-            "1",
-            "--touch-granularity-secs",
-            "0",
-            "--flush-interval-ms",
-            "100",
-        ],
+        &["--evict-unread-secs", "3", "--eviction-interval-secs", "1"],
     );
     let c = server.client(server.admin_token.as_deref());
     let (kept, dropped) = (file_hash("kept"), file_hash("dropped"));
@@ -206,19 +210,10 @@ fn retention_story(backend: &Backend, dir: &std::path::Path) {
     // then `b`, then `a` is read; when `c` brings the store to 60 bytes,
     // `b` is the least recently read, though `a` was published first.
     let (size_backend, _schema) = isolated(backend, dir, "size");
-    let server = Server::start(
+    let server = start_retaining(
         &size_backend,
         dir,
-        &[
-            "--max-store-bytes",
-            "50",
-            "--eviction-interval-secs",
-            "1",
-            "--touch-granularity-secs",
-            "0",
-            "--flush-interval-ms",
-            "100",
-        ],
+        &["--max-store-bytes", "50", "--eviction-interval-secs", "1"],
     );
     let c = server.client(server.admin_token.as_deref());
     let (a, b, new) = (file_hash("a"), file_hash("b"), file_hash("c"));
@@ -494,7 +489,7 @@ fn admin_tokens_see_the_usage_of_their_own_tenant_on_every_backend() {
 /// publish (it was refreshed every 30 s at best).
 fn eviction_on_publish_story(backend: &Backend, dir: &std::path::Path) {
     let (backend, _schema) = isolated(backend, dir, "evict_on_publish");
-    let server = Server::start(
+    let server = start_retaining(
         &backend,
         dir,
         &[
@@ -502,10 +497,6 @@ fn eviction_on_publish_story(backend: &Backend, dir: &std::path::Path) {
             "50",
             "--eviction-interval-secs",
             "3600",
-            "--touch-granularity-secs",
-            "0",
-            "--flush-interval-ms",
-            "100",
         ],
     );
     let token = match &server.admin_token {
