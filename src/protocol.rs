@@ -15,6 +15,12 @@ pub const TEST_FILE_HASH_HEX_LEN: usize = 64;
 pub const NODE_ID_HEX_LEN: usize = 32;
 /// The original server's cap on stored ids per test-file hash.
 pub const MAX_IDS_PER_HASH: usize = 32_768;
+/// Length in hex characters of a sealed requirement set's reference.
+pub const SET_REF_HEX_LEN: usize = 64;
+/// Largest sealed requirement set a v2 publish may carry (the bytes, before
+/// base64). A test that read so much that its record is larger (about
+/// 2,500 files) is kept in the local store only: the server never sees it.
+pub const MAX_SEALED_SET_BYTES: usize = 256 * 1024;
 
 /// Counters a client reports with every publish (v1 field names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +105,9 @@ pub mod v2 {
         pub max_ids_per_hash: u64,
     }
 
-    /// A passed test as v2 stores it: its node-id hash and how long it took.
+    /// A passed test as v2 stores it: its node-id hash, how long it took,
+    /// and the record of what it read at run time, if it read anything the
+    /// static key does not cover.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct PassedTest {
@@ -107,20 +115,39 @@ pub mod v2 {
         /// Wall time of setup + call + teardown when it last passed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub duration_ms: Option<u64>,
+        /// The reference of its sealed requirement set (a key of
+        /// `requirement_sets` in the same body): the test may be served only
+        /// if every requirement in it still holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub requires: Option<String>,
     }
+
+    /// Sealed requirement sets by reference: the base64 of the sealed bytes,
+    /// whose blake3 (hex) is the reference. Only a client that knows the
+    /// test file's dependency hash can open one (`crate::cache::sealed`).
+    pub type SealedSets = BTreeMap<String, String>;
 
     /// `POST /api/v2/query-passed`
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct QueryPassedRequest {
         pub test_file_hashes: Vec<String>,
+        /// The client checks requirement sets: answer the tests recorded
+        /// with one too. Without it (an older client) they are left out of
+        /// the answer, since such a client would serve them unchecked.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub with_requirements: bool,
     }
 
     /// One list per requested hash, in order.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
     pub struct QueryPassedResponse {
         pub passed: Vec<Vec<PassedTest>>,
+        /// The sets the answered tests require, each once; present (maybe
+        /// empty) exactly when the query asked `with_requirements` and the
+        /// server keeps them, which tells the client it may publish them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub requirement_sets: Option<SealedSets>,
     }
 
     /// `POST /api/v2/publish`
@@ -129,6 +156,9 @@ pub mod v2 {
     pub struct PublishRequest {
         pub passed: BTreeMap<String, Vec<PassedTest>>,
         pub counts: RunCounts,
+        /// Every set a test of `passed` requires.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub requirement_sets: SealedSets,
     }
 
     /// How many ids the publish added (ids already stored are not counted).

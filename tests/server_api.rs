@@ -118,7 +118,7 @@ fn token_errors_are_401_and_read_only_cannot_publish() {
         .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     let err = ro
-        .publish_v2(BTreeMap::new(), RunCounts::default())
+        .publish_v2(BTreeMap::new(), BTreeMap::new(), RunCounts::default())
         .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     // The read-only attempt stored nothing.
@@ -771,6 +771,7 @@ fn the_client_splits_a_query_the_server_finds_too_big() {
     let v2: Vec<Vec<String>> = c
         .query_passed_v2(&hashes)
         .unwrap()
+        .passed
         .into_iter()
         .map(|tests| tests.into_iter().map(|t| t.node_id).collect())
         .collect();

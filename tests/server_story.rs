@@ -11,6 +11,9 @@ mod server_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
+
+use dryci::cache::http::HttpClient;
 use dryci::protocol::{v2, RunCounts};
 use dryci::server::store::{self, FileKey, Store, StoreStats, StoredId, UsageDelta, UsageRow};
 use server_support::*;
@@ -21,6 +24,54 @@ fn counts(n: u64) -> RunCounts {
         passed_test_count: n,
         ..RunCounts::default()
     }
+}
+
+/// Tests recorded with a sealed requirement set: they come back with it,
+/// each set once; a client that cannot check sets (v1) never sees them;
+/// published again without a set, a test is unconditional again.
+fn requirement_sets_story(client: &HttpClient, hash: &str, [a, b, c]: [&str; 3]) {
+    let sealed = b"opaque sealed bytes".to_vec();
+    let reference = blake3::hash(&sealed).to_hex().to_string();
+    let sets = BTreeMap::from([(
+        reference.clone(),
+        base64::engine::general_purpose::STANDARD.encode(&sealed),
+    )]);
+    let test = |id: &str, requires: Option<&str>| v2::PassedTest {
+        node_id: id.to_string(),
+        duration_ms: Some(3),
+        requires: requires.map(str::to_string),
+    };
+    let publish = |tests: Vec<v2::PassedTest>| {
+        let passed = BTreeMap::from([(hash.to_string(), tests)]);
+        client.publish_v2(passed, sets.clone(), counts(1)).unwrap()
+    };
+    let with_set = vec![
+        test(a, Some(&reference)),
+        test(b, Some(&reference)),
+        test(c, None),
+    ];
+    assert_eq!(publish(with_set.clone()), 3);
+    let answer = client.query_passed_v2(&[hash.to_string()]).unwrap();
+    assert_eq!(answer.passed, vec![with_set]);
+    assert_eq!(answer.requirement_sets, Some(sets.clone()));
+    let v1 = client.query_passed_v1(&[hash.to_string()]).unwrap();
+    assert_eq!(v1, vec![vec![c.to_string()]]);
+
+    assert_eq!(publish(vec![test(a, None)]), 0);
+    let answer = client.query_passed_v2(&[hash.to_string()]).unwrap();
+    assert_eq!(
+        answer.passed,
+        vec![vec![
+            test(a, None),
+            test(b, Some(&reference)),
+            test(c, None)
+        ]]
+    );
+    let v1 = client.query_passed_v1(&[hash.to_string()]).unwrap();
+    assert_eq!(v1, vec![vec![a.to_string(), c.to_string()]]);
+    assert_eq!(publish(vec![test(b, None)]), 0);
+    let answer = client.query_passed_v2(&[hash.to_string()]).unwrap();
+    assert_eq!(answer.requirement_sets, Some(BTreeMap::new()));
 }
 
 fn story(backend: &Backend, dir: &std::path::Path) {
@@ -101,13 +152,21 @@ fn story(backend: &Backend, dir: &std::path::Path) {
     let t = |id: &str, d: Option<u64>| v2::PassedTest {
         node_id: id.to_string(),
         duration_ms: d,
+        requires: None,
     };
     let mut v2_passed = BTreeMap::new();
     v2_passed.insert(h3.clone(), vec![t(&a, Some(120)), t(&b, None)]);
     v2_passed.insert(h1.clone(), vec![t(&a, Some(7))]);
-    assert_eq!(alice_c.publish_v2(v2_passed, counts(3)).unwrap(), 2);
+    let no_sets = BTreeMap::new();
     assert_eq!(
-        alice_c.query_passed_v2(&[h3.clone(), h1.clone()]).unwrap(),
+        alice_c.publish_v2(v2_passed, no_sets, counts(3)).unwrap(),
+        2
+    );
+    assert_eq!(
+        alice_c
+            .query_passed_v2(&[h3.clone(), h1.clone()])
+            .unwrap()
+            .passed,
         vec![
             vec![t(&a, Some(120)), t(&b, None)],
             vec![t(&a, Some(7)), t(&b, None), t(&c, None)]
@@ -117,6 +176,7 @@ fn story(backend: &Backend, dir: &std::path::Path) {
         alice_c.query_passed_v1(std::slice::from_ref(&h3)).unwrap(),
         vec![vec![a.clone(), b.clone()]]
     );
+    requirement_sets_story(&alice_c, &file_hash(&format!("{tenant}4")), [&a, &b, &c]);
 
     // Revoking and expiring tokens takes effect on the next request.
     let id = server.last_token_id(&bob);
@@ -281,13 +341,13 @@ async fn look(store: &dyn Store, tenant: &str, keys: &[FileKey]) -> Vec<Option<(
 async fn store_story(store: &dyn Store) {
     // Three entries of tenant "t" and one of "u", all written at 100.
     let batch = vec![
-        (key(1), vec![stored(1)]),
-        (key(2), vec![stored(2)]),
-        (key(3), vec![stored(3), stored(4)]),
+        (key(1), vec![stored(1)].into()),
+        (key(2), vec![stored(2)].into()),
+        (key(3), vec![stored(3), stored(4)].into()),
     ];
     assert_eq!(store.publish("t", batch, 100, 100).await.unwrap(), 4);
     store
-        .publish("u", vec![(key(1), vec![stored(9)])], 100, 100)
+        .publish("u", vec![(key(1), vec![stored(9)].into())], 100, 100)
         .await
         .unwrap();
     assert_eq!(
@@ -344,11 +404,16 @@ async fn store_story(store: &dyn Store) {
 
     // By size: least recently read first. A publish counts as a read.
     store
-        .publish("t", vec![(key(2), vec![stored(2)])], 100, 300)
+        .publish("t", vec![(key(2), vec![stored(2)].into())], 100, 300)
         .await
         .unwrap();
     store
-        .publish("t", vec![(key(3), vec![stored(3), stored(4)])], 100, 400)
+        .publish(
+            "t",
+            vec![(key(3), vec![stored(3), stored(4)].into())],
+            100,
+            400,
+        )
         .await
         .unwrap();
     store.touch(vec![("t".into(), key(1))], 500).await.unwrap();

@@ -184,19 +184,32 @@ impl HttpClient {
         Ok(())
     }
 
-    /// `POST /api/v2/query-passed`: like v1, with each test's last duration.
+    /// `POST /api/v2/query-passed`: like v1, with each test's last duration
+    /// and, for tests recorded with one, their sealed requirement set. The
+    /// answer's `requirement_sets` is `None` when the server keeps no sets.
     pub fn query_passed_v2(
         &self,
         test_file_hashes: &[String],
-    ) -> Result<Vec<Vec<v2::PassedTest>>, HttpError> {
-        self.in_parts(test_file_hashes, |part| {
+    ) -> Result<v2::QueryPassedResponse, HttpError> {
+        let sets: std::cell::RefCell<Option<v2::SealedSets>> = Default::default();
+        let passed = self.in_parts(test_file_hashes, |part| {
             let body = v2::QueryPassedRequest {
                 test_file_hashes: part.to_vec(),
+                with_requirements: true,
             };
             let (url, answer): (_, v2::QueryPassedResponse) =
                 self.post("/api/v2/query-passed", &body)?;
             self.check_length(&url, part.len(), answer.passed.len())?;
+            if let Some(part_sets) = answer.requirement_sets {
+                sets.borrow_mut()
+                    .get_or_insert_with(Default::default)
+                    .extend(part_sets);
+            }
             Ok(answer.passed)
+        })?;
+        Ok(v2::QueryPassedResponse {
+            passed,
+            requirement_sets: sets.into_inner(),
         })
     }
 
@@ -235,9 +248,14 @@ impl HttpClient {
     pub fn publish_v2(
         &self,
         passed: BTreeMap<String, Vec<v2::PassedTest>>,
+        requirement_sets: v2::SealedSets,
         counts: RunCounts,
     ) -> Result<u64, HttpError> {
-        let body = v2::PublishRequest { passed, counts };
+        let body = v2::PublishRequest {
+            passed,
+            counts,
+            requirement_sets,
+        };
         let (_, answer): (_, v2::PublishResponse) = self.post("/api/v2/publish", &body)?;
         Ok(answer.stored)
     }

@@ -6,17 +6,26 @@
 //! Its callers speak in typed keys (`FileKey`); the layers below it (the
 //! SQLite file, the HTTP client) store and send them as the hex strings of
 //! the wire.
+//!
+//! Requirement sets: the local store keeps them as they are; the server
+//! gets them sealed under each file's key (`sealed.rs`), and only when its
+//! query answer showed that it keeps them. A set from the server that does
+//! not open is no record: its test runs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::v2::PassedTest;
-use crate::protocol::RunCounts;
+use base64::Engine as _;
+
+use crate::hash::DependencyHash;
+use crate::protocol::v2::{self, PassedTest};
+use crate::protocol::{RunCounts, MAX_SEALED_SET_BYTES};
 
 use super::http::HttpClient;
 use super::keys::FileKey;
 use super::local::{LocalBatch, LocalStore, Outcome, StoredPass};
+use super::sealed::SetSeal;
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -37,6 +46,14 @@ pub struct Cache {
     remote: Option<HttpClient>,
     /// Set once the server has answered 404 to a v2 call: it speaks v1 only.
     remote_is_v1: bool,
+    /// Set when the server's query answer carried requirement sets (it
+    /// keeps them): only then are tests with requirements published to it.
+    remote_keeps_sets: bool,
+    /// The seal of each file key queried (hex), for opening the server's
+    /// sets and sealing this run's.
+    seals: HashMap<String, SetSeal>,
+    /// Sets opened from the server's answer: local set id -> encoded set.
+    opened_sets: HashMap<String, Vec<u8>>,
 }
 
 /// Something the caller should tell the user; the run goes on.
@@ -79,6 +96,9 @@ impl Cache {
                 local,
                 remote,
                 remote_is_v1: false,
+                remote_keeps_sets: false,
+                seals: HashMap::new(),
+                opened_sets: HashMap::new(),
             },
             warnings,
         )
@@ -88,10 +108,21 @@ impl Cache {
         self.local.is_some() || self.remote.is_some()
     }
 
-    /// For each file key, the tests that passed under it in any layer (the
-    /// local store's first: only it keeps requirement sets).
-    pub fn query(&mut self, file_keys: &[FileKey]) -> (Vec<Vec<StoredPass>>, Warnings) {
-        let file_keys = hex_keys(file_keys);
+    /// For each test file's dependency hash, the tests that passed under it
+    /// in any layer (the local store's record first). The hashes themselves
+    /// stay here: the layers see file keys, and the server's sets are
+    /// opened with keys derived from the hashes.
+    pub fn query(&mut self, hashes: &[&DependencyHash]) -> (Vec<Vec<StoredPass>>, Warnings) {
+        let file_keys: Vec<String> = hashes
+            .iter()
+            .map(|hash| {
+                let key = FileKey::of(hash).as_str().to_string();
+                self.seals
+                    .entry(key.clone())
+                    .or_insert_with(|| SetSeal::of(hash));
+                key
+            })
+            .collect();
         let file_keys = file_keys.as_slice();
         let mut warnings = Vec::new();
         let mut merged: Vec<Vec<StoredPass>> = vec![Vec::new(); file_keys.len()];
@@ -106,7 +137,11 @@ impl Cache {
         }
         if let Some(remote) = &self.remote {
             match query_remote(remote, file_keys, &mut self.remote_is_v1) {
-                Ok(answers) => merge(&mut merged, unobserved(answers)),
+                Ok(answer) => {
+                    self.remote_keeps_sets = answer.requirement_sets.is_some();
+                    let opened = self.open_answer(file_keys, answer, &mut warnings);
+                    merge(&mut merged, opened);
+                }
                 Err(err) => warnings.push(format!(
                     "{err}; running the tests the server would have skipped"
                 )),
@@ -157,13 +192,86 @@ impl Cache {
             .collect()
     }
 
-    /// The encoded requirement sets stored locally under `ids`.
+    /// The encoded requirement sets stored under `ids`: opened from the
+    /// server's answer, or kept locally.
     pub fn requirement_sets(&self, ids: &[&str]) -> (Vec<(String, Vec<u8>)>, Warnings) {
-        match self.local.as_ref().map(|local| local.requirement_sets(ids)) {
-            Some(Ok(found)) => (found, Vec::new()),
-            Some(Err(err)) => (Vec::new(), vec![err.to_string()]),
-            None => (Vec::new(), Vec::new()),
+        let mut found: Vec<(String, Vec<u8>)> = ids
+            .iter()
+            .filter_map(|id| Some((id.to_string(), self.opened_sets.get(*id)?.clone())))
+            .collect();
+        let local_ids: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.opened_sets.contains_key(*id))
+            .collect();
+        if local_ids.is_empty() {
+            return (found, Vec::new());
         }
+        match self
+            .local
+            .as_ref()
+            .map(|local| local.requirement_sets(&local_ids))
+        {
+            Some(Ok(local)) => {
+                found.extend(local);
+                (found, Vec::new())
+            }
+            Some(Err(err)) => (found, vec![err.to_string()]),
+            None => (found, Vec::new()),
+        }
+    }
+
+    /// The server's answer as stored passes: a test recorded with a set
+    /// names it by its local id once opened; one whose set is missing or
+    /// does not open is left out (it runs).
+    fn open_answer(
+        &mut self,
+        file_keys: &[String],
+        answer: v2::QueryPassedResponse,
+        warnings: &mut Warnings,
+    ) -> Vec<Vec<StoredPass>> {
+        let sets = answer.requirement_sets.unwrap_or_default();
+        let mut unreadable = 0;
+        let mut out = Vec::with_capacity(answer.passed.len());
+        for (key, tests) in file_keys.iter().zip(answer.passed) {
+            let mut passes = Vec::with_capacity(tests.len());
+            for mut test in tests {
+                let requirements = match test.requires.take() {
+                    None => None,
+                    Some(reference) => match self.open_set(key, sets.get(&reference)) {
+                        Some(id) => Some(id),
+                        None => {
+                            unreadable += 1;
+                            continue;
+                        }
+                    },
+                };
+                passes.push(StoredPass {
+                    test,
+                    requirements,
+                    outcome: Outcome::Passed,
+                });
+            }
+            out.push(passes);
+        }
+        if unreadable > 0 {
+            warnings.push(format!(
+                "{unreadable} records of observed inputs from the server could not be read; \
+                 their tests run"
+            ));
+        }
+        out
+    }
+
+    /// Opens one sealed set of file `key`, keeps it, and returns its local id.
+    fn open_set(&mut self, key: &str, sealed: Option<&String>) -> Option<String> {
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(sealed?)
+            .ok()?;
+        let plain = self.seals.get(key)?.open(&sealed)?;
+        let id = blake3::hash(&plain).to_hex().to_string();
+        self.opened_sets.insert(id.clone(), plain);
+        Some(id)
     }
 
     /// The encoded histories of `parts` kept locally (for reports: a
@@ -189,22 +297,12 @@ impl Cache {
         }
     }
 
-    /// Publishes `batch` to the local store and, of its passes, those
-    /// without requirements to the server (which can neither check them nor
-    /// keep a skip or an expected failure);
-    /// returns how many tests were published and the warnings.
+    /// Publishes `batch` to the local store and its passes to the server
+    /// (which keeps no skip or expected failure): those with requirements
+    /// with their sets sealed, if the server keeps sets; returns how many
+    /// tests were published and the warnings.
     pub fn publish(&mut self, batch: &LocalBatch, counts: RunCounts) -> (usize, Warnings) {
-        let passed: BTreeMap<String, Vec<PassedTest>> = batch
-            .passed
-            .iter()
-            .map(|(key, passes)| {
-                let shared = passes
-                    .iter()
-                    .filter(|p| p.requirements.is_none() && p.outcome == Outcome::Passed);
-                (key.clone(), shared.map(|p| p.test.clone()).collect())
-            })
-            .filter(|(_, tests): &(String, Vec<PassedTest>)| !tests.is_empty())
-            .collect();
+        let (passed, sealed_sets) = self.shared_passes(batch);
         let passed = &passed;
         let mut warnings = Vec::new();
         let total: usize = batch.passed.values().map(Vec::len).sum();
@@ -217,7 +315,7 @@ impl Cache {
             let result = if self.remote_is_v1 {
                 publish_v1(remote, passed, counts)
             } else {
-                match remote.publish_v2(passed.clone(), counts) {
+                match remote.publish_v2(passed.clone(), sealed_sets, counts) {
                     Err(err) if err.status() == Some(404) => {
                         self.remote_is_v1 = true;
                         publish_v1(remote, passed, counts)
@@ -233,11 +331,52 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// The passes of `batch` the server may have, per file key, and the
+    /// sealed sets they require. A pass with requirements goes only to a
+    /// server that keeps sets, sealed under its file's key; without a seal
+    /// or its set, or with a set too large to send, it stays local.
+    fn shared_passes(
+        &self,
+        batch: &LocalBatch,
+    ) -> (BTreeMap<String, Vec<PassedTest>>, v2::SealedSets) {
+        let mut sealed_sets = v2::SealedSets::new();
+        let mut passed = BTreeMap::new();
+        for (key, passes) in &batch.passed {
+            let mut shared = Vec::new();
+            for pass in passes.iter().filter(|p| p.outcome == Outcome::Passed) {
+                let mut test = pass.test.clone();
+                if let Some(id) = &pass.requirements {
+                    let sealed = self
+                        .seals
+                        .get(key)
+                        .filter(|_| self.remote_keeps_sets && !self.remote_is_v1)
+                        .zip(batch.requirement_sets.get(id))
+                        .map(|(seal, plain)| seal.seal(plain))
+                        .filter(|(_, sealed)| sealed.len() <= MAX_SEALED_SET_BYTES);
+                    let Some((reference, sealed)) = sealed else {
+                        continue;
+                    };
+                    sealed_sets.entry(reference.clone()).or_insert_with(|| {
+                        base64::engine::general_purpose::STANDARD.encode(sealed)
+                    });
+                    test.requires = Some(reference);
+                }
+                shared.push(test);
+            }
+            if !shared.is_empty() {
+                passed.insert(key.clone(), shared);
+            }
+        }
+        (passed, sealed_sets)
+    }
+}
+
 fn query_remote(
     remote: &HttpClient,
     file_keys: &[String],
     is_v1: &mut bool,
-) -> Result<Vec<Vec<PassedTest>>, super::http::HttpError> {
+) -> Result<v2::QueryPassedResponse, super::http::HttpError> {
     if !*is_v1 {
         match remote.query_passed_v2(file_keys) {
             Err(err) if err.status() == Some(404) => *is_v1 = true,
@@ -245,19 +384,25 @@ fn query_remote(
         }
     }
     let answers = remote.query_passed_v1(file_keys)?;
-    Ok(answers
+    let passed = answers
         .into_iter()
         .map(|ids| {
             ids.into_iter()
                 .map(|node_id| PassedTest {
                     node_id,
                     duration_ms: None,
+                    requires: None,
                 })
                 .collect()
         })
-        .collect())
+        .collect();
+    Ok(v2::QueryPassedResponse {
+        passed,
+        requirement_sets: None,
+    })
 }
 
+/// v1 has no requirement sets: only the passes without one go.
 fn publish_v1(
     remote: &HttpClient,
     passed: &BTreeMap<String, Vec<PassedTest>>,
@@ -265,7 +410,13 @@ fn publish_v1(
 ) -> Result<(), super::http::HttpError> {
     let ids = passed
         .iter()
-        .map(|(k, tests)| (k.clone(), tests.iter().map(|t| t.node_id.clone()).collect()))
+        .map(|(k, tests)| {
+            let unconditional = tests.iter().filter(|t| t.requires.is_none());
+            (
+                k.clone(),
+                unconditional.map(|t| t.node_id.clone()).collect(),
+            )
+        })
         .collect();
     remote.publish_v1(ids, counts).map(|_| ())
 }
@@ -274,23 +425,6 @@ fn hex_keys(file_keys: &[FileKey]) -> Vec<String> {
     file_keys
         .iter()
         .map(|key| key.as_str().to_string())
-        .collect()
-}
-
-/// The server's answers: passes with no requirements.
-fn unobserved(answers: Vec<Vec<PassedTest>>) -> Vec<Vec<StoredPass>> {
-    answers
-        .into_iter()
-        .map(|tests| {
-            tests
-                .into_iter()
-                .map(|test| StoredPass {
-                    test,
-                    requirements: None,
-                    outcome: Outcome::Passed,
-                })
-                .collect()
-        })
         .collect()
 }
 

@@ -225,6 +225,7 @@ impl LocalStore {
                     let test = PassedTest {
                         node_id: row.get(0)?,
                         duration_ms: row.get(1)?,
+                        requires: None,
                     };
                     let requirements = row.get(2)?;
                     let outcome = Outcome::from_columns(row.get(3)?, row.get(4)?);
@@ -544,6 +545,7 @@ mod tests {
             test: PassedTest {
                 node_id: node.into(),
                 duration_ms: Some(ms),
+                requires: None,
             },
             requirements: None,
             outcome: Outcome::Passed,

@@ -17,7 +17,7 @@ use super::auth;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::store::{
-    Entry, FileKey, Scope, Store, StoreError, StoredId, TokenAuth, UsageDelta, SERVER_ADMIN_TENANT,
+    Entry, FileKey, Published, Scope, Store, StoreError, TokenAuth, UsageDelta, SERVER_ADMIN_TENANT,
 };
 use super::tracker::Tracker;
 use super::wire::{self, Limits};
@@ -109,7 +109,7 @@ impl AppState {
     async fn publish(
         &self,
         who: &TokenAuth,
-        batch: Vec<(FileKey, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Published)>,
     ) -> Result<u64, ApiError> {
         if !who.scope.can_publish() {
             return Err(ApiError::Forbidden {
@@ -176,7 +176,7 @@ pub async fn v2_query(
     let entries = st.lookup(&who, &hashes).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        wire::v2_query_response(&entries),
+        wire::v2_query_response(&entries, req.with_requirements),
     ))
 }
 
@@ -187,7 +187,7 @@ pub async fn v2_publish(
 ) -> Result<Json<v2::PublishResponse>, ApiError> {
     let who = st.authenticate(&headers).await?;
     let req: v2::PublishRequest = wire::parse_json(&st.body(body)?)?;
-    let batch = wire::publish_v2(&req.passed, &st.limits)?;
+    let batch = wire::publish_v2(&req, &st.limits)?;
     let stored = st.publish(&who, batch).await?;
     Ok(Json(v2::PublishResponse { stored }))
 }

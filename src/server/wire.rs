@@ -5,13 +5,17 @@
 //! malformed hash or id is a 422 that says which one, never a 500.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
-use crate::protocol::{check_hex, v2, FieldError, NODE_ID_HEX_LEN, TEST_FILE_HASH_HEX_LEN};
+use crate::protocol::{
+    check_hex, v2, FieldError, MAX_SEALED_SET_BYTES, NODE_ID_HEX_LEN, TEST_FILE_HASH_HEX_LEN,
+};
 
-use super::store::{Entry, FileKey, NodeKey, StoredId};
+use super::store::{Entry, FileKey, NodeKey, Published, Requirements, SealedSet, StoredId};
 
 /// What the server accepts; also reported by `/api/v2/capabilities`
 /// (except `max_ids_per_answer`, which a client learns from the 422).
@@ -153,6 +157,8 @@ fn quoted_hex(id: &NodeKey) -> [u8; 34] {
 /// one allocation per id, and pushing `char`s cost a UTF-8 encoding each.
 /// Byte-identical to serde_json's compact output of
 /// `v1::QueryPassedResponse` (pinned by a test below).
+/// Tests recorded with a requirement set are left out: a v1 client would
+/// serve them without checking it.
 pub fn v1_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
     let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
     let mut out = Vec::with_capacity(16 + 3 * entries.len() + 35 * ids);
@@ -162,7 +168,7 @@ pub fn v1_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
             out.push(b',');
         }
         out.push(b'[');
-        for (j, id) in entry.iter().flat_map(|e| e.ids.iter()).enumerate() {
+        for (j, id) in entry.iter().flat_map(Entry::unconditional_ids).enumerate() {
             if j > 0 {
                 out.push(b',');
             }
@@ -189,36 +195,95 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
     out.extend_from_slice(&digits[start..]);
 }
 
+/// Most bytes of sealed sets one v2 answer carries. Each entry holds at
+/// most `MAX_SET_BYTES_PER_ENTRY`, but a query names up to 50,000 entries:
+/// past this budget, a test whose set is not in the answer yet is left out
+/// of it (it runs, which is always sound), so the answer stays within the
+/// server's memory budget whatever the query names.
+pub const MAX_SET_BYTES_PER_ANSWER: usize = 16 * 1024 * 1024;
+
 /// The v2 query answer: per requested key, its passed tests with their
 /// durations (an empty list where nothing is stored), written straight into
 /// one buffer like v1's. Building `v2::QueryPassedResponse` for serde cost
 /// about 70 bytes per id (a `String` each) on top of the answer itself.
 /// Byte-identical to serde_json's compact output (pinned by a test below).
-pub fn v2_query_response(entries: &[Option<Entry>]) -> Vec<u8> {
+///
+/// With `with_requirements`, tests recorded with a requirement set come
+/// with its reference, and the sets follow, each once; without it (a
+/// client that cannot check them) such tests are left out.
+pub fn v2_query_response(entries: &[Option<Entry>], with_requirements: bool) -> Vec<u8> {
     let ids: usize = entries.iter().flatten().map(|e| e.ids.len()).sum();
     let mut out = Vec::with_capacity(16 + 3 * entries.len() + 48 * ids);
+    let mut sets: BTreeMap<[u8; 32], &SealedSet> = BTreeMap::new();
+    let mut set_bytes = 0;
     out.extend_from_slice(b"{\"passed\":[");
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.push(b'[');
-        for (j, id) in entry.iter().flat_map(|e| e.ids.iter()).enumerate() {
-            if j > 0 {
-                out.push(b',');
+        let mut first = true;
+        if let Some(entry) = entry {
+            let requirements = entry.requirements.as_deref();
+            for id in entry.ids.iter() {
+                let set = requirements.and_then(|r| r.of(&id.node_key));
+                if let Some(set) = set {
+                    let known = sets.contains_key(&set.id);
+                    if !with_requirements
+                        || (!known && set_bytes + set.body.len() > MAX_SET_BYTES_PER_ANSWER)
+                    {
+                        continue;
+                    }
+                    if !known {
+                        set_bytes += set.body.len();
+                        sets.insert(set.id, set);
+                    }
+                }
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                push_passed_test(&mut out, id, set);
             }
-            out.extend_from_slice(b"{\"node_id\":");
-            out.extend_from_slice(&quoted_hex(&id.node_key));
-            if let Some(ms) = id.duration_ms {
-                out.extend_from_slice(b",\"duration_ms\":");
-                push_decimal(&mut out, ms);
-            }
-            out.push(b'}');
         }
         out.push(b']');
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if with_requirements {
+        out.extend_from_slice(b",\"requirement_sets\":{");
+        for (i, set) in sets.values().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(hex(&set.id).as_bytes());
+            out.extend_from_slice(b"\":\"");
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&set.body)
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
     out
+}
+
+/// One `v2::PassedTest` as compact JSON.
+fn push_passed_test(out: &mut Vec<u8>, id: &StoredId, set: Option<&SealedSet>) {
+    out.extend_from_slice(b"{\"node_id\":");
+    out.extend_from_slice(&quoted_hex(&id.node_key));
+    if let Some(ms) = id.duration_ms {
+        out.extend_from_slice(b",\"duration_ms\":");
+        push_decimal(out, ms);
+    }
+    if let Some(set) = set {
+        out.extend_from_slice(b",\"requires\":\"");
+        out.extend_from_slice(hex(&set.id).as_bytes());
+        out.push(b'"');
+    }
+    out.push(b'}');
 }
 
 pub fn query_hashes(hashes: &[String], limits: &Limits) -> Result<Vec<FileKey>, FieldError> {
@@ -282,12 +347,15 @@ pub fn too_many_ids(at_least: usize, max: usize) -> FieldError {
     }
 }
 
+/// Validates a publish map and turns it into store batches; `each` gives
+/// an item's node id, duration and required set (v2 only).
 fn publish_entries<T>(
     root: &str,
     map: &BTreeMap<String, Vec<T>>,
     limits: &Limits,
-    each: impl Fn(&T) -> (&str, Option<u64>),
-) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
+    sets: &HashMap<&str, SealedSet>,
+    each: impl Fn(&T) -> (&str, Option<u64>, Option<&str>),
+) -> Result<Vec<(FileKey, Published)>, FieldError> {
     debug_assert_eq!(NODE_ID_HEX_LEN, 32);
     let mut out = Vec::with_capacity(map.len());
     for (key, ids) in map {
@@ -304,16 +372,31 @@ fn publish_entries<T>(
             });
         }
         let mut stored = Vec::with_capacity(ids.len());
+        let mut required = Vec::new();
         for (i, item) in ids.iter().enumerate() {
-            let (id, duration) = each(item);
+            let (id, duration, requires) = each(item);
             let node_key: NodeKey = decode_hex::<16>(|| format!("{}[{i}]", field()), id)?;
             let duration_ms = duration.map(|d| u32::try_from(d).unwrap_or(u32::MAX - 1));
             stored.push(StoredId {
                 node_key,
                 duration_ms,
             });
+            if let Some(reference) = requires {
+                let set = sets.get(reference).ok_or_else(|| FieldError {
+                    field: format!("{}[{i}].requires", field()),
+                    reason: format!(
+                        "names no set of requirement_sets: {:?}",
+                        excerpt(reference, MAX_QUOTED_CHARS)
+                    ),
+                })?;
+                required.push((node_key, set.clone()));
+            }
         }
-        out.push((hash, stored));
+        let published = Published {
+            ids: stored,
+            requirements: Requirements::from_pairs(required),
+        };
+        out.push((hash, published));
     }
     Ok(out)
 }
@@ -321,19 +404,60 @@ fn publish_entries<T>(
 pub fn publish_v1(
     map: &BTreeMap<String, Vec<String>>,
     limits: &Limits,
-) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
-    publish_entries("passed_node_ids_per_test_file", map, limits, |id| {
-        (id.as_str(), None)
-    })
+) -> Result<Vec<(FileKey, Published)>, FieldError> {
+    publish_entries(
+        "passed_node_ids_per_test_file",
+        map,
+        limits,
+        &HashMap::new(),
+        |id| (id.as_str(), None, None),
+    )
 }
 
 pub fn publish_v2(
-    map: &BTreeMap<String, Vec<v2::PassedTest>>,
+    request: &v2::PublishRequest,
     limits: &Limits,
-) -> Result<Vec<(FileKey, Vec<StoredId>)>, FieldError> {
-    publish_entries("passed", map, limits, |t| {
-        (t.node_id.as_str(), t.duration_ms)
+) -> Result<Vec<(FileKey, Published)>, FieldError> {
+    let sets = sealed_sets(&request.requirement_sets)?;
+    publish_entries("passed", &request.passed, limits, &sets, |t| {
+        (t.node_id.as_str(), t.duration_ms, t.requires.as_deref())
     })
+}
+
+/// Decodes and checks each sealed set: its reference is the blake3 of its
+/// bytes, so a stored set is exactly what its reference names.
+fn sealed_sets(sets: &v2::SealedSets) -> Result<HashMap<&str, SealedSet>, FieldError> {
+    let mut out = HashMap::with_capacity(sets.len());
+    for (reference, body) in sets {
+        let field = || format!("requirement_sets.{}", excerpt(reference, MAX_QUOTED_CHARS));
+        let id = decode_hex::<32>(field, reference)?;
+        let invalid = |reason: String| FieldError {
+            field: field(),
+            reason,
+        };
+        if body.len() > MAX_SEALED_SET_BYTES.div_ceil(3) * 4 {
+            return Err(invalid(format!(
+                "a sealed set of over {MAX_SEALED_SET_BYTES} bytes"
+            )));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|e| invalid(format!("not standard base64: {e}")))?;
+        if bytes.len() > MAX_SEALED_SET_BYTES {
+            return Err(invalid(format!(
+                "a sealed set of {} bytes, at most {MAX_SEALED_SET_BYTES}",
+                bytes.len()
+            )));
+        }
+        if *blake3::hash(&bytes).as_bytes() != id {
+            return Err(invalid(
+                "the key is not the blake3 of the set's bytes".to_string(),
+            ));
+        }
+        let body: Arc<[u8]> = bytes.into();
+        out.insert(reference.as_str(), SealedSet { id, body });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -378,6 +502,7 @@ mod tests {
     fn handwritten_v1_answer_matches_serde() {
         let entry = |ids: &[u8]| {
             Some(Entry {
+                requirements: None,
                 ids: ids
                     .iter()
                     .map(|&b| StoredId {
@@ -415,13 +540,14 @@ mod tests {
         };
         let entries = vec![
             Some(Entry {
+                requirements: None,
                 ids: vec![stored(1, Some(7)), stored(2, None)].into(),
                 last_read_at: 0,
             }),
             None,
         ];
         let answer: serde_json::Value =
-            serde_json::from_slice(&v2_query_response(&entries)).unwrap();
+            serde_json::from_slice(&v2_query_response(&entries, false)).unwrap();
         let one = "01".repeat(16);
         let two = "02".repeat(16);
         assert_eq!(
@@ -433,8 +559,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn handwritten_v2_answer_matches_serde() {
+    fn sealed(b: u8, len: usize) -> SealedSet {
+        SealedSet {
+            id: [b; 32],
+            body: vec![b; len].into(),
+        }
+    }
+
+    /// Entries with durations of every width, one with no id, one absent,
+    /// and one whose tests 1 and 3 share a set and 4 has its own.
+    fn varied_entries() -> Vec<Option<Entry>> {
         let durations = [None, Some(0), Some(9), Some(10), Some(1234), Some(u32::MAX)];
         let ids: Vec<StoredId> = durations
             .iter()
@@ -444,36 +578,161 @@ mod tests {
                 duration_ms,
             })
             .collect();
-        let entries = vec![
+        let requirements = Requirements::from_pairs([
+            ([40; 16], sealed(7, 5)),
+            ([120; 16], sealed(7, 5)),
+            ([160; 16], sealed(3, 2)),
+        ]);
+        vec![
             Some(Entry {
-                ids: ids.into(),
+                requirements: None,
+                ids: ids.clone().into(),
                 last_read_at: 0,
             }),
             None,
             Some(Entry {
+                requirements: None,
                 ids: Vec::new().into(),
                 last_read_at: 0,
             }),
-        ];
-        let expected = v2::QueryPassedResponse {
-            passed: entries
-                .iter()
-                .map(|e| {
-                    e.iter()
-                        .flat_map(|e| e.ids.iter())
-                        .map(|id| v2::PassedTest {
+            Some(Entry {
+                requirements: Some(Arc::new(requirements)),
+                ids: ids.into(),
+                last_read_at: 0,
+            }),
+        ]
+    }
+
+    /// What serde writes for `entries`, built the slow way.
+    fn serde_answer(entries: &[Option<Entry>], with_requirements: bool) -> String {
+        let mut sets = v2::SealedSets::new();
+        let passed = entries
+            .iter()
+            .map(|e| {
+                let Some(e) = e else { return Vec::new() };
+                let requirements = e.requirements.as_deref();
+                e.ids
+                    .iter()
+                    .filter_map(|id| {
+                        let set = requirements.and_then(|r| r.of(&id.node_key));
+                        if set.is_some() && !with_requirements {
+                            return None;
+                        }
+                        if let Some(set) = set {
+                            let body = base64::engine::general_purpose::STANDARD.encode(&set.body);
+                            sets.insert(hex(&set.id), body);
+                        }
+                        Some(v2::PassedTest {
                             node_id: hex(&id.node_key),
                             duration_ms: id.duration_ms.map(u64::from),
+                            requires: set.map(|set| hex(&set.id)),
                         })
-                        .collect()
-                })
+                    })
+                    .collect()
+            })
+            .collect();
+        let expected = v2::QueryPassedResponse {
+            passed,
+            requirement_sets: with_requirements.then_some(sets),
+        };
+        serde_json::to_string(&expected).unwrap()
+    }
+
+    #[test]
+    fn handwritten_v2_answer_matches_serde() {
+        let entries = varied_entries();
+        for with_requirements in [false, true] {
+            assert_eq!(
+                String::from_utf8(v2_query_response(&entries, with_requirements)).unwrap(),
+                serde_answer(&entries, with_requirements),
+                "with_requirements: {with_requirements}"
+            );
+        }
+        assert_eq!(v2_query_response(&[], false), br#"{"passed":[]}"#);
+        assert_eq!(
+            v2_query_response(&[], true),
+            br#"{"passed":[],"requirement_sets":{}}"#
+        );
+    }
+
+    #[test]
+    fn tests_with_sets_are_hidden_from_clients_that_cannot_check_them() {
+        let entries = varied_entries();
+        let v1: v1::QueryPassedResponse =
+            serde_json::from_slice(&v1_query_response(&entries)).unwrap();
+        let v2: v2::QueryPassedResponse =
+            serde_json::from_slice(&v2_query_response(&entries, false)).unwrap();
+        let with: v2::QueryPassedResponse =
+            serde_json::from_slice(&v2_query_response(&entries, true)).unwrap();
+        assert_eq!(v1.node_ids[3].len(), 3);
+        assert_eq!(v2.passed[3].len(), 3);
+        assert_eq!(with.passed[3].len(), 6);
+        let required: Vec<_> = with.passed[3]
+            .iter()
+            .filter_map(|t| t.requires.clone())
+            .collect();
+        assert_eq!(required, vec![hex(&[7; 32]), hex(&[7; 32]), hex(&[3; 32])]);
+        assert_eq!(with.requirement_sets.unwrap().len(), 2);
+        assert!(v2.requirement_sets.is_none());
+    }
+
+    #[test]
+    fn an_answer_carries_sets_up_to_its_budget_and_leaves_out_their_tests_beyond() {
+        let entry = |b: u8| {
+            let node_key = [b; 16];
+            let requirements = Requirements::from_pairs([(node_key, sealed(b, 6 * 1024 * 1024))]);
+            Some(Entry {
+                requirements: Some(Arc::new(requirements)),
+                ids: vec![StoredId {
+                    node_key,
+                    duration_ms: None,
+                }]
+                .into(),
+                last_read_at: 0,
+            })
+        };
+        let entries = vec![entry(1), entry(2), entry(3), entry(4)];
+        let answer: v2::QueryPassedResponse =
+            serde_json::from_slice(&v2_query_response(&entries, true)).unwrap();
+        let answered: Vec<usize> = answer.passed.iter().map(Vec::len).collect();
+        assert_eq!(answered, vec![1, 1, 0, 0]);
+        assert_eq!(answer.requirement_sets.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_publish_must_carry_every_set_it_names_each_under_its_own_hash() {
+        let body = b"sealed".to_vec();
+        let reference = hex(blake3::hash(&body).as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+        let request = |requires: &str, sets: &[(&str, &str)]| v2::PublishRequest {
+            passed: BTreeMap::from([(
+                "a".repeat(64),
+                vec![v2::PassedTest {
+                    node_id: node_hex(),
+                    duration_ms: None,
+                    requires: Some(requires.to_string()),
+                }],
+            )]),
+            counts: Default::default(),
+            requirement_sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        assert_eq!(
-            String::from_utf8(v2_query_response(&entries)).unwrap(),
-            serde_json::to_string(&expected).unwrap()
-        );
-        assert_eq!(v2_query_response(&[]), br#"{"passed":[]}"#);
+        let limits = Limits::default();
+        let batch = publish_v2(&request(&reference, &[(&reference, &encoded)]), &limits).unwrap();
+        assert_eq!(batch[0].1.requirements.sets[0].body.as_ref(), b"sealed");
+
+        let err = publish_v2(&request(&reference, &[]), &limits).unwrap_err();
+        assert_eq!(err.field, format!("passed.{}[0].requires", "a".repeat(64)));
+        let other = "b".repeat(64);
+        let err = publish_v2(&request(&other, &[(&other, &encoded)]), &limits).unwrap_err();
+        assert!(err.reason.contains("not the blake3"), "{err}");
+        let err = publish_v2(&request(&reference, &[(&reference, "%%%")]), &limits).unwrap_err();
+        assert!(err.reason.contains("base64"), "{err}");
+        let huge = "A".repeat(MAX_SEALED_SET_BYTES / 3 * 4 + 8);
+        let err = publish_v2(&request(&reference, &[(&reference, &huge)]), &limits).unwrap_err();
+        assert!(err.reason.contains("over"), "{err}");
     }
 
     #[test]

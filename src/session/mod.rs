@@ -248,7 +248,7 @@ impl Session {
         ) else {
             return;
         };
-        let (mut answers, warnings) = cache.query(&file_keys);
+        let (mut answers, warnings) = cache.query(&unique);
         decision.cache_warnings.extend(warnings);
         let (complete, warnings) = cache.complete_files(&file_keys);
         decision.cache_warnings.extend(warnings);
@@ -530,6 +530,7 @@ impl Session {
                 let test = PassedTest {
                     node_id: NodeKey::of(node_id, hash).into_string(),
                     duration_ms: *duration_ms,
+                    requires: None,
                 };
                 let outcome = outcomes.get(node_id).cloned().unwrap_or(Outcome::Passed);
                 stored.push(StoredPass {

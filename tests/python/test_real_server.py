@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FROM_SERVER_ONLY, summary
+from conftest import summary
 
 
 @pytest.fixture
@@ -70,9 +70,36 @@ def test_ci_publishes_and_a_developer_skips(project, server, monkeypatch):
     run(project).assert_outcomes(passed=6)
     forget_local(project)  # another machine: only the server knows
     result = run(project)
-    result.assert_outcomes(**FROM_SERVER_ONLY)
-    assert summary(result)["cached"] == FROM_SERVER_ONLY["skipped"]
+    result.assert_outcomes(skipped=6)
+    assert summary(result)["cached"] == 6
     assert "degraded" not in result.stdout.str()
+
+
+def test_a_record_of_observed_inputs_is_checked_on_another_machine(project, server, monkeypatch):
+    """test_data reads app/limits.json at run time: the server keeps that
+    record sealed, and a machine that only has the server checks it."""
+    url, token, _ = server
+    monkeypatch.setenv("DRYCI_SERVER", url)
+    monkeypatch.setenv("DRYCI_TOKEN", token)
+    (project.path / "tests/test_env.py").write_text(
+        "import os\n\ndef test_mode():\n    assert os.environ.get('APP_MODE', 'dev') == 'dev'\n"
+    )
+    run(project).assert_outcomes(passed=7)
+    forget_local(project)
+    run(project).assert_outcomes(skipped=7)  # every record held
+
+    forget_local(project)
+    monkeypatch.setenv("APP_MODE", "prod")
+    result = run(project)
+    result.assert_outcomes(skipped=6, failed=1)
+    result.stdout.fnmatch_lines(["*test_env.py::test_mode*"])
+    monkeypatch.delenv("APP_MODE")
+
+    forget_local(project)
+    (project.path / "app/limits.json").write_text('{"max": 4}\n')
+    result = run(project)
+    result.assert_outcomes(skipped=6, failed=1)
+    result.stdout.fnmatch_lines(["*test_data.py::test_max*"])
 
 
 def test_a_read_only_token_can_skip_but_not_poison(project, server, monkeypatch):
@@ -95,7 +122,7 @@ def test_a_read_only_token_can_skip_but_not_poison(project, server, monkeypatch)
     run(project).assert_outcomes(passed=6)  # nothing of the fork's run was stored
     forget_local(project)
     monkeypatch.setenv("DRYCI_TOKEN", fork)
-    run(project).assert_outcomes(**FROM_SERVER_ONLY)  # but the fork reads the team's results
+    run(project).assert_outcomes(skipped=6)  # but the fork reads the team's results
 
 
 def test_tenants_do_not_see_each_other(project, server, monkeypatch):

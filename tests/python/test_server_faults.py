@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import FROM_SERVER_ONLY, summary
+from conftest import FROM_V1_SERVER_ONLY, summary
 from fake_server import FakeCache
 
 
@@ -38,7 +38,7 @@ def test_v1_server_round_trip_with_one_query_and_one_publish(project, server_env
         # The local layer is cleared: only the server can answer now.
         for path in (project.path / ".dryci").glob("results-v2.sqlite*"):
             path.unlink()
-        run(project).assert_outcomes(**FROM_SERVER_ONLY)
+        run(project).assert_outcomes(**FROM_V1_SERVER_ONLY)
 
 
 def test_the_server_never_sees_paths_or_test_names(project, server_env):
@@ -118,5 +118,5 @@ def test_xdist_queries_and_publishes_once_from_the_controller(project, server_en
         ]
         for path in (project.path / ".dryci").glob("results-v2.sqlite*"):
             path.unlink()
-        run(project, "-n", "2").assert_outcomes(**FROM_SERVER_ONLY)
+        run(project, "-n", "2").assert_outcomes(**FROM_V1_SERVER_ONLY)
         assert [p for p in fake.paths() if p.startswith("/api/v1/")][2:] == ["/api/v1/query-passed"]

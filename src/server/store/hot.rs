@@ -27,8 +27,8 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 
 use super::{
-    AccountStore, Entry, FileKey, NewToken, Result, ResultStore, Store, StoreError, StoreStats,
-    StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
+    AccountStore, Entry, FileKey, NewToken, Published, Result, ResultStore, Store, StoreError,
+    StoreStats, StoredId, TokenAuth, TokenRow, UsageDelta, UsageRow, UserRow,
 };
 
 /// A tenant's name interned to a small number: keys stay small and cheap
@@ -41,12 +41,20 @@ fn weight(ids: usize) -> u64 {
     128 + (ids * std::mem::size_of::<StoredId>()) as u64
 }
 
+/// What an entry's requirements add: the sets' bytes, and per set and per
+/// test its record and `Arc` header.
+fn requirements_weight(entry: &Entry) -> u64 {
+    entry.requirements.as_deref().map_or(0, |r| {
+        (r.set_bytes() + 64 * r.sets.len() + 20 * r.tests.len()) as u64
+    })
+}
+
 #[derive(Clone)]
 struct Weighter;
 
 impl quick_cache::Weighter<Key, Entry> for Weighter {
     fn weight(&self, _key: &Key, entry: &Entry) -> u64 {
-        weight(entry.ids.len())
+        weight(entry.ids.len()) + requirements_weight(entry)
     }
 }
 
@@ -237,7 +245,7 @@ impl ResultStore for HotCache {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileKey, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Published)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -376,7 +384,7 @@ mod tests {
         let f = fixture();
         let (a, b) = ([1u8; 32], [2u8; 32]);
         f.cache
-            .publish("t", vec![(a, vec![id(1)])], 100, 10)
+            .publish("t", vec![(a, vec![id(1)].into())], 100, 10)
             .await
             .unwrap();
         // The doorkeeper lets an entry in on its second miss.
@@ -400,7 +408,12 @@ mod tests {
 
         // A publish replaces what memory held.
         f.cache
-            .publish("t", vec![(a, vec![id(2)]), (b, vec![id(3)])], 100, 20)
+            .publish(
+                "t",
+                vec![(a, vec![id(2)].into()), (b, vec![id(3)].into())],
+                100,
+                20,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -431,7 +444,7 @@ mod tests {
         let f = fixture();
         let a = [1u8; 32];
         f.cache
-            .publish("t", vec![(a, vec![id(1)])], 100, 10)
+            .publish("t", vec![(a, vec![id(1)].into())], 100, 10)
             .await
             .unwrap();
         for _ in 0..3 {
@@ -455,7 +468,7 @@ mod tests {
         f.cache
             .publish(
                 "t",
-                vec![(a, vec![id(1), id(2)]), (b, vec![id(3)])],
+                vec![(a, vec![id(1), id(2)].into()), (b, vec![id(3)].into())],
                 100,
                 10,
             )
@@ -483,7 +496,7 @@ mod tests {
         let f = fixture();
         let a = [1u8; 32];
         f.cache
-            .publish("t", vec![(a, vec![id(1)])], 100, 10)
+            .publish("t", vec![(a, vec![id(1)].into())], 100, 10)
             .await
             .unwrap();
         // A first miss, so that the racing read's miss is the one let in.
@@ -505,7 +518,7 @@ mod tests {
         });
         read_rx.await.unwrap();
         f.cache
-            .publish("t", vec![(a, vec![id(2)])], 100, 20)
+            .publish("t", vec![(a, vec![id(2)].into())], 100, 20)
             .await
             .unwrap();
         go_tx.send(()).unwrap();

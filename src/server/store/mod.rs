@@ -170,13 +170,105 @@ pub struct StoredId {
     pub duration_ms: Option<u32>,
 }
 
-/// What is stored for one file key. The ids are shared, not copied,
-/// between the cache of hot entries and the answers it serves.
+/// A sealed requirement set: bytes only a client that knows the test
+/// file's dependency hash can open, and their blake3, which is how tests
+/// name it on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSet {
+    pub id: [u8; 32],
+    pub body: Arc<[u8]>,
+}
+
+/// Which stored tests of one entry were recorded with a requirement set.
+/// A set is sealed under its file's key, so sets are shared between the
+/// tests of one entry only (and stored once per entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    pub sets: Vec<SealedSet>,
+    /// (node key, index into `sets`), sorted by node key.
+    pub tests: Vec<(NodeKey, u32)>,
+}
+
+impl Requirements {
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty()
+    }
+
+    /// The set the test of `node_key` requires, if it was recorded with one.
+    pub fn of(&self, node_key: &NodeKey) -> Option<&SealedSet> {
+        let i = self
+            .tests
+            .binary_search_by(|(key, _)| key.cmp(node_key))
+            .ok()?;
+        self.sets.get(self.tests[i].1 as usize)
+    }
+
+    /// The bytes of its sets.
+    pub fn set_bytes(&self) -> usize {
+        self.sets.iter().map(|set| set.body.len()).sum()
+    }
+
+    /// Builds the index from (node key, set) pairs, each set stored once.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (NodeKey, SealedSet)>) -> Self {
+        let mut out = Requirements::default();
+        let mut index: std::collections::HashMap<[u8; 32], u32> = Default::default();
+        for (node_key, set) in pairs {
+            let i = *index.entry(set.id).or_insert_with(|| {
+                out.sets.push(set);
+                (out.sets.len() - 1) as u32
+            });
+            out.tests.push((node_key, i));
+        }
+        // Stable, so that of a test named twice the first pair stays.
+        out.tests.sort_by_key(|pair| pair.0);
+        out.tests.dedup_by(|later, first| later.0 == first.0);
+        out
+    }
+}
+
+/// What is stored for one file key. The ids and requirements are shared,
+/// not copied, between the cache of hot entries and the answers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub ids: Arc<[StoredId]>,
+    /// `None` when no stored test was recorded with a requirement set.
+    pub requirements: Option<Arc<Requirements>>,
     pub last_read_at: i64,
 }
+
+impl Entry {
+    /// The ids without a requirement set: what a client that cannot check
+    /// sets (v1, or v2 without `with_requirements`) may be told.
+    pub fn unconditional_ids(&self) -> impl Iterator<Item = &StoredId> {
+        let requirements = self.requirements.as_deref();
+        self.ids
+            .iter()
+            .filter(move |id| requirements.is_none_or(|r| r.of(&id.node_key).is_none()))
+    }
+}
+
+/// What a publish adds under one file key: passed tests, and the sets the
+/// ones recorded with requirements require.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub ids: Vec<StoredId>,
+    pub requirements: Requirements,
+}
+
+impl From<Vec<StoredId>> for Published {
+    /// Passed tests none of which has a requirement set (all of v1's).
+    fn from(ids: Vec<StoredId>) -> Self {
+        Published {
+            ids,
+            requirements: Requirements::default(),
+        }
+    }
+}
+
+/// Most bytes of sets kept per entry. A test whose set would go beyond it
+/// is not stored at all (stored without its set it would be served
+/// unchecked): it runs, and is kept by the client's local store.
+pub const MAX_SET_BYTES_PER_ENTRY: usize = 4 * 1024 * 1024;
 
 /// Usage accumulated in memory and added to a user's counters in one write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -240,12 +332,12 @@ pub trait ResultStore: Send + Sync + 'static {
         keys: &[FileKey],
         max_ids: usize,
     ) -> Result<Vec<Option<Entry>>>;
-    /// Merges `ids` into what is stored, keeping at most `max_ids` per key;
-    /// returns how many ids were new. Returns only after the data is committed.
+    /// Merges each publish into what is stored (`Merged::of`), keeping at
+    /// most `max_ids` per key; returns how many ids were new. Returns only after the data is committed.
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileKey, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Published)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64>;
@@ -314,6 +406,95 @@ pub fn merge_ids(stored: &mut Vec<StoredId>, new: &[StoredId], max_ids: usize) -
     added
 }
 
+/// Merges a publish into a stored entry: its ids as `merge_ids` does, and
+/// its requirements, where a test published again takes the set it was
+/// published with now, or none. Sets no stored test requires are dropped;
+/// a test whose set does not fit in `MAX_SET_BYTES_PER_ENTRY` is dropped
+/// with its id. Returns how many ids were added.
+pub fn merge_entry(
+    ids: &mut Vec<StoredId>,
+    requirements: &mut Requirements,
+    new: &Published,
+    max_ids: usize,
+) -> u64 {
+    let before: std::collections::HashSet<NodeKey> = ids.iter().map(|id| id.node_key).collect();
+    merge_ids(ids, &new.ids, max_ids);
+    let republished: std::collections::HashSet<NodeKey> =
+        new.ids.iter().map(|id| id.node_key).collect();
+    let kept = requirements
+        .tests
+        .iter()
+        .filter(|(key, _)| !republished.contains(key))
+        .map(|(key, i)| (*key, requirements.sets[*i as usize].clone()));
+    let fresh = new
+        .requirements
+        .tests
+        .iter()
+        .map(|(key, i)| (*key, new.requirements.sets[*i as usize].clone()));
+    let stored: std::collections::HashSet<NodeKey> = ids.iter().map(|id| id.node_key).collect();
+    let mut bytes = 0;
+    let mut fitting = std::collections::HashSet::new();
+    let mut too_big = std::collections::HashSet::new();
+    let pairs: Vec<(NodeKey, SealedSet)> = kept
+        .chain(fresh)
+        .filter(|(key, _)| stored.contains(key))
+        .filter(|(key, set)| {
+            if fitting.contains(&set.id) {
+                return true;
+            }
+            if bytes + set.body.len() <= MAX_SET_BYTES_PER_ENTRY {
+                bytes += set.body.len();
+                fitting.insert(set.id);
+                return true;
+            }
+            too_big.insert(*key);
+            false
+        })
+        .collect();
+    ids.retain(|id| !too_big.contains(&id.node_key));
+    *requirements = Requirements::from_pairs(pairs);
+    ids.iter()
+        .filter(|id| !before.contains(&id.node_key))
+        .count() as u64
+}
+
+/// A stored entry (or none) with a publish merged in, ready to be written.
+#[derive(Debug)]
+pub struct Merged {
+    pub ids: Vec<StoredId>,
+    pub requirements: Requirements,
+    /// How many ids the publish added.
+    pub added: u64,
+}
+
+impl Merged {
+    /// `None` when the publish leaves a stored entry as it was, so that the
+    /// write can be skipped.
+    pub fn of(stored: Option<&Entry>, published: &Published, max_ids: usize) -> Option<Merged> {
+        let stored_requirements = || {
+            stored
+                .and_then(|entry| entry.requirements.as_deref())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut ids = stored.map_or_else(Vec::new, |entry| entry.ids.to_vec());
+        let mut requirements = stored_requirements();
+        let added = merge_entry(&mut ids, &mut requirements, published, max_ids);
+        let unchanged = stored.is_some_and(|entry| *entry.ids == ids[..])
+            && requirements == stored_requirements();
+        (!unchanged).then_some(Merged {
+            ids,
+            requirements,
+            added,
+        })
+    }
+
+    /// The requirements column: `None` (NULL) when no test has a set.
+    pub fn encoded_requirements(&self) -> Option<Vec<u8>> {
+        (!self.requirements.is_empty()).then(|| codec::encode_requirements(&self.requirements))
+    }
+}
+
 /// The answer to an UPDATE of one token by id: not found when no row changed.
 pub(crate) fn token_updated(rows: u64, token_id: i64) -> Result<()> {
     if rows == 0 {
@@ -364,6 +545,47 @@ mod tests {
         let added = merge_ids(&mut stored, &[id(2, Some(7)), id(3, None), id(4, None)], 3);
         assert_eq!(added, 1);
         assert_eq!(stored, vec![id(1, Some(5)), id(2, Some(7)), id(3, None)]);
+    }
+
+    fn sealed(b: u8, len: usize) -> SealedSet {
+        SealedSet {
+            id: [b; 32],
+            body: vec![b; len].into(),
+        }
+    }
+
+    fn with_sets(ids: &[u8], sets: &[(u8, SealedSet)]) -> Published {
+        Published {
+            ids: ids.iter().map(|&b| id(b, None)).collect(),
+            requirements: Requirements::from_pairs(sets.iter().map(|(b, s)| ([*b; 16], s.clone()))),
+        }
+    }
+
+    #[test]
+    fn a_republished_test_takes_its_new_set_or_none_and_unused_sets_go() {
+        let (mut ids, mut requirements) = (Vec::new(), Requirements::default());
+        let first = with_sets(&[1, 2, 3], &[(1, sealed(7, 4)), (2, sealed(7, 4))]);
+        assert_eq!(merge_entry(&mut ids, &mut requirements, &first, 100), 3);
+        assert_eq!(requirements.sets.len(), 1);
+        assert_eq!(requirements.of(&[3; 16]), None);
+
+        let again = with_sets(&[1, 2], &[(2, sealed(8, 4))]);
+        assert_eq!(merge_entry(&mut ids, &mut requirements, &again, 100), 0);
+        assert_eq!(requirements.of(&[1; 16]), None);
+        assert_eq!(requirements.of(&[2; 16]).map(|s| s.id), Some([8; 32]));
+        assert_eq!(requirements.sets.len(), 1, "set 7 is no longer required");
+    }
+
+    #[test]
+    fn a_test_whose_set_does_not_fit_is_not_stored_at_all() {
+        let (mut ids, mut requirements) = (Vec::new(), Requirements::default());
+        let big = MAX_SET_BYTES_PER_ENTRY / 2 + 1;
+        let publish = with_sets(&[1, 2, 3], &[(1, sealed(1, big)), (2, sealed(2, big))]);
+        assert_eq!(merge_entry(&mut ids, &mut requirements, &publish, 100), 2);
+        let stored: Vec<u8> = ids.iter().map(|id| id.node_key[0]).collect();
+        assert_eq!(stored, vec![1, 3]);
+        assert!(requirements.set_bytes() <= MAX_SET_BYTES_PER_ENTRY);
+        assert_eq!(requirements.of(&[2; 16]), None);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! merges (`SELECT ... FOR UPDATE`, in key order so two publishes cannot
 //! deadlock) and answers after `COMMIT`.
 
+use std::sync::Arc;
+
 use super::super::{
-    codec, merge_ids, Entry, FileKey, Result, ResultStore, StoreError, StoreStats, StoredId,
+    codec, Entry, FileKey, Merged, Published, Result, ResultStore, StoreError, StoreStats,
 };
 use super::{hash32, PostgresStore};
 
@@ -19,7 +21,10 @@ impl ResultStore for PostgresStore {
     ) -> Result<Vec<Option<Entry>>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT file_hash, ids, last_read_at FROM entries WHERE tenant = $1 AND file_hash = ANY($2)")
+            .prepare_cached(
+                "SELECT file_hash, ids, last_read_at, requirements FROM entries \
+                 WHERE tenant = $1 AND file_hash = ANY($2)",
+            )
             .await?;
         let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
         let rows = client.query(&stmt, &[&tenant, &keys]).await?;
@@ -48,6 +53,7 @@ impl ResultStore for PostgresStore {
                 hash,
                 Entry {
                     ids,
+                    requirements: requirements_of(row.get(3))?,
                     last_read_at: row.get(2),
                 },
             );
@@ -59,7 +65,7 @@ impl ResultStore for PostgresStore {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileKey, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Published)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -84,42 +90,54 @@ impl ResultStore for PostgresStore {
         tx.execute(&ensure, &[&tenant, &keys, &now]).await?;
         let lock = tx
             .prepare_cached(
-                "SELECT file_hash, ids FROM entries WHERE tenant = $1 AND file_hash = ANY($2) \
-                 ORDER BY file_hash FOR UPDATE",
+                "SELECT file_hash, ids, requirements FROM entries \
+                 WHERE tenant = $1 AND file_hash = ANY($2) ORDER BY file_hash FOR UPDATE",
             )
             .await?;
         let mut stored = std::collections::HashMap::with_capacity(batch.len());
         for row in tx.query(&lock, &[&tenant, &keys]).await? {
             let hash = hash32("entries", row.get(0))?;
-            let ids: Vec<StoredId> = codec::decode("entries", row.get::<_, &[u8]>(1))?;
-            stored.insert(hash, ids);
-        }
-        let (mut hashes, mut blobs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut added = 0;
-        for (hash, ids) in &batch {
-            let merged = stored.entry(*hash).or_default();
-            let was_empty = merged.is_empty();
-            let new = merge_ids(merged, ids, max_ids);
-            added += new;
-            if !was_empty && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
-                continue;
+            let ids: Arc<[_]> = codec::decode("entries", row.get::<_, &[u8]>(1))?;
+            // A row `ensure` just created (no ids) counts as absent, so it is written.
+            if !ids.is_empty() {
+                let entry = Entry {
+                    ids,
+                    requirements: requirements_of(row.get(2))?,
+                    last_read_at: 0,
+                };
+                stored.insert(hash, entry);
             }
-            let blob = codec::encode(merged);
-            sizes.push(blob.len() as i64);
+        }
+        let (mut hashes, mut blobs, mut requirements, mut sizes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut added = 0;
+        for (hash, published) in &batch {
+            let Some(merged) = Merged::of(stored.get(hash), published, max_ids) else {
+                continue;
+            };
+            added += merged.added;
+            let blob = codec::encode(&merged.ids);
+            let required = merged.encoded_requirements();
+            sizes.push((blob.len() + required.as_ref().map_or(0, Vec::len)) as i64);
             blobs.push(blob);
+            requirements.push(required);
             hashes.push(&hash[..]);
         }
         if !hashes.is_empty() {
             let update = tx
                 .prepare_cached(
                     "UPDATE entries e SET ids = v.ids, bytes = v.bytes, updated_at = $5, \
-                     last_read_at = GREATEST(e.last_read_at, $5) \
-                     FROM unnest($2::BYTEA[], $3::BYTEA[], $4::BIGINT[]) AS v(file_hash, ids, bytes) \
+                     requirements = v.requirements, last_read_at = GREATEST(e.last_read_at, $5) \
+                     FROM unnest($2::BYTEA[], $3::BYTEA[], $4::BIGINT[], $6::BYTEA[]) \
+                     AS v(file_hash, ids, bytes, requirements) \
                      WHERE e.tenant = $1 AND e.file_hash = v.file_hash",
                 )
                 .await?;
-            tx.execute(&update, &[&tenant, &hashes, &blobs, &sizes, &now])
-                .await?;
+            tx.execute(
+                &update,
+                &[&tenant, &hashes, &blobs, &sizes, &now, &requirements],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(added)
@@ -195,4 +213,9 @@ impl ResultStore for PostgresStore {
         }
         Ok(removed)
     }
+}
+
+fn requirements_of(blob: Option<&[u8]>) -> Result<Option<Arc<super::super::Requirements>>> {
+    blob.map(|blob| codec::decode_requirements("entries", blob).map(Arc::new))
+        .transpose()
 }

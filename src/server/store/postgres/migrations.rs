@@ -53,6 +53,11 @@ CREATE TABLE dryci_health (
 );
 INSERT INTO dryci_health (id, probes) VALUES (1, 0);
 "#,
+    // 3: the requirement sets of an entry's tests (`codec::encode_requirements`),
+    // NULL while none of its tests was recorded with one; `bytes` counts them.
+    r#"
+ALTER TABLE entries ADD COLUMN requirements BYTEA;
+"#,
 ];
 
 /// Arbitrary constant naming DryCI's migration lock among advisory locks.

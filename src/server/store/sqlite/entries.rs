@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::super::{
-    codec, merge_ids, Entry, FileKey, Result, ResultStore, StoreError, StoreStats, StoredId,
+    codec, Entry, FileKey, Merged, Published, Result, ResultStore, StoreError, StoreStats,
 };
 use super::slots::{self, Found};
 use super::SqliteStore;
@@ -88,7 +88,7 @@ impl ResultStore for SqliteStore {
     async fn publish(
         &self,
         tenant: &str,
-        batch: Vec<(FileKey, Vec<StoredId>)>,
+        batch: Vec<(FileKey, Published)>,
         max_ids: usize,
         now: i64,
     ) -> Result<u64> {
@@ -102,25 +102,20 @@ impl ResultStore for SqliteStore {
             let tenant_id = tenant_id_for_write(c, &tenant).map_err(err)?;
             let mut added = 0;
             let mut finder = slots::Finder::new(c, &path)?;
-            for (hash, ids) in batch {
-                let (place, mut merged, stored) = match finder.find(tenant_id, &hash)? {
-                    Found::Stored { place, entry } => (place, entry.ids.to_vec(), true),
-                    Found::Absent { place } => (place, Vec::new(), false),
+            for (hash, published) in batch {
+                let (place, stored) = match finder.find(tenant_id, &hash)? {
+                    Found::Stored { place, entry } => (place, Some(entry)),
+                    Found::Absent { place } => (place, None),
                 };
-                let new = merge_ids(&mut merged, &ids, max_ids);
-                added += new;
-                if stored && new == 0 && ids.iter().all(|i| i.duration_ms.is_none()) {
+                let Some(merged) = Merged::of(stored.as_ref(), &published, max_ids) else {
                     continue; // nothing changed: skip the write
-                }
-                slots::put(
-                    c,
-                    &mut finder,
-                    place,
-                    tenant_id,
-                    &hash,
-                    &codec::encode(&merged),
-                    now,
-                )?;
+                };
+                added += merged.added;
+                let blobs = slots::Blobs {
+                    ids: codec::encode(&merged.ids),
+                    requirements: merged.encoded_requirements(),
+                };
+                slots::put(c, &mut finder, place, tenant_id, &hash, &blobs, now)?;
             }
             Ok(added)
         })
@@ -233,7 +228,7 @@ mod tests {
         let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
         let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
         store
-            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .publish("a", vec![(ones, vec![id(1)].into())], 100, 10)
             .await
             .unwrap();
         // Tenant "b" (id 2) crafts a hash for the slot of "a"'s entry.
@@ -247,12 +242,12 @@ mod tests {
         }
         intruder[31] = 0;
         store
-            .publish("b", vec![(intruder, vec![id(8)])], 100, 10)
+            .publish("b", vec![(intruder, vec![id(8)].into())], 100, 10)
             .await
             .unwrap();
         assert_eq!(slots::slot(2, &intruder), slots::slot(1, &ones));
         store
-            .publish("a", vec![(twin, vec![id(2)])], 100, 20)
+            .publish("a", vec![(twin, vec![id(2)].into())], 100, 20)
             .await
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
@@ -270,7 +265,12 @@ mod tests {
 
         // Merges land where each key lives.
         store
-            .publish("a", vec![(twin, vec![id(3)]), (ones, vec![id(4)])], 100, 30)
+            .publish(
+                "a",
+                vec![(twin, vec![id(3)].into()), (ones, vec![id(4)].into())],
+                100,
+                30,
+            )
             .await
             .unwrap();
         let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
@@ -298,7 +298,7 @@ mod tests {
         // With the slot free again, the key in overflow is still the one
         // found and updated: no second row appears for it.
         store
-            .publish("a", vec![(twin, vec![id(6)])], 100, 60)
+            .publish("a", vec![(twin, vec![id(6)].into())], 100, 60)
             .await
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
@@ -311,7 +311,7 @@ mod tests {
         );
         // A new key takes the free slot.
         store
-            .publish("a", vec![(ones, vec![id(7)])], 100, 70)
+            .publish("a", vec![(ones, vec![id(7)].into())], 100, 70)
             .await
             .unwrap();
         assert_eq!(overflow_rows(&path), 2);
@@ -345,10 +345,10 @@ mod tests {
         let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
         let (ones, twin) = ([1u8; 32], SHARES_SLOT_WITH_ONES);
         store
-            .publish("a", vec![(ones, vec![id(1)])], 100, 10)
+            .publish("a", vec![(ones, vec![id(1)].into())], 100, 10)
             .await
             .unwrap();
-        let batch = vec![(twin, vec![id(2)]), (twin, vec![id(3)])];
+        let batch = vec![(twin, vec![id(2)].into()), (twin, vec![id(3)].into())];
         assert_eq!(store.publish("a", batch, 100, 20).await.unwrap(), 2);
         let a = store.query("a", &[ones, twin], usize::MAX).await.unwrap();
         assert_eq!(ids(a), vec![Some(vec![id(1)]), Some(vec![id(2), id(3)])]);
@@ -363,18 +363,18 @@ mod tests {
         store
             .publish(
                 "t",
-                vec![([1; 32], vec![id(1)]), ([2; 32], vec![id(2)])],
+                vec![([1; 32], vec![id(1)].into()), ([2; 32], vec![id(2)].into())],
                 100,
                 10,
             )
             .await
             .unwrap();
         store
-            .publish("t", vec![([1; 32], vec![id(3)])], 100, 20)
+            .publish("t", vec![([1; 32], vec![id(3)].into())], 100, 20)
             .await
             .unwrap();
         store
-            .publish("u", vec![([1; 32], vec![id(1)])], 100, 30)
+            .publish("u", vec![([1; 32], vec![id(1)].into())], 100, 30)
             .await
             .unwrap();
         assert_eq!(

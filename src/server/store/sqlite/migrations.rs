@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, Transaction};
 
 use super::super::{Result, StoreError};
-use super::slots::{self, Found, Place};
+use super::slots;
 
 /// One upgrade: plain SQL, or SQL plus row moves that need Rust.
 enum Migration {
@@ -18,6 +18,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V2),
     Migration::Steps(slotted_entries),
     Migration::Sql(V4),
+    Migration::Sql(V5),
 ];
 
 /// The schema version a fresh or upgraded file ends at.
@@ -173,6 +174,13 @@ CREATE TABLE health (
 INSERT INTO health (id, probes) VALUES (1, 0);
 "#;
 
+/// 5: the requirement sets of an entry's tests (`codec::encode_requirements`),
+/// NULL while none of its tests was recorded with one; `bytes` counts them.
+const V5: &str = r#"
+ALTER TABLE entries ADD COLUMN requirements BLOB;
+ALTER TABLE entries_overflow ADD COLUMN requirements BLOB;
+"#;
+
 /// 3: every entry moves to its slot, keeping all its columns.
 fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
     let err = |source| StoreError::Sqlite {
@@ -187,7 +195,10 @@ fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
         )
         .map_err(err)?;
     let mut rows = old.query([]).map_err(err)?;
-    let mut finder = slots::Finder::new(tx, path)?;
+    // Not `slots::Finder`, which reads the columns of the latest schema.
+    let mut slot_taken = tx
+        .prepare("SELECT EXISTS (SELECT 1 FROM entries WHERE slot = ?1)")
+        .map_err(err)?;
     while let Some(row) = rows.next().map_err(err)? {
         let tenant_id: i64 = row.get(0).map_err(err)?;
         let hash: Vec<u8> = row.get(1).map_err(err)?;
@@ -202,32 +213,28 @@ fn slotted_entries(tx: &Transaction<'_>, path: &str) -> Result<()> {
             row.get::<_, i64>(5).map_err(err)?,
             row.get::<_, Vec<u8>>(6).map_err(err)?,
         );
-        // The old table's key was unique, so every key is absent here.
-        let Found::Absent { place } = finder.find(tenant_id, &hash)? else {
-            return Err(StoreError::Corrupt {
-                table: "entries",
-                reason: "a (tenant, hash) key appears twice".into(),
-            });
-        };
+        // The old table's key was unique, so a taken slot holds another key.
+        let slot = slots::slot(tenant_id, &hash);
+        let taken: bool = slot_taken
+            .query_row(params![slot], |r| r.get(0))
+            .map_err(err)?;
         let (last_read_at, bytes, created_at, updated_at, ids) = columns;
-        match place {
-            Place::Slot(slot) => tx.execute(
-                "INSERT INTO entries (slot, tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![slot, tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
-            ),
-            Place::Overflow => {
-                finder.wrote_overflow();
-                tx.execute(
+        if taken {
+            tx.execute(
                 "INSERT INTO entries_overflow (tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
             )
-            }
+        } else {
+            tx.execute(
+                "INSERT INTO entries (slot, tenant_id, file_hash, last_read_at, bytes, created_at, updated_at, ids) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![slot, tenant_id, &hash[..], last_read_at, bytes, created_at, updated_at, ids],
+            )
         }
         .map_err(err)?;
     }
-    drop(finder);
+    drop(slot_taken);
     drop(rows);
     drop(old);
     tx.execute_batch(V3_FINISH).map_err(err)
@@ -351,7 +358,7 @@ mod tests {
         // The upgraded schema takes writes: publishing to an old tenant merges.
         assert_eq!(
             store
-                .publish("team", vec![([2; 32], vec![id(3), id(4)])], 100, 500)
+                .publish("team", vec![([2; 32], vec![id(3), id(4)].into())], 100, 500)
                 .await
                 .unwrap(),
             1

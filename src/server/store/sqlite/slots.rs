@@ -80,12 +80,13 @@ impl<'c> Finder<'c> {
             overflow_used,
             in_slot: c
                 .prepare_cached(
-                    "SELECT tenant_id, file_hash, ids, last_read_at FROM entries WHERE slot = ?1",
+                    "SELECT tenant_id, file_hash, ids, last_read_at, requirements \
+                     FROM entries WHERE slot = ?1",
                 )
                 .map_err(err)?,
             in_overflow: c
                 .prepare_cached(
-                    "SELECT ids, last_read_at FROM entries_overflow \
+                    "SELECT ids, last_read_at, requirements FROM entries_overflow \
                      WHERE tenant_id = ?1 AND file_hash = ?2",
                 )
                 .map_err(err)?,
@@ -108,10 +109,12 @@ impl<'c> Finder<'c> {
                 let owner_hash = row.get_ref(1).and_then(blob).map_err(err)?;
                 if owner == tenant_id && owner_hash == &hash[..] {
                     let ids = row.get_ref(2).and_then(blob).map_err(err)?;
+                    let requirements = row.get_ref(4).and_then(optional_blob).map_err(err)?;
                     return Ok(Found::Stored {
                         place: Place::Slot(slot),
                         entry: Entry {
                             ids: codec::decode("entries", ids)?,
+                            requirements: requirements_of("entries", requirements)?,
                             last_read_at: row.get(3).map_err(err)?,
                         },
                     });
@@ -137,10 +140,12 @@ impl<'c> Finder<'c> {
             .map_err(err)?;
         if let Some(row) = rows.next().map_err(err)? {
             let ids = row.get_ref(0).and_then(blob).map_err(err)?;
+            let requirements = row.get_ref(2).and_then(optional_blob).map_err(err)?;
             return Ok(Found::Stored {
                 place: Place::Overflow,
                 entry: Entry {
                     ids: codec::decode("entries_overflow", ids)?,
+                    requirements: requirements_of("entries_overflow", requirements)?,
                     last_read_at: row.get(1).map_err(err)?,
                 },
             });
@@ -159,7 +164,32 @@ fn blob(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<&[u8]> {
     v.as_blob().map_err(Into::into)
 }
 
-/// Writes the ids of (tenant_id, hash) at `place`, as `finder` answered it
+fn optional_blob(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Option<&[u8]>> {
+    v.as_blob_or_null().map_err(Into::into)
+}
+
+fn requirements_of(
+    table: &'static str,
+    blob: Option<&[u8]>,
+) -> Result<Option<std::sync::Arc<super::super::Requirements>>> {
+    blob.map(|blob| codec::decode_requirements(table, blob).map(std::sync::Arc::new))
+        .transpose()
+}
+
+/// The encoded columns of one entry: its ids and, if any, its requirements.
+pub struct Blobs {
+    pub ids: Vec<u8>,
+    pub requirements: Option<Vec<u8>>,
+}
+
+impl Blobs {
+    /// What the row counts towards the store's size.
+    fn bytes(&self) -> i64 {
+        (self.ids.len() + self.requirements.as_ref().map_or(0, Vec::len)) as i64
+    }
+}
+
+/// Writes the entry of (tenant_id, hash) at `place`, as `finder` answered it
 /// in the same transaction: inserts the row, or updates it keeping its
 /// creation time and the later of the two read times.
 pub fn put(
@@ -168,9 +198,10 @@ pub fn put(
     place: Place,
     tenant_id: i64,
     hash: &FileKey,
-    ids: &[u8],
+    blobs: &Blobs,
     now: i64,
 ) -> Result<()> {
+    let (ids, requirements, bytes) = (&blobs.ids, &blobs.requirements, blobs.bytes());
     let path = finder.path;
     if place == Place::Overflow {
         finder.wrote_overflow();
@@ -182,22 +213,24 @@ pub fn put(
     let changed = match place {
         Place::Slot(slot) => c
             .prepare_cached(
-                "INSERT INTO entries (slot, tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) \
+                "INSERT INTO entries (slot, tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at, requirements) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7) \
                  ON CONFLICT (slot) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
+                 requirements = excluded.requirements, \
                  updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at) \
                  WHERE tenant_id = excluded.tenant_id AND file_hash = excluded.file_hash",
             )
-            .and_then(|mut s| s.execute(params![slot, tenant_id, &hash[..], ids, ids.len() as i64, now]))
+            .and_then(|mut s| s.execute(params![slot, tenant_id, &hash[..], ids, bytes, now, requirements]))
             .map_err(err)?,
         Place::Overflow => c
             .prepare_cached(
-                "INSERT INTO entries_overflow (tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) \
+                "INSERT INTO entries_overflow (tenant_id, file_hash, ids, bytes, created_at, updated_at, last_read_at, requirements) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?6) \
                  ON CONFLICT (tenant_id, file_hash) DO UPDATE SET ids = excluded.ids, bytes = excluded.bytes, \
+                 requirements = excluded.requirements, \
                  updated_at = excluded.updated_at, last_read_at = MAX(last_read_at, excluded.last_read_at)",
             )
-            .and_then(|mut s| s.execute(params![tenant_id, &hash[..], ids, ids.len() as i64, now]))
+            .and_then(|mut s| s.execute(params![tenant_id, &hash[..], ids, bytes, now, requirements]))
             .map_err(err)?,
     };
     if changed != 1 {
