@@ -59,15 +59,18 @@ def _shown(paths: set[str], not_static: set[str], parts: NodeIdParts) -> list[st
     return sorted(parts.shown(p) for p in paths if p in not_static)
 
 
-def write_report(
-    path: str, record: RunRecord, decisions: Decisions, parts: NodeIdParts, write
-) -> None:
-    """Writes the report to `path` and its first lines with `write`."""
+def safe_observed_report(
+    record: RunRecord, decisions: Decisions, parts: NodeIdParts
+) -> tuple[list[dict] | None, str | None]:
+    """The report, or None and why it could not be made."""
     try:
-        report = observed_report(record, decisions, parts)
+        return observed_report(record, decisions, parts), None
     except DryciError as err:
-        write(f"dryci: degraded: no observed-inputs report: {err}", yellow=True)
-        return
+        return None, f"no observed-inputs report: {err}"
+
+
+def write_report(path: str, report: list[dict], write) -> None:
+    """Writes the report to `path` and its first lines with `write`."""
     with open(path, "w", encoding="utf-8") as out:
         json.dump({"version": 1, "test_files": report}, out, indent=2)
         out.write("\n")

@@ -22,7 +22,8 @@ import pytest
 from pytest_dryci.collection import ServedFile, report_served, settle_garbage
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import NodeIdParts, discover_test_files, explicit_files, file_part
-from pytest_dryci.hermeticity import write_report
+from pytest_dryci.hermeticity import safe_observed_report, write_report
+from pytest_dryci.last_run import write_last_run
 from pytest_dryci.observe import Observer, default_ignored
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
@@ -36,7 +37,7 @@ from pytest_dryci.serving import (
     skip_reason,
 )
 from pytest_dryci.settings import Degradations, Settings
-from pytest_dryci.summary import explanations, write_summary
+from pytest_dryci.summary import explanations, why_ran, write_summary
 
 WORKER_INPUT_KEY = "dryci"
 
@@ -62,6 +63,7 @@ class DryciSession:
         )
         self.published: int | None = None
         self.explanations: list[str] = []  # --dryci-explain
+        self.observed_report: list[dict] | None = None
         # Every test will be served without collection: start no xdist worker.
         self.without_workers = False
         # Under xdist: (produced, collected) per test file, as a worker saw them.
@@ -237,12 +239,26 @@ class DryciSession:
             self.record.collected.update(collected)
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_files:
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
-        if self.config.getoption("dryci_explain"):
-            self.explanations = explanations(self.record, self.decisions, self.settings.skip)
+        self.leave_last_run()
         if self.settings.publish:
             self.published = publish(
                 self.record, self.decisions, self.degradations, self.may_record_whole_files()
             )
+
+    def leave_last_run(self) -> None:
+        """Records for `dryci explain` and `dryci observed` why each test ran
+        and what tests read outside their graph (`last_run`)."""
+        reasons = why_ran(self.record, self.decisions, self.settings.skip)
+        if self.config.getoption("dryci_explain"):
+            self.explanations = explanations(reasons)
+        report, problem = safe_observed_report(self.record, self.decisions, self.parts)
+        if problem:
+            self.degradations.add(problem)
+        self.observed_report = report
+        served = len(self.record.served_nodeids)
+        problem = write_last_run(self.settings.root, reasons, served, report)
+        if problem:
+            self.degradations.add(problem)
 
     def may_record_whole_files(self) -> bool:
         """Only a run that saw what each file produced before anything was
@@ -262,5 +278,5 @@ class DryciSession:
         for line in self.explanations:
             write(line)
         report_path = self.config.getoption("dryci_observed")
-        if report_path:
-            write_report(report_path, self.record, self.decisions, self.parts, write)
+        if report_path and self.observed_report is not None:
+            write_report(report_path, self.observed_report, write)

@@ -28,19 +28,23 @@ def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
     return saved_ms / 1000
 
 
-def explanations(record: RunRecord, decisions: Decisions, skip: bool) -> list[str]:
-    """One line for each test that ran: why it was not served. Made before
-    this run publishes, which replaces what the reasons compare with."""
+def why_ran(record: RunRecord, decisions: Decisions, skip: bool) -> dict[str, str]:
+    """For each test that ran: why it was not served. Made before this run
+    publishes, which replaces what the reasons compare with."""
     ran = sorted(record.tracker.outcomes)
     if not ran:
-        return []
+        return {}
     if not skip:
-        reasons = dict.fromkeys(ran, "--dryci-no-skip runs every test")
-    elif decisions.native is None:
-        reasons = dict.fromkeys(ran, "DryCI could not start a session")
-    else:
-        reasons = decisions.native.explain(ran)
-    return [f"dryci: ran {nodeid}: {reasons.get(nodeid, 'unknown')}" for nodeid in ran]
+        return dict.fromkeys(ran, "--dryci-no-skip runs every test")
+    if decisions.native is None:
+        return dict.fromkeys(ran, "DryCI could not start a session")
+    reasons = decisions.native.explain(ran)
+    return {nodeid: reasons.get(nodeid, "unknown") for nodeid in ran}
+
+
+def explanations(reasons: dict[str, str]) -> list[str]:
+    """The `--dryci-explain` lines: one per test that ran."""
+    return [f"dryci: ran {nodeid}: {why}" for nodeid, why in sorted(reasons.items())]
 
 
 def write_summary(

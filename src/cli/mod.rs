@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod report;
 #[cfg(feature = "server")]
 mod server;
 
@@ -90,6 +91,10 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Show the chain of imports and rules that makes FILE a dependency of INPUT.
     Why(graph::WhyArgs),
+    /// Say why each test of the last `pytest --dryci` run ran instead of being served.
+    Explain(report::ExplainArgs),
+    /// List what the tests of the last `pytest --dryci` run read outside their static graph.
+    Observed(report::ObservedArgs),
     /// Run the team cache server (HTTP API v1 and v2).
     #[cfg(feature = "server")]
     Server(server::ServerArgs),
@@ -117,6 +122,8 @@ where
     let result = match cli.command {
         Command::Graph(args) => graph::run(args),
         Command::Why(args) => graph::run_why(args),
+        Command::Explain(args) => report::run_explain(args),
+        Command::Observed(args) => report::run_observed(args),
         #[cfg(feature = "server")]
         Command::Server(args) => server::run_server(args),
         #[cfg(feature = "server")]

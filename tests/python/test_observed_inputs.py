@@ -5,6 +5,9 @@ change makes the test run (and fail), an unrelated change leaves it served."""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 from conftest import summary
 
@@ -392,4 +395,42 @@ def test_explain_names_a_changed_dependency_an_option_and_a_failure(pytester: py
             "dryci: ran test_one.py::test_value: an outcome-relevant pytest option or "
             "DRYCI_SALT changed"
         ]
+    )
+
+
+def dryci(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The `dryci` command line, run in the project."""
+    return project.run(sys.executable, "-m", "pytest_dryci", *args)
+
+
+def test_dryci_explain_and_observed_report_the_last_run(project):
+    run(project).assert_outcomes(passed=5)
+    (project.path / "tests/res/greeting.txt").write_text("bonjour\n")
+    run(project).assert_outcomes(failed=1, skipped=4)
+
+    explained = dryci(project, "explain")
+    assert explained.ret == 0, explained.stderr.str()
+    explained.stdout.fnmatch_lines(
+        [
+            "*the last run (*) ran 1 tests and served 4",
+            "ran tests/test_file.py::test_reads_a_computed_name: an observed input changed: "
+            "file tests/res/greeting.txt",
+        ]
+    )
+    as_json = json.loads(dryci(project, "explain", "--json", "test_env").stdout.str())
+    assert as_json["ran"] == [] and as_json["served"] == 4
+
+    observed = dryci(project, "observed", "--json")
+    assert observed.ret == 0, observed.stderr.str()
+    rows = {row["test_file"]: row for row in json.loads(observed.stdout.str())["test_files"]}
+    assert rows["tests/test_file.py"]["files"] == ["tests/res/greeting.txt"]
+    human = dryci(project, "observed")
+    human.stdout.fnmatch_lines(["tests/test_file.py", "  file tests/res/greeting.txt"])
+
+
+def test_dryci_explain_without_a_run_says_what_to_do(project):
+    result = dryci(project, "explain")
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(
+        ["error: no .dryci/last-run.json in *", "hint: run `pytest --dryci`*"]
     )
