@@ -50,11 +50,13 @@ class ObservingPlugin:
             self.running = None
             self.observer.pop(self.attribution.tests.pop(item.nodeid))
 
-    @pytest.hookimpl(tryfirst=True)  # before xdist sends it, and before DryCI records it
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    # A wrapper: before every implementation (xdist sends the report, DryCI records it).
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport):
         item = self.running
         if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
             setattr(report, REPORT_ATTRIBUTE, self.attribution.test_inputs(item))
+        return (yield)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.observer.close()

@@ -6,9 +6,10 @@ imported (`serving`, `collection`), and when that is every file, no
 pytest-xdist worker is started. After collection, a serial run decides
 about the collected files it had not foreseen (doctest modules, say), and
 the passed tests get a skip marker. Under pytest-xdist the workers only
-apply the controller's decisions, and the controller, which sees every
-report, publishes once (`publishing`), each pass with what its test was
-observed to read at run time (`observing`). Every cache failure degrades to
+apply the controller's decisions (so they import only the files with tests
+to run), and the controller, which sees every report, reports the tests of
+the files served whole and publishes once (`publishing`), each pass with
+what its test was observed to read at run time (`observing`). Every cache failure degrades to
 running the tests (unless --dryci-strict).
 """
 
@@ -40,6 +41,9 @@ from pytest_dryci.settings import Degradations, Settings
 from pytest_dryci.summary import explanations, why_ran, write_summary
 
 WORKER_INPUT_KEY = "dryci"
+# On the first report each xdist worker sends: how many tests it serves
+# without collection (an int crosses with the report, as pytest serialises it).
+SERVED_COUNT_ATTRIBUTE = "dryci_served_count"
 
 
 class DryciSession:
@@ -68,6 +72,13 @@ class DryciSession:
         self.without_workers = False
         # Under xdist: (produced, collected) per test file, as a worker saw them.
         self.workers_collection: tuple[dict, dict] | None = None
+        # Under xdist, on a worker: whether it said how many tests it serves.
+        self.told_served_count = False
+        # Under xdist, on the controller until the run loop ends: the items
+        # a worker collected, and the tests the workers serve.
+        self.worker_items: int | None = None
+        self.workers_serve = 0
+        self.session: pytest.Session | None = None
 
     def start_observing(self) -> bool:
         """Observes what each test reads (`observing`), unless switched off;
@@ -111,6 +122,7 @@ class DryciSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
         if self.without_workers:
             reporter = session.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
@@ -179,11 +191,30 @@ class DryciSession:
         mark_passed(items, self.decisions, record.served_files)
         return result
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        self.worker_items = len(ids)
+
+    def count_served_tests(self, report: pytest.TestReport) -> None:
+        """Counts the served tests in the session's tests, as a serial run
+        does, for pytest's progress ([100%] when the last one is reported).
+        pytest-xdist sets that number to the items of each worker that
+        finishes collecting, after its hooks; a worker says what it serves
+        on its first report, before the terminal shows any progress."""
+        served = getattr(report, SERVED_COUNT_ATTRIBUTE, None)
+        if served is not None:
+            self.workers_serve = served
+        if self.session is not None and self.worker_items is not None:
+            self.session.testscollected = self.worker_items + self.workers_serve
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
         result = yield
         # After the loop: under xdist, the workers have said which files they served.
         served_files = self.record.served_files
+        if self.worker_items is not None:
+            session.testscollected = self.worker_items + self.record.served_count()
+            self.worker_items = None  # final: served reports need not count
         if self.workerinput is None and served_files:
             for node_ids in served_files.values():
                 self.record.served_nodeids.update(node_ids)
@@ -218,11 +249,18 @@ class DryciSession:
         report = yield
         if call.when == "setup" and item.stash.get(SERVED, False):
             setattr(report, SERVED_ATTRIBUTE, True)  # a skip or xfail served as before
+        if self.workerinput is not None and not self.told_served_count:
+            self.told_served_count = True
+            setattr(report, SERVED_COUNT_ATTRIBUTE, self.record.served_count())
         return report
 
+    @pytest.hookimpl(tryfirst=True)  # before the terminal shows the progress
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.workerinput is None:
-            self.record.record(report)
+        if self.workerinput is not None:
+            return
+        if self.worker_items is not None:
+            self.count_served_tests(report)
+        self.record.record(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.workerinput is not None:
