@@ -5,9 +5,16 @@
 //! must not carry an async runtime. Every call has one overall deadline
 //! (connect + send + read), so a slow or dead server costs the test run at
 //! most `timeout` per call; the plugin then runs the tests without the cache.
+//!
+//! A call whose connection breaks before the answer (reset, or closed with
+//! nothing answered) is sent once more within what is left of that
+//! deadline: a server closes idle keep-alive connections (its idle timeout,
+//! its shutdown), and a request can cross the close on the wire. Every call
+//! is idempotent: queries read, and a publish of the same ids stores them
+//! once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,6 +27,8 @@ const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 const BODY_EXCERPT_CHARS: usize = 300;
 /// Most requests one query may be split into (see `HttpClient::in_parts`).
 const MAX_QUERY_PARTS: usize = 64;
+/// Least time left of a call's deadline worth a second attempt.
+const MIN_RETRY_BUDGET: Duration = Duration::from_millis(50);
 
 /// What went wrong talking to the cache server; every message names the URL.
 #[derive(Debug, thiserror::Error)]
@@ -149,12 +158,17 @@ impl HttpClient {
     /// `GET /api/v2/capabilities`; `None` when the server only speaks v1 (404).
     pub fn capabilities(&self) -> Result<Option<v2::Capabilities>, HttpError> {
         let url = format!("{}/api/v2/capabilities", self.base_url);
-        let request = self.authorize(self.agent.get(&url));
-        let response = request.call().map_err(|e| self.transport("GET", &url, e))?;
-        if response.status().as_u16() == 404 {
+        let answer = self.exchange("GET", &url, |budget| {
+            self.authorize(self.agent.get(&url))
+                .config()
+                .timeout_global(Some(budget))
+                .build()
+                .call()
+        })?;
+        if answer.status == 404 {
             return Ok(None);
         }
-        self.read_json("GET", &url, response).map(Some)
+        self.read_json("GET", &url, answer).map(Some)
     }
 
     /// `POST /api/v1/query-passed`: the passed node-id hashes of each test-file hash, in order.
@@ -273,28 +287,48 @@ impl HttpClient {
         body: &impl Serialize,
     ) -> Result<(String, T), HttpError> {
         let url = format!("{}{path}", self.base_url);
-        let request = self.authorize(self.agent.post(&url));
-        let response = request
-            .send_json(body)
-            .map_err(|e| self.transport("POST", &url, e))?;
-        let answer = self.read_json("POST", &url, response)?;
+        let answer = self.exchange("POST", &url, |budget| {
+            self.authorize(self.agent.post(&url))
+                .config()
+                .timeout_global(Some(budget))
+                .build()
+                .send_json(body)
+        })?;
+        let answer = self.read_json("POST", &url, answer)?;
         Ok((url, answer))
+    }
+
+    /// Sends a request with `send` (given the time it may take) and reads
+    /// its whole answer, within `self.timeout`; once more if the connection
+    /// broke before the answer and time is left (see the module doc).
+    fn exchange(
+        &self,
+        method: &'static str,
+        url: &str,
+        send: impl Fn(Duration) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, HttpError> {
+        let deadline = Instant::now() + self.timeout;
+        let attempt = |budget| send(budget).and_then(Answer::read);
+        let first = attempt(self.timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer = match first {
+            Err(e) if is_connection_lost(&e) && left >= MIN_RETRY_BUDGET => attempt(left),
+            first => first,
+        };
+        answer.map_err(|e| self.transport(method, url, e))
     }
 
     fn read_json<T: DeserializeOwned>(
         &self,
         method: &'static str,
         url: &str,
-        mut response: ureq::http::Response<ureq::Body>,
+        answer: Answer,
     ) -> Result<T, HttpError> {
-        let status = response.status();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|e| self.transport(method, url, e))?;
-        if !status.is_success() {
+        let Answer {
+            status,
+            body: bytes,
+        } = answer;
+        if !(200..300).contains(&status) {
             let field = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("field")?.as_str().map(str::to_string));
@@ -306,7 +340,7 @@ impl HttpClient {
             return Err(HttpError::Status {
                 method,
                 url: url.to_string(),
-                status: status.as_u16(),
+                status,
                 body,
                 field,
             });
@@ -349,6 +383,41 @@ impl HttpClient {
             },
         }
     }
+}
+
+/// An answer read whole: its status and body.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn read(mut response: ureq::http::Response<ureq::Body>) -> Result<Answer, ureq::Error> {
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()?;
+        Ok(Answer {
+            status: response.status().as_u16(),
+            body,
+        })
+    }
+}
+
+/// Whether `error` says the connection broke before the answer was read:
+/// reset (also a connection the server accepted and then dropped at its
+/// shutdown), aborted, a broken pipe while sending, or an end of file
+/// before the answer. Not a refused connection (nothing listens: a second
+/// try would be refused too), not a timeout (the time is used up), not an
+/// HTTP status (an answer).
+fn is_connection_lost(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        error,
+        ureq::Error::Io(e)
+            if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+    )
 }
 
 #[cfg(test)]

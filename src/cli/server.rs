@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use super::{CliError, ExitStatus};
 use crate::server::store::{self, NewToken, Scope, Store, StoreError};
-use crate::server::{self as srv, auth, Limits, Retention, ServerConfig};
+use crate::server::{self as srv, auth, ConnectionLimits, Limits, Retention, ServerConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
@@ -36,9 +36,28 @@ pub struct ServerArgs {
     /// client then splits its query). About 35 bytes of answer per id.
     #[arg(long, env = "DRYCI_MAX_IDS_PER_ANSWER", default_value_t = srv::wire::DEFAULT_MAX_IDS_PER_ANSWER)]
     max_ids_per_answer: usize,
-    /// Seconds after which a request is answered 408.
+    /// Seconds after which a request is answered 408, counted from the end
+    /// of its headers.
     #[arg(long, env = "DRYCI_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+    /// Seconds a request's headers may take from their first byte; a
+    /// connection whose headers are still incomplete then is closed.
+    #[arg(long, env = "DRYCI_HEADER_READ_TIMEOUT_SECS", default_value_t = srv::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight and
+    /// nothing sent either way (between keep-alive requests, or before the
+    /// first); then it is closed.
+    #[arg(long, env = "DRYCI_IDLE_TIMEOUT_SECS", default_value_t = srv::serve::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout_secs: u64,
+    /// Most connections open at once; one more is answered 503 (JSON body)
+    /// and closed. Each takes a file descriptor: keep it under `ulimit -n`.
+    #[arg(long, env = "DRYCI_MAX_CONNECTIONS", default_value_t = srv::serve::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// After SIGTERM or Ctrl-C, seconds given to requests not yet answered
+    /// (including ones whose headers are still arriving); connections still
+    /// open then are dropped, and the server exits 0.
+    #[arg(long, env = "DRYCI_SHUTDOWN_GRACE_SECS", default_value_t = srv::serve::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    shutdown_grace_secs: u64,
     /// Evict entries not read for this many seconds (0: never). Default 30 days.
     #[arg(long, env = "DRYCI_EVICT_UNREAD_SECS", default_value_t = 30 * 24 * 3600)]
     evict_unread_secs: u64,
@@ -155,6 +174,10 @@ impl ServerArgs {
         positive("max-ids-per-hash", self.max_ids_per_hash as u64)?;
         positive("max-ids-per-answer", self.max_ids_per_answer as u64)?;
         positive("request-timeout-secs", self.request_timeout_secs)?;
+        positive("header-read-timeout-secs", self.header_read_timeout_secs)?;
+        positive("idle-timeout-secs", self.idle_timeout_secs)?;
+        positive("max-connections", self.max_connections as u64)?;
+        positive("shutdown-grace-secs", self.shutdown_grace_secs)?;
         positive("eviction-interval-secs", self.eviction_interval_secs)?;
         positive("flush-interval-ms", self.flush_interval_ms)?;
         positive("db-connections", self.db_connections as u64)?;
@@ -171,6 +194,12 @@ impl ServerArgs {
                 max_bytes: (self.max_store_bytes > 0).then_some(self.max_store_bytes),
                 interval: Duration::from_secs(self.eviction_interval_secs),
                 touch_granularity: Duration::from_secs(self.touch_granularity_secs),
+            },
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             },
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             flush_interval: Duration::from_millis(self.flush_interval_ms),
@@ -242,8 +271,8 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C; axum then stops accepting and drains
-/// in-flight requests.
+/// Resolves on SIGTERM or Ctrl-C; the server then stops accepting and
+/// finishes what it has read, within --shutdown-grace-secs.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

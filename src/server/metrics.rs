@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by route and status, a latency histogram,
-//! cache hits and misses, published ids, evicted entries and the store's
-//! size (refreshed within a second of a publish). Exposed as
+//! cache hits and misses, published ids, evicted entries, the store's
+//! size (refreshed within a second of a publish), open connections and
+//! connections refused past `--max-connections`. Exposed as
 //! OpenMetrics text at `GET /metrics`.
 
 use std::sync::Arc;
@@ -43,6 +44,9 @@ pub struct Metrics {
     pub evicted_entries: Counter,
     pub store_entries: Gauge,
     pub store_bytes: Gauge,
+    pub open_connections: Gauge,
+    /// Connections answered 503 because `--max-connections` were open.
+    pub refused_connections: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +67,7 @@ impl Metrics {
             Counter::default(),
         );
         let (store_entries, store_bytes) = (Gauge::default(), Gauge::default());
+        let (open_connections, refused_connections) = (Gauge::default(), Counter::default());
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -108,6 +113,16 @@ impl Metrics {
             "Bytes of stored node ids",
             store_bytes.clone(),
         );
+        registry.register(
+            "open_connections",
+            "HTTP connections open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "refused_connections",
+            "HTTP connections answered 503 because --max-connections were open",
+            refused_connections.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,6 +134,8 @@ impl Metrics {
             evicted_entries,
             store_entries,
             store_bytes,
+            open_connections,
+            refused_connections,
         }
     }
 

@@ -2,17 +2,23 @@
 //! our v2 extensions, over one storage interface with SQLite and PostgreSQL
 //! backends.
 //!
-//! Layers: `router` + `handlers` (HTTP, no SQL; answers shaped in `wire`)
-//! -> `store` (the `Store` traits, accounts and results, and the backends). `launch_with_listener` takes a bound listener so tests can
-//! bind port 0; the CLI (`crate::cli::server`) parses flags and calls it.
+//! Layers: `serve` (the accept loop: connection cap, timeouts in `clock`,
+//! bounded graceful shutdown; one `connection` each) -> `router` +
+//! `handlers` (HTTP, no SQL; answers shaped in `wire`) -> `store` (the
+//! `Store` traits, accounts and results, and the backends).
+//! `launch_with_listener` takes a bound listener so tests can bind port 0;
+//! the CLI (`crate::cli::server`) parses flags and calls it.
 
 pub mod auth;
+pub mod clock;
+pub mod connection;
 pub mod docs;
 pub mod error;
+pub mod error_bodies;
 pub mod handlers;
-pub mod listener;
 pub mod metrics;
 pub mod router;
+pub mod serve;
 pub mod store;
 pub mod tracker;
 pub mod wire;
@@ -24,6 +30,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use handlers::{now, AppState};
+pub use serve::ConnectionLimits;
 use store::{Store, StoreError};
 pub use wire::Limits;
 
@@ -34,8 +41,6 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot create the initial admin token: {0}")]
     Bootstrap(#[from] auth::AuthError),
-    #[error("HTTP server failed: {0}")]
-    Serve(#[from] std::io::Error),
 }
 
 /// When entries are evicted.
@@ -69,6 +74,7 @@ impl Default for Retention {
 pub struct ServerConfig {
     pub limits: Limits,
     pub retention: Retention,
+    pub connections: ConnectionLimits,
     pub request_timeout: Duration,
     /// How often buffered read times and usage counters are written.
     pub flush_interval: Duration,
@@ -90,6 +96,7 @@ impl Default for ServerConfig {
         Self {
             limits: Limits::default(),
             retention: Retention::default(),
+            connections: ConnectionLimits::default(),
             request_timeout: Duration::from_secs(30),
             flush_interval: Duration::from_secs(5),
             stats_interval: Duration::from_secs(30),
@@ -109,7 +116,8 @@ pub async fn bootstrap_admin(store: &dyn Store) -> Result<Option<String>, Server
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests, writes buffered counters and returns.
+/// requests (for `config.connections.shutdown_grace` at most), writes
+/// buffered counters and returns.
 pub async fn launch_with_listener(
     config: ServerConfig,
     store: Arc<dyn Store>,
@@ -151,15 +159,13 @@ pub async fn launch_with_listener(
         tokio::spawn(
             Maintenance {
                 store: store.clone(),
-                metrics,
+                metrics: metrics.clone(),
                 retention: config.retention,
             }
             .run(config.stats_interval, store_changed),
         ),
     ];
-    let served = axum::serve(listener::JsonErrorListener(listener), app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    serve::serve(listener, app, config.connections, metrics, shutdown).await;
     for task in background {
         task.abort();
     }
@@ -167,7 +173,7 @@ pub async fn launch_with_listener(
         tracing::warn!(error = %e, "could not write usage counters at shutdown");
     }
     tracing::info!("server stopped");
-    Ok(served?)
+    Ok(())
 }
 
 async fn flush_loop(store: Arc<dyn Store>, tracker: Arc<tracker::Tracker>, every: Duration) {

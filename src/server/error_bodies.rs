@@ -1,6 +1,6 @@
-//! The server's listener and its connections, which do two things hyper
-//! leaves to the transport: JSON bodies on hyper's own error answers, and a
-//! lingering close after a refusal.
+//! The connection wrapper that does two things hyper leaves to the
+//! transport: JSON bodies on hyper's own error answers, and a lingering
+//! close.
 //!
 //! hyper answers a request it cannot parse on its own, before any service
 //! runs: 400 (a malformed request line or header, a bad `Content-Length`),
@@ -20,47 +20,39 @@
 //! saw "broken pipe" instead of the 413). So after such an answer the
 //! connection shuts its write side, then reads and discards what still
 //! comes for at most `LINGER`, as Apache's and nginx's lingering close do.
+//! Every other close lingers too, for at most `CLOSE_LINGER`: when the
+//! server closes an idle connection (idle timeout, shutdown), a request
+//! the client sent meanwhile is read and dropped, and the client finds a
+//! clean end of file with nothing answered, safe to send again, where it
+//! found a reset or a broken pipe (issue 13 item 2).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A `TcpListener` handing out connections wrapped in `ErrorBodies`.
-pub struct JsonErrorListener(pub TcpListener);
-
-impl axum::serve::Listener for JsonErrorListener {
-    type Io = ErrorBodies<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (ErrorBodies::new(stream), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
 
 /// Longest a connection drains what a client still sends after an error
 /// answer that closes it: enough for the rest of a refused 8 MiB body at
 /// about 2 MB/s, and a bound on what a client can hold a connection for.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// Longest a connection drains after any other close: a request that
+/// crossed the close on the wire arrives within a round trip; a client
+/// that keeps an idle connection open without reading holds it this long.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// A connection that rewrites hyper's bodiless error heads and lingers
-/// after an error answer that closes it (see the module doc).
+/// when it closes (see the module doc).
 pub struct ErrorBodies<S> {
     inner: S,
     /// A rewritten answer accepted from hyper and not yet written out.
     pending: Vec<u8>,
     written: usize,
-    /// An error answer that closes the connection was written.
+    /// An error answer that closes the connection was written: linger
+    /// longer, the client may be sending a large body.
     linger: bool,
     /// Set once the write side is shut and draining has begun.
     linger_until: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -92,11 +84,13 @@ impl<S> ErrorBodies<S> {
 }
 
 impl<S: AsyncRead + Unpin> ErrorBodies<S> {
-    /// Reads and discards until the client closes, fails, or `LINGER` ends.
+    /// Reads and discards until the client closes, fails, or the lingering
+    /// time ends (`LINGER` after an error answer, `CLOSE_LINGER` otherwise).
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let linger = if self.linger { LINGER } else { CLOSE_LINGER };
         let deadline = self
             .linger_until
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(linger)));
         if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
@@ -199,9 +193,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
         if self.linger_until.is_none() {
             ready!(self.poll_drain(cx))?;
             ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
-            if !self.linger {
-                return Poll::Ready(Ok(()));
-            }
         }
         ready!(self.poll_discard(cx));
         Poll::Ready(Ok(()))
@@ -308,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn lingers_only_after_an_error_that_closes() {
+    fn lingers_longer_only_after_an_error_that_closes() {
         let mut conn = ErrorBodies::new(());
         conn.watch(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
         conn.watch(b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\n");
