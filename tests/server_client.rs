@@ -185,7 +185,9 @@ fn a_connection_lost_before_the_answer_is_sent_once_more() {
         let mut passed = BTreeMap::new();
         passed.insert(format!("{:064x}", 1), vec![]);
         assert_eq!(
-            client.publish_v2(passed, RunCounts::default()).unwrap(),
+            client
+                .publish_v2(passed, BTreeMap::new(), RunCounts::default())
+                .unwrap(),
             1,
             "{how:?}"
         );
