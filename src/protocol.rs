@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Length in hex characters of a (re-hashed) test-file dependency hash.
 pub const TEST_FILE_HASH_HEX_LEN: usize = 64;
@@ -26,11 +26,70 @@ pub const MAX_SEALED_SET_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunCounts {
+    #[serde(deserialize_with = "json_count")]
     pub total_test_count: u64,
+    #[serde(deserialize_with = "json_count")]
     pub passed_test_count: u64,
+    #[serde(deserialize_with = "json_count")]
     pub failed_test_count: u64,
+    #[serde(deserialize_with = "json_count")]
     pub skipped_test_count: u64,
+    #[serde(deserialize_with = "json_count")]
     pub skipped_by_cache_test_count: u64,
+}
+
+/// Reads a count: a non-negative integer, written as JSON allows it.
+///
+/// JSON has one number type, and to JSON Schema (so to our OpenAPI
+/// document) `5.0` and `5e0` are the integer 5; Python's `json` writes a
+/// count computed as a float that way, and pydantic reads it as 5. serde's
+/// `u64` refuses them (a 422 for a body the document calls valid); the
+/// schema cannot be narrowed to exclude them, so the server takes them.
+/// A fraction, a negative number, a number past `u64::MAX` and `null`
+/// are still refused.
+pub fn json_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    deserializer.deserialize_any(CountVisitor)
+}
+
+/// `json_count` for an optional field: absent is `None` (with
+/// `#[serde(default)]`), `null` is refused like any other non-count. A
+/// value is either there or not: our client leaves an unknown duration
+/// out, and the answers carry it that way.
+fn json_count_present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    json_count(deserializer).map(Some)
+}
+
+/// An optional string field: absent is `None`, `null` is refused, as for
+/// `json_count_present`.
+fn string_present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
+}
+
+struct CountVisitor;
+
+impl serde::de::Visitor<'_> for CountVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a non-negative integer")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        // 2^64 is the first float past u64::MAX; `-0.0` is 0.
+        if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
 }
 
 pub mod v1 {
@@ -57,10 +116,15 @@ pub mod v1 {
         pub passed_node_ids_per_test_file: BTreeMap<String, Vec<String>>,
         // Spelled out rather than `#[serde(flatten)] RunCounts`: serde cannot
         // combine flatten with deny_unknown_fields, and v1 rejects unknown fields.
+        #[serde(deserialize_with = "json_count")]
         pub total_test_count: u64,
+        #[serde(deserialize_with = "json_count")]
         pub passed_test_count: u64,
+        #[serde(deserialize_with = "json_count")]
         pub failed_test_count: u64,
+        #[serde(deserialize_with = "json_count")]
         pub skipped_test_count: u64,
+        #[serde(deserialize_with = "json_count")]
         pub skipped_by_cache_test_count: u64,
     }
 
@@ -112,13 +176,22 @@ pub mod v2 {
     #[serde(deny_unknown_fields)]
     pub struct PassedTest {
         pub node_id: String,
-        /// Wall time of setup + call + teardown when it last passed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Wall time of setup + call + teardown when it last passed; left
+        /// out when unknown (`null` is refused).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "json_count_present"
+        )]
         pub duration_ms: Option<u64>,
         /// The reference of its sealed requirement set (a key of
         /// `requirement_sets` in the same body): the test may be served only
         /// if every requirement in it still holds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "string_present"
+        )]
         pub requires: Option<String>,
     }
 
@@ -161,10 +234,18 @@ pub mod v2 {
         pub requirement_sets: SealedSets,
     }
 
-    /// How many ids the publish added (ids already stored are not counted).
+    /// How many ids the publish added (ids already stored are not counted),
+    /// and how many tests it left out because the set they require is not
+    /// in the body or is not what its key says.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PublishResponse {
         pub stored: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        pub not_stored: u64,
+    }
+
+    fn is_zero(n: &u64) -> bool {
+        *n == 0
     }
 }
 
@@ -228,6 +309,65 @@ mod tests {
         let err =
             serde_json::from_str::<v1::QueryPassedRequest>(r#"{"test_file_hashes": [], "x": 1}"#);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn counts_are_integers_as_json_writes_them() {
+        let counts = |total: &str| {
+            serde_json::from_str::<RunCounts>(&format!(
+                r#"{{"total_test_count": {total}, "passed_test_count": 0, "failed_test_count": 0,
+                    "skipped_test_count": 0, "skipped_by_cache_test_count": 0}}"#
+            ))
+            .map(|c| c.total_test_count)
+        };
+        for (text, value) in [("5", 5), ("5.0", 5), ("5e0", 5), ("-0", 0), ("-0.0", 0)] {
+            assert_eq!(counts(text).unwrap(), value, "{text}");
+        }
+        assert_eq!(counts("18446744073709551615").unwrap(), u64::MAX);
+        for text in [
+            "5.5",
+            "-1",
+            "-1.0",
+            "18446744073709551616",
+            "1e20",
+            "null",
+            "\"5\"",
+            "true",
+        ] {
+            let err = counts(text).unwrap_err().to_string();
+            assert!(err.contains("a non-negative integer"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_duration_is_left_out_never_null() {
+        let test = |rest: &str| {
+            serde_json::from_str::<v2::PassedTest>(&format!(r#"{{"node_id": "ab"{rest}}}"#))
+                .map(|t| t.duration_ms)
+        };
+        assert_eq!(test("").unwrap(), None);
+        assert_eq!(test(r#", "duration_ms": 12"#).unwrap(), Some(12));
+        assert_eq!(test(r#", "duration_ms": 12.0"#).unwrap(), Some(12));
+        assert!(test(r#", "duration_ms": null"#).is_err());
+        let requires = |rest: &str| {
+            serde_json::from_str::<v2::PassedTest>(&format!(r#"{{"node_id": "ab"{rest}}}"#))
+                .map(|t| t.requires)
+        };
+        assert_eq!(requires("").unwrap(), None);
+        assert_eq!(
+            requires(r#", "requires": "cd""#).unwrap(),
+            Some("cd".into())
+        );
+        assert!(requires(r#", "requires": null"#).is_err());
+        let unknown = v2::PassedTest {
+            node_id: "ab".into(),
+            duration_ms: None,
+            requires: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&unknown).unwrap(),
+            r#"{"node_id":"ab"}"#
+        );
     }
 
     #[test]

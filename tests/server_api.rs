@@ -935,3 +935,166 @@ fn healthz_reports_a_database_that_cannot_be_written() {
     });
     assert!(healthy, "{last:?}");
 }
+
+/// Issue 13 item 4, found by schemathesis: a count written `0.0` is the
+/// integer 0 to JSON Schema, so to the OpenAPI document, but was refused
+/// with a 422; `duration_ms: null`, which the document does not allow, was
+/// stored as "no duration". Counts are now read as JSON writes them, and a
+/// null duration is refused (our client leaves an unknown one out).
+#[test]
+fn counts_are_read_as_json_writes_them_and_a_null_duration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let auth = format!("Bearer {}", server.admin_token.clone().unwrap());
+    let v1 = format!("{}/api/v1/publish", server.url);
+    let v2 = format!("{}/api/v2/publish", server.url);
+    let h = file_hash("counts");
+    let id = node_id("1");
+    let v1_body = |total: &str| {
+        format!(
+            r#"{{"passed_node_ids_per_test_file": {{"{h}": ["{id}"]}}, "total_test_count": {total},
+                "passed_test_count": 1, "failed_test_count": 0.0, "skipped_test_count": 0,
+                "skipped_by_cache_test_count": 0}}"#
+        )
+        .into_bytes()
+    };
+    let counts = r#"{"total_test_count": 5.0, "passed_test_count": 5e0, "failed_test_count": -0.0,
+        "skipped_test_count": 0, "skipped_by_cache_test_count": 0}"#;
+    let v2_body = |duration: &str| {
+        format!(r#"{{"passed": {{"{h}": [{{"node_id": "{id}", "duration_ms": {duration}}}]}}, "counts": {counts}}}"#)
+            .into_bytes()
+    };
+
+    for total in ["5.0", "5e0", "1.5e1", "18446744073709551615"] {
+        let (status, text) = raw_post(&v1, Some(&auth), v1_body(total));
+        assert_eq!(status, 200, "total_test_count {total}: {text}");
+    }
+    let (status, text) = raw_post(&v2, Some(&auth), v2_body("7.0"));
+    assert_eq!(status, 200, "{text}");
+    let passed = server
+        .client(Some(&server.admin_token.clone().unwrap()))
+        .query_passed_v2(std::slice::from_ref(&h))
+        .unwrap()
+        .passed;
+    assert_eq!(passed[0][0].duration_ms, Some(7), "{passed:?}");
+
+    for total in [
+        "5.5",
+        "-1",
+        "-1.0",
+        "1e20",
+        "18446744073709551616",
+        "null",
+        "\"5\"",
+    ] {
+        let (status, text) = raw_post(&v1, Some(&auth), v1_body(total));
+        assert_eq!(status, 422, "total_test_count {total}: {text}");
+        assert_eq!(
+            detail(&text)["field"],
+            "total_test_count",
+            "{total}: {text}"
+        );
+    }
+    for duration in ["null", "0.5", "-3"] {
+        let (status, text) = raw_post(&v2, Some(&auth), v2_body(duration));
+        assert_eq!(status, 422, "duration_ms {duration}: {text}");
+        assert_eq!(
+            detail(&text)["field"],
+            format!("passed.{h}[0].duration_ms"),
+            "{duration}: {text}"
+        );
+    }
+}
+
+/// Issue 13 item 4: the OpenAPI document left out the 401 of the admin
+/// route, every 403, the errors answered around the handlers (400, 408,
+/// 413, 414, 431, 503), the form of publish map keys, and described the
+/// default limits rather than the server's own.
+#[test]
+fn the_openapi_document_lists_every_answer_of_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sqlite(&dir),
+        dir.path(),
+        &["--max-ids-per-hash", "4", "--max-hashes-per-query", "10"],
+    );
+    let (status, text) = raw_get(&format!("{}/api/openapi.json", server.url), None);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Follows `$ref`s within the document.
+    let resolve = |value: &serde_json::Value| -> serde_json::Value {
+        let mut value = value.clone();
+        while let Some(path) = value["$ref"].as_str() {
+            let pointer = path.strip_prefix('#').unwrap();
+            value = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{path}"))
+                .clone();
+        }
+        value
+    };
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let name = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let protected = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let mut expected = vec!["200", "400", "408", "413", "414", "431"];
+            if protected {
+                expected.extend(["401", "503"]);
+            }
+            if path.ends_with("/publish") || path.contains("/admin/") {
+                expected.push("403");
+            }
+            if op.get("requestBody").is_some() {
+                expected.push("422");
+            }
+            for code in &expected {
+                assert!(responses.contains_key(*code), "{name}: no {code}");
+            }
+            for (code, response) in responses {
+                let response = resolve(response);
+                let content = response["content"].as_object();
+                assert!(content.is_some_and(|c| !c.is_empty()), "{name} {code}");
+                if code.starts_with('4') || (code == "503" && protected) {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/Error",
+                        "{name} {code}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(operations, 11);
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Error"]["properties"]["detail"]["type"], "string",
+        "{}",
+        schemas["Error"]
+    );
+    let key = "^[0-9a-f]{64}$";
+    for map in [
+        &schemas["V1PublishRequest"]["properties"]["passed_node_ids_per_test_file"],
+        &schemas["V2PublishRequest"]["properties"]["passed"],
+    ] {
+        assert_eq!(map["additionalProperties"], false, "{map}");
+        assert_eq!(resolve(&map["propertyNames"])["pattern"], key, "{map}");
+        assert_eq!(map["patternProperties"][key]["maxItems"], 4, "{map}");
+    }
+    let hashes = resolve(&schemas["QueryRequest"]["properties"]["test_file_hashes"]);
+    assert_eq!(hashes["maxItems"], 10, "{hashes}");
+    assert_eq!(hashes["uniqueItems"], true, "{hashes}");
+    let duration = resolve(&schemas["PassedTest"]["properties"]["duration_ms"]["allOf"][0]);
+    assert_eq!(duration["type"], "integer", "{duration}");
+    let requires = resolve(&schemas["PassedTest"]["properties"]["requires"]["allOf"][0]);
+    assert_eq!(requires["pattern"], key, "{requires}");
+    let sets = resolve(&schemas["V2PublishRequest"]["properties"]["requirement_sets"]["allOf"][0]);
+    assert_eq!(
+        sets["patternProperties"][key]["contentEncoding"], "base64",
+        "{sets}"
+    );
+    let with = &schemas["V2QueryRequest"]["properties"]["with_requirements"];
+    assert_eq!(with["type"], "boolean", "{with}");
+}

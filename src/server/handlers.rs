@@ -161,7 +161,7 @@ pub async fn v1_publish(
     let who = st.authenticate(&headers).await?;
     let req: v1::PublishRequest = wire::parse_json(&st.body(body)?)?;
     let batch = wire::publish_v1(&req.passed_node_ids_per_test_file, &st.limits)?;
-    st.publish(&who, batch).await?;
+    st.publish(&who, batch.entries).await?;
     Ok(Json(v1::PublishResponse {}))
 }
 
@@ -188,8 +188,11 @@ pub async fn v2_publish(
     let who = st.authenticate(&headers).await?;
     let req: v2::PublishRequest = wire::parse_json(&st.body(body)?)?;
     let batch = wire::publish_v2(&req, &st.limits)?;
-    let stored = st.publish(&who, batch).await?;
-    Ok(Json(v2::PublishResponse { stored }))
+    let stored = st.publish(&who, batch.entries).await?;
+    Ok(Json(v2::PublishResponse {
+        stored,
+        not_stored: batch.not_stored,
+    }))
 }
 
 /// Public: the plugin probes it before it has decided which API to use.

@@ -347,17 +347,29 @@ pub fn too_many_ids(at_least: usize, max: usize) -> FieldError {
     }
 }
 
+/// A publish as the store takes it, and how many of its tests were left
+/// out because the set they require is missing or invalid.
+#[derive(Debug)]
+pub struct PublishBatch {
+    pub entries: Vec<(FileKey, Published)>,
+    pub not_stored: u64,
+}
+
 /// Validates a publish map and turns it into store batches; `each` gives
-/// an item's node id, duration and required set (v2 only).
+/// an item's node id, duration and required set (v2 only). A test whose
+/// set is not in `sets` is left out: stored without it, it would be served
+/// unchecked; refusing the body instead would refuse what the document
+/// calls valid, since no schema can say that a reference names a key.
 fn publish_entries<T>(
     root: &str,
     map: &BTreeMap<String, Vec<T>>,
     limits: &Limits,
     sets: &HashMap<&str, SealedSet>,
     each: impl Fn(&T) -> (&str, Option<u64>, Option<&str>),
-) -> Result<Vec<(FileKey, Published)>, FieldError> {
+) -> Result<PublishBatch, FieldError> {
     debug_assert_eq!(NODE_ID_HEX_LEN, 32);
-    let mut out = Vec::with_capacity(map.len());
+    let mut entries = Vec::with_capacity(map.len());
+    let mut not_stored = 0;
     for (key, ids) in map {
         let field = || format!("{root}.{}", excerpt(key, MAX_QUOTED_CHARS));
         let hash = decode_hex::<32>(field, key)?;
@@ -376,35 +388,36 @@ fn publish_entries<T>(
         for (i, item) in ids.iter().enumerate() {
             let (id, duration, requires) = each(item);
             let node_key: NodeKey = decode_hex::<16>(|| format!("{}[{i}]", field()), id)?;
+            if let Some(reference) = requires {
+                decode_hex::<32>(|| format!("{}[{i}].requires", field()), reference)?;
+                let Some(set) = sets.get(reference) else {
+                    not_stored += 1;
+                    continue;
+                };
+                required.push((node_key, set.clone()));
+            }
             let duration_ms = duration.map(|d| u32::try_from(d).unwrap_or(u32::MAX - 1));
             stored.push(StoredId {
                 node_key,
                 duration_ms,
             });
-            if let Some(reference) = requires {
-                let set = sets.get(reference).ok_or_else(|| FieldError {
-                    field: format!("{}[{i}].requires", field()),
-                    reason: format!(
-                        "names no set of requirement_sets: {:?}",
-                        excerpt(reference, MAX_QUOTED_CHARS)
-                    ),
-                })?;
-                required.push((node_key, set.clone()));
-            }
         }
         let published = Published {
             ids: stored,
             requirements: Requirements::from_pairs(required),
         };
-        out.push((hash, published));
+        entries.push((hash, published));
     }
-    Ok(out)
+    Ok(PublishBatch {
+        entries,
+        not_stored,
+    })
 }
 
 pub fn publish_v1(
     map: &BTreeMap<String, Vec<String>>,
     limits: &Limits,
-) -> Result<Vec<(FileKey, Published)>, FieldError> {
+) -> Result<PublishBatch, FieldError> {
     publish_entries(
         "passed_node_ids_per_test_file",
         map,
@@ -417,42 +430,33 @@ pub fn publish_v1(
 pub fn publish_v2(
     request: &v2::PublishRequest,
     limits: &Limits,
-) -> Result<Vec<(FileKey, Published)>, FieldError> {
+) -> Result<PublishBatch, FieldError> {
     let sets = sealed_sets(&request.requirement_sets)?;
     publish_entries("passed", &request.passed, limits, &sets, |t| {
         (t.node_id.as_str(), t.duration_ms, t.requires.as_deref())
     })
 }
 
-/// Decodes and checks each sealed set: its reference is the blake3 of its
-/// bytes, so a stored set is exactly what its reference names.
+/// The sets whose reference is the blake3 of their bytes (so a stored set
+/// is exactly what its reference names); the others are left out, and the
+/// tests that require them with them. A key that is not 64 lowercase hex,
+/// or a set over `MAX_SEALED_SET_BYTES`, is a 422, as the document says.
 fn sealed_sets(sets: &v2::SealedSets) -> Result<HashMap<&str, SealedSet>, FieldError> {
     let mut out = HashMap::with_capacity(sets.len());
     for (reference, body) in sets {
         let field = || format!("requirement_sets.{}", excerpt(reference, MAX_QUOTED_CHARS));
         let id = decode_hex::<32>(field, reference)?;
-        let invalid = |reason: String| FieldError {
-            field: field(),
-            reason,
-        };
         if body.len() > MAX_SEALED_SET_BYTES.div_ceil(3) * 4 {
-            return Err(invalid(format!(
-                "a sealed set of over {MAX_SEALED_SET_BYTES} bytes"
-            )));
+            return Err(FieldError {
+                field: field(),
+                reason: format!("a sealed set of over {MAX_SEALED_SET_BYTES} bytes"),
+            });
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|e| invalid(format!("not standard base64: {e}")))?;
-        if bytes.len() > MAX_SEALED_SET_BYTES {
-            return Err(invalid(format!(
-                "a sealed set of {} bytes, at most {MAX_SEALED_SET_BYTES}",
-                bytes.len()
-            )));
-        }
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(body) else {
+            continue;
+        };
         if *blake3::hash(&bytes).as_bytes() != id {
-            return Err(invalid(
-                "the key is not the blake3 of the set's bytes".to_string(),
-            ));
+            continue;
         }
         let body: Arc<[u8]> = bytes.into();
         out.insert(reference.as_str(), SealedSet { id, body });
@@ -700,18 +704,25 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_must_carry_every_set_it_names_each_under_its_own_hash() {
+    fn a_test_is_stored_only_with_a_set_that_is_in_the_body_under_its_own_hash() {
         let body = b"sealed".to_vec();
         let reference = hex(blake3::hash(&body).as_bytes());
         let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
         let request = |requires: &str, sets: &[(&str, &str)]| v2::PublishRequest {
             passed: BTreeMap::from([(
                 "a".repeat(64),
-                vec![v2::PassedTest {
-                    node_id: node_hex(),
-                    duration_ms: None,
-                    requires: Some(requires.to_string()),
-                }],
+                vec![
+                    v2::PassedTest {
+                        node_id: node_hex(),
+                        duration_ms: None,
+                        requires: Some(requires.to_string()),
+                    },
+                    v2::PassedTest {
+                        node_id: "1".repeat(32),
+                        duration_ms: None,
+                        requires: None,
+                    },
+                ],
             )]),
             counts: Default::default(),
             requirement_sets: sets
@@ -721,15 +732,25 @@ mod tests {
         };
         let limits = Limits::default();
         let batch = publish_v2(&request(&reference, &[(&reference, &encoded)]), &limits).unwrap();
-        assert_eq!(batch[0].1.requirements.sets[0].body.as_ref(), b"sealed");
+        assert_eq!(batch.not_stored, 0);
+        let published = &batch.entries[0].1;
+        assert_eq!(published.ids.len(), 2);
+        assert_eq!(published.requirements.sets[0].body.as_ref(), b"sealed");
 
-        let err = publish_v2(&request(&reference, &[]), &limits).unwrap_err();
-        assert_eq!(err.field, format!("passed.{}[0].requires", "a".repeat(64)));
         let other = "b".repeat(64);
-        let err = publish_v2(&request(&other, &[(&other, &encoded)]), &limits).unwrap_err();
-        assert!(err.reason.contains("not the blake3"), "{err}");
-        let err = publish_v2(&request(&reference, &[(&reference, "%%%")]), &limits).unwrap_err();
-        assert!(err.reason.contains("base64"), "{err}");
+        for bad in [
+            request(&reference, &[]),
+            request(&other, &[(&other, &encoded)]),
+            request(&reference, &[(&reference, "%%%")]),
+        ] {
+            let batch = publish_v2(&bad, &limits).unwrap();
+            assert_eq!(batch.not_stored, 1);
+            let published = &batch.entries[0].1;
+            assert_eq!(published.ids.len(), 1, "the test without a set is stored");
+            assert!(published.requirements.is_empty());
+        }
+        let err = publish_v2(&request("XY", &[]), &limits).unwrap_err();
+        assert!(err.field.ends_with("[0].requires"), "{err}");
         let huge = "A".repeat(MAX_SEALED_SET_BYTES / 3 * 4 + 8);
         let err = publish_v2(&request(&reference, &[(&reference, &huge)]), &limits).unwrap_err();
         assert!(err.reason.contains("over"), "{err}");

@@ -3,55 +3,8 @@ installed package the way a team would, on a loopback port."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from conftest import summary
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    db = tmp_path / "server.sqlite"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest_dryci",
-            "server",
-            "--db",
-            str(db),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    token = url = None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if match := re.search(r"initial admin token.*: (dryci-\S+)", line):
-            token = match.group(1)
-        if match := re.search(r"listening on (http://\S+)", line):
-            url = match.group(1)
-            break
-    assert token and url, "the server did not start"
-
-    def admin(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest_dryci", "admin", "--db", str(db), *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout
-
-    yield url, token, admin
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
