@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use common::Repo;
 use dryci::analysis::StateCacheMode;
+use dryci::cache::{Collection, Matchers};
 use dryci::hash::Salt;
 use dryci::requirements::Observed;
 use dryci::session::{OtherCounts, Session, SessionError, SessionSettings};
@@ -52,9 +53,18 @@ fn publish_all(session: &mut Session) {
         let part = id.split("::").next().unwrap().to_string();
         passes.entry(part).or_default().insert(id, Some(5));
     }
-    let complete: BTreeMap<String, Vec<String>> = passes
+    let collections: BTreeMap<String, Collection> = passes
         .iter()
-        .map(|(part, tests)| (part.clone(), tests.keys().cloned().collect()))
+        .map(|(part, tests)| {
+            let node_ids = tests.keys().cloned().collect();
+            (
+                part.clone(),
+                Collection {
+                    node_ids,
+                    matchers: None,
+                },
+            )
+        })
         .collect();
     let counts = OtherCounts {
         total: 3,
@@ -65,7 +75,7 @@ fn publish_all(session: &mut Session) {
             &passes,
             &BTreeMap::new(),
             &BTreeMap::new(),
-            &complete,
+            &collections,
             counts,
         )
         .unwrap();
@@ -77,7 +87,7 @@ fn publish_all(session: &mut Session) {
 fn a_published_pass_is_served_until_its_inputs_change() {
     let repo = project();
     let mut first = session(&repo);
-    let decision = first.decide(&files(&repo)).unwrap();
+    let decision = first.decide(&files(&repo), Matchers::Skip).unwrap();
     assert_eq!(decision.files.len(), 2);
     for file in decision.files.values() {
         assert_eq!(file.hash.as_ref().map(String::len), Ok(12));
@@ -87,7 +97,7 @@ fn a_published_pass_is_served_until_its_inputs_change() {
     publish_all(&mut first);
 
     let mut second = session(&repo);
-    let decision = second.decide(&files(&repo)).unwrap();
+    let decision = second.decide(&files(&repo), Matchers::Skip).unwrap();
     let core = &decision.files["tests/test_core.py"];
     assert_eq!((core.passed_tests, core.passed_ms), (2, 10));
     assert_eq!(
@@ -107,7 +117,7 @@ fn a_published_pass_is_served_until_its_inputs_change() {
 
     repo.write("app/core.py", "def add(a, b):\n    return b + a\n");
     let mut third = session(&repo);
-    let decision = third.decide(&files(&repo)).unwrap();
+    let decision = third.decide(&files(&repo), Matchers::Skip).unwrap();
     assert_eq!(decision.files["tests/test_core.py"].passed_tests, 0);
     assert_eq!(decision.files["tests/test_core.py"].complete, None);
     let passed: Vec<String> = third
@@ -119,19 +129,73 @@ fn a_published_pass_is_served_until_its_inputs_change() {
 }
 
 #[test]
+fn a_collection_is_recorded_whatever_passed_and_complete_only_when_each_test_passed() {
+    // A run under `-m 'not slow'`: test_b was deselected, so only test_a
+    // passed; the whole collection is recorded, with the plugin's matchers.
+    let repo = project();
+    let mut first = session(&repo);
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
+    let passes = BTreeMap::from([(
+        "tests/test_core.py".to_string(),
+        BTreeMap::from([(CORE_TESTS[0].to_string(), Some(3))]),
+    )]);
+    let collections = BTreeMap::from([
+        (
+            "tests/test_core.py".to_string(),
+            Collection {
+                node_ids: CORE_TESTS.map(String::from).to_vec(),
+                matchers: Some("{\"v\":1}".to_string()),
+            },
+        ),
+        (
+            "tests/test_other.py".to_string(),
+            Collection {
+                node_ids: vec![OTHER_TEST.to_string()],
+                matchers: None,
+            },
+        ),
+    ]);
+    first
+        .publish(
+            &passes,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &collections,
+            OtherCounts::default(),
+        )
+        .unwrap();
+
+    let mut selecting = session(&repo);
+    let decision = selecting.decide(&files(&repo), Matchers::Read).unwrap();
+    let core = &decision.files["tests/test_core.py"];
+    assert_eq!(core.complete, None, "test_b has no result to serve");
+    assert_eq!(
+        core.collection,
+        Some(collections["tests/test_core.py"].clone())
+    );
+    // A record without matcher data cannot answer a selection.
+    assert_eq!(decision.files["tests/test_other.py"].collection, None);
+
+    let mut plain = session(&repo);
+    let decision = plain.decide(&files(&repo), Matchers::Skip).unwrap();
+    assert!(decision.files.values().all(|f| f.collection.is_none()));
+    assert_eq!(decision.files["tests/test_core.py"].complete, None);
+}
+
+#[test]
 fn a_worker_matches_with_the_controllers_answers_and_does_nothing_else() {
     let repo = project();
     let mut first = session(&repo);
-    first.decide(&files(&repo)).unwrap();
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
     publish_all(&mut first);
     let mut controller = session(&repo);
-    controller.decide(&files(&repo)).unwrap();
+    controller.decide(&files(&repo), Matchers::Skip).unwrap();
 
     let mut worker = Session::restore(&controller.export()).unwrap();
     assert_eq!(worker.passed(&all_tests()), controller.passed(&all_tests()));
     assert_eq!(worker.passed(&all_tests()).len(), 3);
     assert!(matches!(
-        worker.decide(&files(&repo)),
+        worker.decide(&files(&repo), Matchers::Skip),
         Err(SessionError::WorkerOnly)
     ));
     let nothing = BTreeMap::new();
@@ -159,7 +223,7 @@ fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
         "tests/test_gone.py".to_string(),
         repo.root().join("tests/test_gone.py"),
     );
-    let decision = session.decide(&[missing]).unwrap();
+    let decision = session.decide(&[missing], Matchers::Skip).unwrap();
     let why = decision.files["tests/test_gone.py"]
         .hash
         .clone()
@@ -185,13 +249,13 @@ fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
 fn without_query_nothing_is_asked_but_passes_are_published() {
     let repo = project();
     let mut first = session(&repo);
-    first.decide(&files(&repo)).unwrap();
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
     publish_all(&mut first);
     let mut no_skip = Session::new(SessionSettings {
         query: false,
         ..settings_of(&repo)
     });
-    let decision = no_skip.decide(&files(&repo)).unwrap();
+    let decision = no_skip.decide(&files(&repo), Matchers::Skip).unwrap();
     assert!(decision.files.values().all(|f| f.passed_tests == 0));
     assert!(no_skip.passed(&all_tests()).is_empty());
     publish_all(&mut no_skip);
@@ -232,7 +296,7 @@ fn publish_observed(session: &mut Session, observed: Observed) -> usize {
 
 fn served(repo: &Repo) -> bool {
     let mut session = session(repo);
-    session.decide(&files(repo)).unwrap();
+    session.decide(&files(repo), Matchers::Skip).unwrap();
     !session.passed(&[OTHER_TEST.to_string()]).is_empty()
 }
 
@@ -242,7 +306,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
     repo.write("data/expected.txt", "1\n");
     repo.write("plugins/csv.py", "from app.core import add\n");
     let mut first = session(&repo);
-    first.decide(&files(&repo)).unwrap();
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
     let root = repo.root();
     let published = publish_observed(
         &mut first,
@@ -276,7 +340,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
 fn a_pass_whose_input_is_gone_by_publish_time_is_not_recorded() {
     let repo = project();
     let mut first = session(&repo);
-    first.decide(&files(&repo)).unwrap();
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
     let gone = Observed {
         files: vec![repo.root().join("gone.txt").display().to_string()],
         ..Observed::default()

@@ -28,8 +28,12 @@ class Decisions:
         # node-id part -> every node id, for files all of whose tests passed
         # (or were skipped or failed as expected)
         self.complete: dict[str, list[str]] = {}
-        # node id -> ("skipped" or "xfailed", reason), of those tests
+        # node id -> ("skipped" or "xfailed", reason), of those tests, and of
+        # the tests served from records under a selection (`selection`)
         self.complete_results: dict[str, tuple[str, str]] = {}
+        # node-id part -> (every node id, the matchers -k and -m read), of the
+        # files whose recorded collection was read with its matchers
+        self.recorded: dict[str, tuple[list[str], str]] = {}
         # node-id part -> durations (ms) of the tests that passed under its hash, added
         # up, for each file some of whose tests passed under its hash
         self.passed_ms: dict[str, int] = {}
@@ -65,15 +69,18 @@ class Decisions:
             native = None
         return cls(native)
 
-    def decide(self, files: dict[str, str], degradations: Degradations) -> None:
-        """Hashes `files` (node-id part -> path) and asks the cache about them."""
+    def decide(
+        self, files: dict[str, str], degradations: Degradations, matchers: bool = False
+    ) -> None:
+        """Hashes `files` (node-id part -> path) and asks the cache about
+        them; with `matchers`, reads their recorded collections' matchers."""
         if not files:
             return
         if self.native is None:
             self.unhashed.update((part, "no DryCI session") for part in files)
             return
         try:
-            decision = self.native.decide(list(files.items()))
+            decision = self.native.decide(list(files.items()), matchers=matchers)
         except DryciError as err:
             degradations.add(f"cannot compute dependency hashes, every test runs: {err}")
             self.unhashed.update((part, "no dependency graph") for part in files)
@@ -91,6 +98,8 @@ class Decisions:
             if file.complete is not None:
                 self.complete[part] = file.complete
                 self.complete_results.update(file.complete_results)
+            if file.recorded is not None and file.matchers is not None:
+                self.recorded[part] = (file.recorded, file.matchers)
 
     def passed(self, node_ids: list[str]) -> dict[str, tuple[int | None, str, str]]:
         """Of `node_ids`, those with a result to serve under their file's
@@ -108,7 +117,6 @@ class Decisions:
             "session": self.native.export() if self.native is not None else b"",
             "short_hashes": self.short_hashes,
             "passed_ms": self.passed_ms,
-            "complete": self.complete,
         }
 
     @classmethod
@@ -123,5 +131,4 @@ class Decisions:
         decisions = cls(native)
         decisions.short_hashes = sent.get("short_hashes", {})
         decisions.passed_ms = sent.get("passed_ms", {})
-        decisions.complete = sent.get("complete", {})
         return decisions

@@ -64,9 +64,12 @@ def explicit_files(config: pytest.Config, parts: NodeIdParts) -> set[str]:
     return {part for arg in config.args if (part := parts.of(invocation_dir / file_part(arg)))}
 
 
-def discover_test_files(config: pytest.Config, parts: NodeIdParts) -> dict[str, str]:
+def discover_test_files(
+    config: pytest.Config, parts: NodeIdParts, conftests: list[str] | None = None
+) -> dict[str, str]:
     """The files pytest will collect (python_files under the arguments):
-    node-id part -> path."""
+    node-id part -> path. The conftest.py files found under folder
+    arguments are added to `conftests` when given."""
     is_test_file = any_of(config.getini("python_files"))
     is_norecurse = any_of(config.getini("norecursedirs"))
     invocation_dir = Path(config.invocation_params.dir)
@@ -88,4 +91,6 @@ def discover_test_files(config: pytest.Config, parts: NodeIdParts) -> dict[str, 
             for name in filenames:
                 if is_test_file(name):
                     add(os.path.join(dirpath, name))
+                elif name == "conftest.py" and conftests is not None:
+                    conftests.append(os.path.join(dirpath, name))
     return found

@@ -43,10 +43,15 @@ NEUTRAL_PREFIXES = ("dryci", "randomly_", "testmon")
 
 
 def options_fingerprint(config: pytest.Config) -> str:
-    """blake2b over every option that may change an outcome, by name."""
+    """blake2b over every option that may change an outcome, by name. An
+    `-o` override of one of DryCI's own ini values is left out, like its
+    options: those that change what is served are salted where they act
+    (`dryci_observe`, `dryci_hash_environment`, `dryci_config`)."""
     parts = []
     for name, value in sorted(vars(config.option).items()):
         if name in OUTCOME_NEUTRAL_OPTIONS or name.startswith(NEUTRAL_PREFIXES):
             continue
+        if name == "override_ini" and isinstance(value, list):
+            value = [entry for entry in value if not str(entry).startswith("dryci")] or None
         parts.append(f"{name}={value!r}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()

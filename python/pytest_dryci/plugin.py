@@ -65,7 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "dryci_skip_collection",
         type="bool",
         default=True,
-        help="do not import test files all of whose tests passed before with identical inputs",
+        help="do not import test files all of whose tests passed before with identical inputs, "
+        "nor, under -k, -m or node ids, those whose selected tests did (selected from "
+        "the records of earlier collections)",
     )
     parser.addini(
         "dryci_observe",

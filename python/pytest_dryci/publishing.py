@@ -1,6 +1,7 @@
 """Publishing: what this run saw (every report, what each file produced and
-kept), which passes may be published, which files are complete, and the one
-native call that publishes them. Failures are never published."""
+kept), which passes may be published, which files' collections may be
+recorded, and the one native call that publishes them. Failures are never
+published."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import file_part
 from pytest_dryci.observe import REPORT_ATTRIBUTE
 from pytest_dryci.outcomes import OutcomeTracker
+from pytest_dryci.selection import CannotAnswer, Selection
 from pytest_dryci.serving import SERVED_ATTRIBUTE, is_dryci_skip
 from pytest_dryci.settings import Degradations
 
@@ -31,8 +33,15 @@ class RunRecord:
         # node-id part -> node ids as the file produced them, and as they were kept
         self.produced: dict[str, list[str]] = defaultdict(list)
         self.collected: dict[str, list[str]] = defaultdict(list)
+        # node-id part -> what -k and -m match its node ids against, as produced
+        self.matchers: dict[str, str] = {}
+        # node-id parts whose collection reported an error (never recorded)
+        self.collection_errors: set[str] = set()
         # node-id part -> node ids, for files served without collection
         self.served_files: dict[str, list[str]] = {}
+        # node-id part -> node ids deselected from its record, for the files
+        # served without collection under a selection (-k, -m, node ids)
+        self.deselected_files: dict[str, list[str]] = {}
 
     def record(self, report: pytest.TestReport) -> None:
         nodeid = report.nodeid
@@ -69,30 +78,48 @@ class RunRecord:
     def served_count(self) -> int:
         return sum(len(node_ids) for node_ids in self.served_files.values())
 
-    def complete_files(self, publishable: dict[str, float], decisions: Decisions) -> dict:
-        """node-id part -> node ids, for every file all of whose tests passed
-        (now or before, under the same hash) and of which nothing was
-        deselected or dropped by any plugin."""
-        complete = {}
-        for part, nodeids in self.collected.items():
+    def deselected_count(self) -> int:
+        return sum(len(node_ids) for node_ids in self.deselected_files.values())
+
+    def collections(
+        self, decisions: Decisions, selection: Selection | None
+    ) -> dict[str, tuple[list[str], str | None]]:
+        """node-id part -> (every node id the file produced, its matchers or
+        None), for each file collected whole under a hash, without a
+        collection error. With its matchers when the run's `selection`
+        (-k, -m) answered from them keeps exactly what the run kept: what a
+        later run selects from the record is then what pytest selects.
+        Without, only when nothing of the file was deselected or dropped."""
+        recorded = {}
+        for part, produced in self.produced.items():
             if (
                 part not in decisions.short_hashes
                 or part in self.served_files
-                or sorted(nodeids) != sorted(self.produced.get(part, ()))
-                or not all(n in publishable or n in self.served_nodeids for n in nodeids)
+                or part in self.collection_errors
             ):
                 continue
-            complete[part] = self.produced[part]
-        return complete
+            kept = sorted(self.collected.get(part, ()))
+            matchers = self.matchers.get(part)
+            if matchers is not None and selection is not None:
+                try:  # a recording run names no node ids: the path is not read
+                    selected, _ = selection.select(part, part, produced, matchers)
+                except CannotAnswer:
+                    selected = None
+                if selected is not None and sorted(selected) == kept:
+                    recorded[part] = (produced, matchers)
+                    continue
+            if kept == sorted(produced):
+                recorded[part] = (produced, None)
+        return recorded
 
 
 def publish(
     record: RunRecord,
     decisions: Decisions,
     degradations: Degradations,
-    record_complete_files: bool,
+    collections: dict[str, tuple[list[str], str | None]],
 ) -> int:
-    """Publishes the run's passes and complete files; returns the passes published."""
+    """Publishes the run's passes and records `collections`; returns the passes published."""
     if decisions.native is None:
         return 0
     publishable = record.publishable()
@@ -101,8 +128,7 @@ def publish(
         part = file_part(nodeid)
         if part in decisions.short_hashes:
             passes[part][nodeid] = int(seconds * 1000)
-    complete = record.complete_files(publishable, decisions) if record_complete_files else {}
-    if not passes and not complete:
+    if not passes and not collections:
         return 0
     total, failed, skipped = record.tracker.counts()
     served = len(record.served_nodeids)
@@ -113,7 +139,7 @@ def publish(
         dict(passes),
         outcomes,
         observed,
-        complete,
+        collections,
         total=total + served,
         failed=failed,
         skipped=skipped,

@@ -1,6 +1,8 @@
-"""Applying the decisions during collection: which whole files may be served
-without collecting them, and the skip marker on each collected test that
-passed before. (How served files are reported is `collection.py`.)"""
+"""Applying the decisions during collection: which test files may be served
+without collecting them (whole, or what a selection picks from their
+records), and the skip marker on each collected test that passed before.
+(How served files are reported is `collection.py`; selecting from records
+is `selection.py`.)"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import pytest
 
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import file_part
+from pytest_dryci.selection import CannotAnswer, Elision, Selection
 from pytest_dryci.settings import Settings
 
 SKIP_REASON_PREFIX = "dryci: passed before with identical inputs"
@@ -36,14 +39,48 @@ def names_node_ids(config: pytest.Config) -> bool:
     return any("::" in arg for arg in config.args)
 
 
-def may_serve_whole_files(config: pytest.Config, settings: Settings) -> bool:
-    """Not when the selection looks inside files (names, markers, node ids)."""
+def may_elide(config: pytest.Config, settings: Settings) -> bool:
+    """Whether any file may go uncollected: not when the run only collects,
+    nor when it deselects by what no record holds (the last failures,
+    --deselect prefixes, the stepwise position), after collection."""
     option = config.option
-    if not settings.skip or option.keyword or option.markexpr or option.collectonly:
+    if not settings.skip or not settings.skip_collection or option.collectonly:
         return False
-    if any(getattr(option, name, None) for name in ("lf", "deselect", "stepwise")):
-        return False  # they deselect tests by name, after collection
-    return settings.skip_collection and not names_node_ids(config)
+    return not any(getattr(option, name, None) for name in ("lf", "deselect", "stepwise"))
+
+
+def plan_elisions(
+    decisions: Decisions, files: dict[str, str], selection: Selection | None
+) -> dict[str, Elision]:
+    """The files to serve without collecting them (node-id part -> what to
+    serve and deselect). Without a selection, the complete files, whole.
+    With one, each file whose record answers it and whose every selected
+    test has a result to serve (asked in one native call for all of them);
+    a file all of whose tests are deselected needs none."""
+    if selection is None:
+        return {part: Elision(node_ids, None) for part, node_ids in decisions.complete.items()}
+    answers: dict[str, tuple[list[str], list[str]]] = {}
+    wanted: list[str] = []
+    for part, (node_ids, matchers) in decisions.recorded.items():
+        path = files.get(part)
+        if path is None:
+            continue
+        try:
+            answers[part] = selected, _ = selection.select(part, path, node_ids, matchers)
+        except CannotAnswer:
+            continue
+        wanted.extend(selected)
+    found = decisions.passed(wanted)
+    elisions = {}
+    for part, (selected, deselected) in answers.items():
+        if not all(node_id in found for node_id in selected):
+            continue
+        elisions[part] = Elision(selected, deselected)
+        for node_id in selected:
+            _, kind, reason = found[node_id]
+            if kind != "passed":
+                decisions.complete_results[node_id] = (kind, reason)
+    return elisions
 
 
 def serve_without_workers(manager: pytest.PytestPluginManager) -> None:

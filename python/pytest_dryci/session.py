@@ -2,20 +2,23 @@
 work. When it is configured, the controller (the only process of a serial
 run) finds the files pytest will collect and decides about them in one
 native call (`decisions`); files whose every test passed before are not even
-imported (`serving`, `collection`), and when that is every file, no
-pytest-xdist worker is started. After collection, a serial run decides
-about the collected files it had not foreseen (doctest modules, say), and
-the passed tests get a skip marker. Under pytest-xdist the workers only
-apply the controller's decisions (so they import only the files with tests
-to run), and the controller, which sees every report, reports the tests of
-the files served whole and publishes once (`publishing`), each pass with
-what its test was observed to read at run time (`observing`). Every cache failure degrades to
-running the tests (unless --dryci-strict).
+imported (`serving`, `collection`), nor, under -k, -m or node ids, files
+whose record answers the selection and whose selected tests passed before
+(`selection`); when that is every file, no pytest-xdist worker is started.
+After collection, a serial run decides about the collected files it had not
+foreseen (doctest modules, say), and the passed tests get a skip marker.
+Under pytest-xdist the workers only apply the controller's decisions (so
+they import only the files with tests to run), and the controller, which
+sees every report, reports the tests of the files served whole and
+publishes once (`publishing`), each pass with what its test was observed to
+read at run time (`observing`). Every cache failure degrades to running the
+tests (unless --dryci-strict).
 """
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -28,12 +31,23 @@ from pytest_dryci.last_run import write_last_run
 from pytest_dryci.observe import Observer, default_ignored
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
+from pytest_dryci.selection import (
+    Elision,
+    RecordedItem,
+    Selection,
+    encode_matchers,
+    rewrite_node_id_args,
+    selects,
+    unloaded_conftests,
+    unsafe_hooks,
+)
 from pytest_dryci.serving import (
     SERVED,
     SERVED_ATTRIBUTE,
     mark_passed,
-    may_serve_whole_files,
+    may_elide,
     names_node_ids,
+    plan_elisions,
     serve_without_workers,
     skip_reason,
 )
@@ -59,7 +73,17 @@ class DryciSession:
             self.decisions = Decisions.from_worker_input(sent, self.degradations)
         self.parts = NodeIdParts(config.rootpath)
         self.explicit_files = explicit_files(config, self.parts)
-        self.serve_whole_files = may_serve_whole_files(config, self.settings)
+        # Before node ids into served files are rewritten (`rewrite_node_id_args`).
+        self.names_node_ids = names_node_ids(config)
+        self.may_elide = may_elide(config, self.settings)
+        # node-id part -> what is served of it without collecting it
+        self.elisions: dict[str, Elision] = {}
+        # Why -k, -m or node ids were not answered from records, if they were not.
+        self.not_selected: str | None = None
+        # Whether what collection produces is recorded with its matchers.
+        self.records_matchers = (
+            self.settings.publish and self.settings.skip_collection and not self.names_node_ids
+        )
         self.record = RunRecord(
             observing=self.start_observing(),
             serve_subprocess=self.settings.serve_subprocess,
@@ -70,10 +94,14 @@ class DryciSession:
         self.observed_report: list[dict] | None = None
         # Every test will be served without collection: start no xdist worker.
         self.without_workers = False
-        # Under xdist: (produced, collected) per test file, as a worker saw them.
-        self.workers_collection: tuple[dict, dict] | None = None
+        # Under xdist: what a worker saw of collection (its `workeroutput`).
+        self.workers_collection: dict | None = None
         # Under xdist, on a worker: whether it said how many tests it serves.
         self.told_served_count = False
+        if self.workerinput is not None:
+            sent = self.workerinput.get(WORKER_INPUT_KEY) or {}
+            self.elisions = {part: Elision(*e) for part, e in sent.get("elided", {}).items()}
+            self.rewrite_node_ids()
         # Under xdist, on the controller until the run loop ends: the items
         # a worker collected, and the tests the workers serve.
         self.worker_items: int | None = None
@@ -108,12 +136,44 @@ class DryciSession:
         started when every test will be served."""
         if self.workerinput is not None or config.option.help:
             return
-        files = discover_test_files(config, self.parts)
-        self.decisions.decide(files, self.degradations)
-        complete = self.decisions.complete
-        if files and self.serve_whole_files and all(part in complete for part in files):
+        conftests: list[str] = []
+        files = discover_test_files(config, self.parts, conftests)
+        selecting = selects(config)
+        selection = None
+        if self.may_elide and selecting:
+            selection = self.selection(config, conftests)
+        self.decisions.decide(files, self.degradations, matchers=selection is not None)
+        if self.may_elide and (selection is not None or not selecting):
+            self.elisions = plan_elisions(self.decisions, files, selection)
+            self.rewrite_node_ids()
+        if files and all(part in self.elisions for part in files):
             self.without_workers = True
             serve_without_workers(config.pluginmanager)
+
+    def selection(self, config: pytest.Config, conftests: list[str]) -> Selection | None:
+        """The run's -k, -m and node ids, when records may answer them: no
+        plugin or conftest that may change what they see (`selection`)."""
+        manager = config.pluginmanager
+        unsafe = unsafe_hooks(manager) + unloaded_conftests(conftests, manager)
+        if unsafe:
+            more = f" and {len(unsafe) - 2} more" if len(unsafe) > 2 else ""
+            self.not_selected = f"{', '.join(unsafe[:2])}{more}"
+            return None
+        selection = Selection.of(config, self.parts)
+        if isinstance(selection, str):
+            self.not_selected = selection
+            return None
+        return selection
+
+    def rewrite_node_ids(self) -> None:
+        """Node ids into files served without collection name the files
+        instead: pytest finds no test in a served file."""
+        if self.names_node_ids and self.elisions:
+            config = self.config
+            invocation_dir = Path(config.invocation_params.dir)
+            config.args[:] = rewrite_node_id_args(
+                config.args, invocation_dir, self.parts, self.elisions
+            )
 
     def pytest_plugin_registered(self, plugin, manager) -> None:
         # pytest-xdist may set up its distributed session after this plugin decided.
@@ -130,7 +190,9 @@ class DryciSession:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
-        node.workerinput[WORKER_INPUT_KEY] = self.decisions.to_worker()
+        sent = self.decisions.to_worker()
+        sent["elided"] = {part: list(elision) for part, elision in self.elisions.items()}
+        node.workerinput[WORKER_INPUT_KEY] = sent
 
     # -- serving ----------------------------------------------------------------
 
@@ -138,27 +200,29 @@ class DryciSession:
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
         """Serves a complete file found while walking a folder without even
         creating a collector for it (the cheapest way past pytest's collection)."""
-        if not self.decisions.complete or collection_path.suffix != ".py":
+        if not self.elisions or collection_path.suffix != ".py":
             return None
         part = self.parts.of(collection_path)
-        if part in self.decisions.complete and part not in self.explicit_files and self.serve(part):
+        if part in self.elisions and part not in self.explicit_files:
+            self.serve(part)
             return True
         return None
 
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
         """Serves a complete file named on the command line instead of importing it."""
-        if not self.decisions.complete:
+        if not self.elisions:
             return None
         part = self.parts.of(module_path)
-        if part is None or part not in self.decisions.complete or not self.serve(part):
+        if part is None or part not in self.elisions:
             return None
+        self.serve(part)
         return ServedFile.from_parent(parent, path=module_path)
 
-    def serve(self, part: str) -> bool:
-        if not self.serve_whole_files:
-            return False
-        self.record.served_files[part] = self.decisions.complete[part]
-        return True
+    def serve(self, part: str) -> None:
+        elision = self.elisions[part]
+        self.record.served_files[part] = elision.served
+        if elision.deselected is not None:
+            self.record.deselected_files[part] = elision.deselected
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection(self, session: pytest.Session):
@@ -172,10 +236,21 @@ class DryciSession:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ):
         # Before every other plugin: what each file produced, before any
-        # deselects or drops items (a complete file needs all of them).
+        # deselects or drops items (a record of its collection needs all of
+        # them), and what -k and -m will match them against.
         record = self.record
+        by_part: dict[str, list[pytest.Item]] = defaultdict(list)
         for item in items:
-            record.produced[file_part(item.nodeid)].append(item.nodeid)
+            part = file_part(item.nodeid)
+            record.produced[part].append(item.nodeid)
+            by_part[part].append(item)
+        # Every conftest is loaded by now: these are all the implementations.
+        unsafe = unsafe_hooks(config.pluginmanager)
+        if self.records_matchers and not unsafe:
+            for part, produced in by_part.items():
+                matchers = encode_matchers(produced)
+                if matchers is not None:
+                    record.matchers[part] = matchers
         result = yield
         # After every other plugin: the items that will run.
         if self.workerinput is None:
@@ -189,7 +264,35 @@ class DryciSession:
         for item in items:
             record.collected[file_part(item.nodeid)].append(item.nodeid)
         mark_passed(items, self.decisions, record.served_files)
+        self.report_deselected(config, unsafe)
         return result
+
+    def report_deselected(self, config: pytest.Config, unsafe: list[str]) -> None:
+        """In the process that collects: the tests deselected from the
+        records of the files it served, as pytest reports deselected tests;
+        and the served and deselected tests among the terminal's collected
+        ones ("collected N items / M deselected / K selected")."""
+        record = self.record
+        deselected = [
+            RecordedItem(node_id)
+            for part in record.served_files
+            for node_id in record.deselected_files.get(part, ())
+        ]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and isinstance(getattr(reporter, "_numcollected", None), int):
+            reporter._numcollected += record.served_count() + len(deselected)
+        if unsafe and record.deselected_files:
+            self.degradations.add(
+                f"tests were selected from records, but {unsafe[0]} was registered during "
+                "collection and may change what -k and -m see (ini dryci_skip_collection = "
+                "false collects every file)"
+            )
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # a file whose collection failed is never recorded
+            self.record.collection_errors.add(file_part(report.nodeid))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
@@ -240,7 +343,8 @@ class DryciSession:
         if not output or self.workers_collection is not None:
             return
         self.record.served_files = output["served"]
-        self.workers_collection = output["produced"], output["collected"]
+        self.record.deselected_files = output["deselected"]
+        self.workers_collection = output
 
     # -- recording and publishing -----------------------------------------------
 
@@ -267,20 +371,25 @@ class DryciSession:
             record = self.record
             self.config.workeroutput[WORKER_INPUT_KEY] = {
                 "served": record.served_files,
+                "deselected": record.deselected_files,
                 "produced": dict(record.produced),
                 "collected": dict(record.collected),
+                "matchers": record.matchers,
+                "collection_errors": sorted(record.collection_errors),
             }
             return
         if self.workers_collection is not None:
-            produced, collected = self.workers_collection
-            self.record.produced.update(produced)
-            self.record.collected.update(collected)
-        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_files:
+            output = self.workers_collection
+            self.record.produced.update(output["produced"])
+            self.record.collected.update(output["collected"])
+            self.record.matchers.update(output["matchers"])
+            self.record.collection_errors.update(output["collection_errors"])
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_count():
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
         self.leave_last_run()
         if self.settings.publish:
             self.published = publish(
-                self.record, self.decisions, self.degradations, self.may_record_whole_files()
+                self.record, self.decisions, self.degradations, self.collections_to_record()
             )
 
     def leave_last_run(self) -> None:
@@ -298,13 +407,18 @@ class DryciSession:
         if problem:
             self.degradations.add(problem)
 
-    def may_record_whole_files(self) -> bool:
+    def collections_to_record(self) -> dict[str, tuple[list[str], str | None]]:
         """Only a run that saw what each file produced before anything was
         deselected (a serial run, or the controller told by a worker), and
         only one not narrowed to node ids, collects whole files."""
         distributed = self.config.pluginmanager.has_plugin("dsession")
         seen = not distributed or self.workers_collection is not None
-        return seen and self.settings.skip_collection and not names_node_ids(self.config)
+        if not seen or not self.settings.skip_collection or self.names_node_ids:
+            return {}
+        selection = Selection.of(self.config, self.parts)
+        if isinstance(selection, str):
+            selection = None
+        return self.record.collections(self.decisions, selection)
 
     # -- reporting --------------------------------------------------------------
 
@@ -312,7 +426,14 @@ class DryciSession:
         if self.workerinput is not None:
             return
         write = terminalreporter.write_line
-        write_summary(write, self.record, self.decisions, self.degradations, self.published)
+        write_summary(
+            write,
+            self.record,
+            self.decisions,
+            self.degradations,
+            self.published,
+            not_selected=self.not_selected,
+        )
         for line in self.explanations:
             write(line)
         report_path = self.config.getoption("dryci_observed")

@@ -12,18 +12,19 @@ MAX_DEGRADATION_LINES = 5
 
 def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
     """How long the served tests took when they last ran."""
-    # Every test that passed under a served file's hash is one of its tests.
-    saved_ms = sum(decisions.passed_ms.get(part, 0) for part in record.served_files)
+    # Every test that passed under the hash of a file served whole is one of its tests.
+    whole = {part for part in record.served_files if part not in record.deselected_files}
+    saved_ms = sum(decisions.passed_ms.get(part, 0) for part in whole)
     others = [
         nodeid
         for nodeid in record.served_nodeids
-        if file_part(nodeid) not in record.served_files and nodeid not in decisions.durations
+        if file_part(nodeid) not in whole and nodeid not in decisions.durations
     ]
     decisions.passed(others)  # under xdist the workers matched them; ask once here
     saved_ms += sum(
         decisions.durations.get(nodeid) or 0
         for nodeid in record.served_nodeids
-        if file_part(nodeid) not in record.served_files
+        if file_part(nodeid) not in whole
     )
     return saved_ms / 1000
 
@@ -53,8 +54,10 @@ def write_summary(
     decisions: Decisions,
     degradations: Degradations,
     published: int | None,
+    not_selected: str | None = None,
 ) -> None:
-    """`published` is None when publishing was switched off."""
+    """`published` is None when publishing was switched off; `not_selected`
+    says why -k, -m or node ids were not answered from records."""
     total, _, _ = record.tracker.counts()
     write(f"dryci: {total} tests ran")
     served_files = len(record.served_files)
@@ -63,6 +66,11 @@ def write_summary(
         f"dryci: {len(record.served_nodeids)} tests served from the cache "
         f"(they took {saved_seconds(record, decisions):.2f}s when they last ran{not_collected})"
     )
+    deselected = record.deselected_count()
+    if deselected:
+        write(f"dryci: {deselected} tests deselected from records, their files not collected")
+    if not_selected:
+        write(f"dryci: -k, -m and node ids need collection here: {not_selected}")
     if published is None:
         write("dryci: nothing published (--dryci-no-publish)")
     else:

@@ -24,8 +24,27 @@ use crate::protocol::{RunCounts, MAX_SEALED_SET_BYTES};
 
 use super::http::HttpClient;
 use super::keys::FileKey;
-use super::local::{LocalBatch, LocalStore, Outcome, StoredPass};
+use super::local::{LocalBatch, LocalStore, Outcome, StoredCollection, StoredPass};
 use super::sealed::SetSeal;
+
+/// What a run that collected a whole test file found in it, recorded under
+/// the file's key: every node id, in collection order, and what `-k` and
+/// `-m` match them against (the plugin's encoding, opaque here), when that
+/// run could record it. The key covers every input of collection, so the
+/// next run may select from the record instead of importing the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Collection {
+    pub node_ids: Vec<String>,
+    pub matchers: Option<String>,
+}
+
+/// Whether reading collections reads their matcher data too (only runs
+/// that select by name, marker or node id need it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matchers {
+    Read,
+    Skip,
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -150,18 +169,30 @@ impl Cache {
         (merged, warnings)
     }
 
-    /// The node ids of the complete files recorded locally, per file key.
-    /// A record that cannot be decoded is no record (its tests run).
-    pub fn complete_files(&self, file_keys: &[FileKey]) -> (Vec<Option<Vec<String>>>, Warnings) {
+    /// The collections recorded locally, per file key; their matcher data
+    /// only when `read` asks for it. A record whose node ids cannot be
+    /// decoded is no record (its file is collected).
+    pub fn collections(
+        &self,
+        file_keys: &[FileKey],
+        read: Matchers,
+    ) -> (Vec<Option<Collection>>, Warnings) {
         let none = || vec![None; file_keys.len()];
         let Some(local) = &self.local else {
             return (none(), Vec::new());
         };
-        match local.complete_files(&hex_keys(file_keys)) {
+        match local.collections(&hex_keys(file_keys), read == Matchers::Read) {
             Ok(found) => {
                 let decoded = found
                     .into_iter()
-                    .map(|ids| ids.and_then(|json| serde_json::from_str(&json).ok()))
+                    .map(|stored| {
+                        let stored = stored?;
+                        let node_ids = serde_json::from_str(&stored.node_ids).ok()?;
+                        Some(Collection {
+                            node_ids,
+                            matchers: stored.matchers,
+                        })
+                    })
                     .collect();
                 (decoded, Vec::new())
             }
@@ -169,23 +200,28 @@ impl Cache {
         }
     }
 
-    /// Records complete files in the local store (plain ids stay on this machine).
-    pub fn record_complete_files(&self, complete: &BTreeMap<FileKey, Vec<String>>) -> Warnings {
+    /// Records collections in the local store (plain ids stay on this machine).
+    pub fn record_collections(&self, collections: &BTreeMap<FileKey, Collection>) -> Warnings {
         let Some(local) = &self.local else {
             return Vec::new();
         };
-        if complete.is_empty() {
+        if collections.is_empty() {
             return Vec::new();
         }
-        let encoded: BTreeMap<String, String> = complete
+        let encoded: BTreeMap<String, StoredCollection> = collections
             .iter()
-            .map(|(key, ids)| {
-                let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_string());
-                (key.as_str().to_string(), json)
+            .map(|(key, collection)| {
+                let node_ids = serde_json::to_string(&collection.node_ids)
+                    .unwrap_or_else(|_| "[]".to_string());
+                let stored = StoredCollection {
+                    node_ids,
+                    matchers: collection.matchers.clone(),
+                };
+                (key.as_str().to_string(), stored)
             })
             .collect();
         local
-            .record_complete_files(&encoded)
+            .record_collections(&encoded)
             .err()
             .map(|e| e.to_string())
             .into_iter()

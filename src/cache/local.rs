@@ -8,11 +8,14 @@
 //! the test read at run time, `crate::requirements`); sets are stored once,
 //! however many tests share them, with the module files they name.
 //!
-//! Besides the passes it keeps, per test file, the plain node ids of a run
-//! in which the whole file was collected and every test passed ("complete
-//! files"), so that the next run can skip collecting (importing) that file
-//! and still report each test. Plain ids never leave the machine: the
-//! server only ever sees hashed keys.
+//! Besides the passes it keeps, per test file key, what a run that
+//! collected the whole file found in it (a "collection": its plain node
+//! ids, and what `-k` and `-m` match them against, encoded by the plugin),
+//! so that the next run can skip collecting (importing) that file and still
+//! report or deselect each test. Plain ids never leave the machine: the
+//! server only ever sees hashed keys. The table keeps its first name,
+//! `complete_files`, from when only files all of whose tests passed were
+//! recorded; the `matchers` column came later (`add_missing_columns`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,9 +66,14 @@ CREATE INDEX IF NOT EXISTS passed_last_used ON passed (last_used);
 CREATE TABLE IF NOT EXISTS complete_files (
     file_key  TEXT PRIMARY KEY NOT NULL,
     node_ids  TEXT NOT NULL,
-    last_used INTEGER NOT NULL
+    last_used INTEGER NOT NULL,
+    matchers  TEXT
 ) WITHOUT ROWID;
 ";
+
+/// Columns added to a table after its first release: (table, column, type).
+/// A store written by an older version gains them when opened.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("complete_files", "matchers", "TEXT")];
 
 #[derive(Debug, thiserror::Error)]
 #[error("local cache {path}: {source}")]
@@ -115,6 +123,14 @@ pub struct StoredPass {
     /// The id of the requirement set it was observed under, if any.
     pub requirements: Option<String>,
     pub outcome: Outcome,
+}
+
+/// A collection as the local store keeps it: the node ids (a JSON list)
+/// and the plugin's matcher data, both opaque text here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCollection {
+    pub node_ids: String,
+    pub matchers: Option<String>,
 }
 
 /// What one publish adds to the local store.
@@ -182,6 +198,7 @@ impl LocalStore {
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        add_missing_columns(&conn).map_err(wrap)?;
         // A quick check reads the pages the schema statements did not touch.
         let verdict: String = conn
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
@@ -272,22 +289,37 @@ impl LocalStore {
         tx.commit()
     }
 
-    /// For each file key, the node ids of its complete record (a JSON list), if any.
-    pub fn complete_files(&self, file_keys: &[String]) -> Result<Vec<Option<String>>, LocalError> {
+    /// For each file key, its recorded collection, if any: the node ids (a
+    /// JSON list) and, when `with_matchers`, the plugin's matcher data
+    /// (read only for runs that select by name, marker or node id).
+    pub fn collections(
+        &self,
+        file_keys: &[String],
+        with_matchers: bool,
+    ) -> Result<Vec<Option<StoredCollection>>, LocalError> {
         let wrap = |source| LocalError {
             path: self.path.clone(),
             source,
         };
-        let mut select = self
-            .conn
-            .prepare_cached("SELECT node_ids, last_used FROM complete_files WHERE file_key = ?1")
-            .map_err(wrap)?;
+        let sql = if with_matchers {
+            "SELECT node_ids, last_used, matchers FROM complete_files WHERE file_key = ?1"
+        } else {
+            "SELECT node_ids, last_used FROM complete_files WHERE file_key = ?1"
+        };
+        let mut select = self.conn.prepare_cached(sql).map_err(wrap)?;
         let stale_before = now_secs() - TOUCH_INTERVAL.as_secs() as i64;
         let mut found = Vec::with_capacity(file_keys.len());
         let mut stale = Vec::new();
         for key in file_keys {
-            let row: Option<(String, i64)> = select
-                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+            let row: Option<(StoredCollection, i64)> = select
+                .query_row([key], |row| {
+                    let matchers = if with_matchers { row.get(2)? } else { None };
+                    let collection = StoredCollection {
+                        node_ids: row.get(0)?,
+                        matchers,
+                    };
+                    Ok((collection, row.get(1)?))
+                })
                 .optional()
                 .map_err(wrap)?;
             if let Some((_, last_used)) = &row {
@@ -295,7 +327,7 @@ impl LocalStore {
                     stale.push(key);
                 }
             }
-            found.push(row.map(|(ids, _)| ids));
+            found.push(row.map(|(collection, _)| collection));
         }
         drop(select);
         // A record served run after run is never recorded again: without this
@@ -306,10 +338,10 @@ impl LocalStore {
         Ok(found)
     }
 
-    /// Records complete files: file key -> JSON list of node ids.
-    pub fn record_complete_files(
+    /// Records collections: file key -> node ids (a JSON list) and matcher data.
+    pub fn record_collections(
         &self,
-        complete: &BTreeMap<String, String>,
+        collections: &BTreeMap<String, StoredCollection>,
     ) -> Result<(), LocalError> {
         let wrap = |source| LocalError {
             path: self.path.clone(),
@@ -319,14 +351,21 @@ impl LocalStore {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO complete_files (file_key, node_ids, last_used) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (file_key) DO UPDATE SET node_ids = excluded.node_ids, last_used = excluded.last_used",
+                    "INSERT INTO complete_files (file_key, node_ids, last_used, matchers)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (file_key) DO UPDATE SET node_ids = excluded.node_ids,
+                         last_used = excluded.last_used, matchers = excluded.matchers",
                 )
                 .map_err(wrap)?;
             let now = now_secs();
-            for (file_key, node_ids) in complete {
+            for (file_key, collection) in collections {
                 upsert
-                    .execute(params![file_key, node_ids, now])
+                    .execute(params![
+                        file_key,
+                        collection.node_ids,
+                        now,
+                        collection.matchers
+                    ])
                     .map_err(wrap)?;
             }
             tx.execute(
@@ -523,6 +562,35 @@ impl LocalStore {
     }
 }
 
+/// Adds the `ADDED_COLUMNS` a store written by an older version lacks. Two
+/// processes may race to add one: the loser's error is forgiven when the
+/// column is there afterwards.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        if has_column(conn, table, column)? {
+            continue;
+        }
+        let added = conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"));
+        if let Err(err) = added {
+            if !has_column(conn, table, column)? {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut columns = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = columns.query_map([], |row| row.get::<_, String>(1))?;
+    for name in names {
+        if name? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn is_corruption(err: &rusqlite::Error) -> bool {
     matches!(
         err.sqlite_error_code(),
@@ -587,17 +655,74 @@ mod tests {
         );
     }
 
+    fn collection(node_ids: &str, matchers: Option<&str>) -> StoredCollection {
+        StoredCollection {
+            node_ids: node_ids.to_string(),
+            matchers: matchers.map(str::to_string),
+        }
+    }
+
     #[test]
-    fn complete_files_round_trip() {
+    fn collections_round_trip_with_matchers_read_only_when_asked() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = LocalStore::open(&dir.path().join("c.sqlite")).unwrap();
-        let record: BTreeMap<String, String> =
-            [("f1".to_string(), "[\"t.py::a\"]".to_string())].into();
-        store.record_complete_files(&record).unwrap();
-        let found = store
-            .complete_files(&["f1".to_string(), "f2".to_string()])
+        let record = [
+            ("f1".to_string(), collection("[\"t.py::a\"]", Some("{}"))),
+            ("f3".to_string(), collection("[\"u.py::b\"]", None)),
+        ]
+        .into();
+        store.record_collections(&record).unwrap();
+        let keys = ["f1".to_string(), "f2".to_string(), "f3".to_string()];
+        assert_eq!(
+            store.collections(&keys, true).unwrap(),
+            [
+                Some(collection("[\"t.py::a\"]", Some("{}"))),
+                None,
+                Some(collection("[\"u.py::b\"]", None))
+            ]
+        );
+        assert_eq!(
+            store.collections(&keys, false).unwrap()[0],
+            Some(collection("[\"t.py::a\"]", None))
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_matchers_gains_the_column_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE complete_files (
+                     file_key TEXT PRIMARY KEY NOT NULL,
+                     node_ids TEXT NOT NULL,
+                     last_used INTEGER NOT NULL
+                 ) WITHOUT ROWID;",
+            )
             .unwrap();
-        assert_eq!(found, [Some("[\"t.py::a\"]".to_string()), None]);
+            conn.execute(
+                "INSERT INTO complete_files VALUES ('f1', '[\"t.py::a\"]', ?1)",
+                [now_secs()],
+            )
+            .unwrap();
+        }
+        let (store, warning) = LocalStore::open(&path).unwrap();
+        assert_eq!(warning, None);
+        let keys = ["f1".to_string()];
+        assert_eq!(
+            store.collections(&keys, true).unwrap(),
+            [Some(collection("[\"t.py::a\"]", None))]
+        );
+        let record = [("f1".to_string(), collection("[]", Some("{}")))].into();
+        store.record_collections(&record).unwrap();
+        assert_eq!(
+            store.collections(&keys, true).unwrap(),
+            [Some(collection("[]", Some("{}")))]
+        );
+        drop(store);
+        // Opening again finds the column there.
+        assert!(LocalStore::open(&path).is_ok());
     }
 
     fn last_used(store: &LocalStore, table: &str) -> Vec<i64> {
@@ -616,13 +741,13 @@ mod tests {
         store
             .publish(&batch(vec![passed("a", 5), passed("b", 7)]))
             .unwrap();
-        let record: BTreeMap<String, String> = [("f1".to_string(), "[]".to_string())].into();
-        store.record_complete_files(&record).unwrap();
+        let record = [("f1".to_string(), collection("[]", None))].into();
+        store.record_collections(&record).unwrap();
         let keys = ["f1".to_string()];
 
         let before = store.conn.total_changes();
         assert_eq!(store.query(&keys).unwrap()[0].len(), 2);
-        assert!(store.complete_files(&keys).unwrap()[0].is_some());
+        assert!(store.collections(&keys, true).unwrap()[0].is_some());
         assert_eq!(
             store.conn.total_changes(),
             before,
@@ -639,7 +764,7 @@ mod tests {
                 .unwrap();
         }
         store.query(&keys).unwrap();
-        store.complete_files(&keys).unwrap();
+        store.collections(&keys, false).unwrap();
         for table in ["passed", "complete_files"] {
             assert!(
                 last_used(&store, table).iter().all(|&t| t > old),

@@ -9,4 +9,4 @@ pub mod layered;
 pub mod local;
 pub mod sealed;
 
-pub use layered::{Cache, CacheSettings, ServerSettings};
+pub use layered::{Cache, CacheSettings, Collection, Matchers, ServerSettings};

@@ -20,7 +20,7 @@ mod audit;
 
 use crate::analysis::StateCacheMode;
 use crate::cache::local::Outcome;
-use crate::cache::ServerSettings;
+use crate::cache::{Collection, Matchers, ServerSettings};
 use crate::config::FrontEnd;
 use crate::hash::Salt;
 use crate::requirements::Observed;
@@ -59,13 +59,21 @@ struct FileDecision {
     /// Why it has no hash (its tests run); None when hashed.
     #[pyo3(get)]
     problem: Option<String>,
-    /// Every node id of the file when all passed under its hash: it need not be collected.
+    /// Every node id of the file when its whole collection was recorded
+    /// under its hash and each test has a result to serve: it need not be collected.
     #[pyo3(get)]
     complete: Option<Vec<String>>,
     /// Of `complete`, the tests that were skipped or xfailed: node id ->
     /// ("skipped" or "xfailed", reason).
     #[pyo3(get)]
     complete_results: BTreeMap<String, (&'static str, String)>,
+    /// Every node id of its recorded collection, in collection order, when
+    /// `decide` was told to read matchers and the record has them.
+    #[pyo3(get)]
+    recorded: Option<Vec<String>>,
+    /// What `-k` and `-m` match `recorded` against, as the plugin encoded it.
+    #[pyo3(get)]
+    matchers: Option<String>,
     /// How many of its tests passed under its hash.
     #[pyo3(get)]
     passed_tests: usize,
@@ -216,10 +224,22 @@ impl Session {
         PyBytes::new(py, &self.lock().export())
     }
 
-    /// Hashes `files` (node-id part -> path) and asks the cache about them.
-    fn decide(&self, py: Python<'_>, files: Vec<(String, PathBuf)>) -> PyResult<Decision> {
+    /// Hashes `files` (node-id part -> path) and asks the cache about them;
+    /// with `matchers`, reads what `-k` and `-m` match recorded collections against.
+    #[pyo3(signature = (files, *, matchers = false))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        files: Vec<(String, PathBuf)>,
+        matchers: bool,
+    ) -> PyResult<Decision> {
+        let read = if matchers {
+            Matchers::Read
+        } else {
+            Matchers::Skip
+        };
         let decision = py
-            .detach(|| self.lock().decide(&files))
+            .detach(|| self.lock().decide(&files, read))
             .map_err(|e| session_error(py, e))?;
         let mut converted = BTreeMap::new();
         for (part, file) in decision.files {
@@ -227,9 +247,15 @@ impl Session {
                 Ok(short) => (Some(short), None),
                 Err(why) => (None, Some(why)),
             };
+            let (recorded, matchers) = match file.collection {
+                Some(collection) => (Some(collection.node_ids), collection.matchers),
+                None => (None, None),
+            };
             let file = FileDecision {
                 short_hash,
                 problem,
+                recorded,
+                matchers,
                 complete: file.complete,
                 complete_results: file
                     .complete_results
@@ -267,8 +293,9 @@ impl Session {
 
     /// Publishes `passes` (node-id part -> {node id: duration ms}), each
     /// test with what it was `observed` to read (node id -> inputs), and
-    /// records `complete` files (node-id part -> all its node ids).
-    #[pyo3(signature = (passes, outcomes, observed, complete, *, total, failed, skipped, served))]
+    /// records `collections` (node-id part -> (every node id a whole
+    /// collection of the file produced, the matcher data or None)).
+    #[pyo3(signature = (passes, outcomes, observed, collections, *, total, failed, skipped, served))]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -276,7 +303,7 @@ impl Session {
         passes: BTreeMap<String, BTreeMap<String, Option<u64>>>,
         outcomes: BTreeMap<String, (String, String)>,
         observed: BTreeMap<String, ObservedArg>,
-        complete: BTreeMap<String, Vec<String>>,
+        collections: BTreeMap<String, (Vec<String>, Option<String>)>,
         total: u64,
         failed: u64,
         skipped: u64,
@@ -291,6 +318,10 @@ impl Session {
         let observed: BTreeMap<String, Observed> = observed
             .into_iter()
             .map(|(node_id, inputs)| (node_id, inputs.into()))
+            .collect();
+        let collections: BTreeMap<String, Collection> = collections
+            .into_iter()
+            .map(|(part, (node_ids, matchers))| (part, Collection { node_ids, matchers }))
             .collect();
         let mut results = BTreeMap::new();
         for (node_id, (kind, reason)) in outcomes {
@@ -307,7 +338,7 @@ impl Session {
         let publication = py
             .detach(|| {
                 self.lock()
-                    .publish(&passes, &results, &observed, &complete, counts)
+                    .publish(&passes, &results, &observed, &collections, counts)
             })
             .map_err(|e| session_error(py, e))?;
         Ok(Publication {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{analyze, dependency_hashes, AnalysisError, Request, StateCacheMode};
 use crate::cache::keys::{FileKey, NodeKey};
 use crate::cache::local::{LocalBatch, Outcome, StoredPass};
-use crate::cache::{Cache, CacheSettings};
+use crate::cache::{Cache, CacheSettings, Collection, Matchers};
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
@@ -57,12 +57,17 @@ pub struct SessionSettings {
 pub struct FileDecision {
     /// The first characters of its dependency hash, or why it has none (its tests run).
     pub hash: Result<String, String>,
-    /// Every node id of the file, when all of them passed under its current
-    /// hash in a run that collected the whole file: it need not be collected.
+    /// Every node id of the file, when a run that collected the whole file
+    /// recorded them under its current hash and each has a result to serve:
+    /// it need not be collected.
     pub complete: Option<Vec<String>>,
     /// Of `complete`, the tests served as what they did when that was not
     /// simply passing: node id -> skipped or xfailed, with the reason.
     pub complete_results: BTreeMap<String, Outcome>,
+    /// The file's recorded collection, read with its matcher data (by a
+    /// `decide` told to read them), when it has any: a run that selects by
+    /// name, marker or node id may select from it instead of collecting.
+    pub collection: Option<Collection>,
     /// How many tests passed under its hash.
     pub passed_tests: usize,
     /// The durations of the tests that passed under its hash, added up (ms).
@@ -184,8 +189,14 @@ impl Session {
         postcard::to_stdvec(&self.known).unwrap_or_default()
     }
 
-    /// Hashes `files` (node-id part -> path) and asks the cache about them.
-    pub fn decide(&mut self, files: &[(String, PathBuf)]) -> Result<Decision, SessionError> {
+    /// Hashes `files` (node-id part -> path) and asks the cache about them;
+    /// `matchers` says whether to read the matcher data of their recorded
+    /// collections too.
+    pub fn decide(
+        &mut self,
+        files: &[(String, PathBuf)],
+        matchers: Matchers,
+    ) -> Result<Decision, SessionError> {
         let settings = self.settings.clone().ok_or(SessionError::WorkerOnly)?;
         let request = Request {
             root: settings.root.clone(),
@@ -220,18 +231,24 @@ impl Session {
                 hash,
                 complete: None,
                 complete_results: BTreeMap::new(),
+                collection: None,
                 passed_tests: 0,
                 passed_ms: 0,
             };
             decision.files.insert(part.clone(), file);
         }
         if settings.query && !hashed.is_empty() {
-            self.ask_cache(&hashed, &mut decision);
+            self.ask_cache(&hashed, matchers, &mut decision);
         }
         Ok(decision)
     }
 
-    fn ask_cache(&mut self, hashed: &[(&str, DependencyHash)], decision: &mut Decision) {
+    fn ask_cache(
+        &mut self,
+        hashed: &[(&str, DependencyHash)],
+        matchers: Matchers,
+        decision: &mut Decision,
+    ) {
         let mut unique: Vec<&DependencyHash> = hashed.iter().map(|(_, hash)| hash).collect();
         unique.sort_unstable();
         unique.dedup();
@@ -250,16 +267,18 @@ impl Session {
         };
         let (mut answers, warnings) = cache.query(&unique);
         decision.cache_warnings.extend(warnings);
-        let (complete, warnings) = cache.complete_files(&file_keys);
+        let (collections, warnings) = cache.collections(&file_keys, matchers);
         decision.cache_warnings.extend(warnings);
         let context = observed::Context { settings, root };
         let unmet = self
             .inputs
             .unmet_sets(cache, &context, &answers, &mut decision.cache_warnings);
-        let mut complete_by_hash = HashMap::new();
-        for ((hash, answer), complete) in unique.iter().zip(answers.iter_mut()).zip(complete) {
-            let recorded = answer.len();
-            let mut held = Vec::with_capacity(recorded);
+        let mut collection_by_hash = HashMap::new();
+        for ((hash, answer), collection) in unique.iter().zip(answers.iter_mut()).zip(collections) {
+            if let Some(collection) = collection {
+                collection_by_hash.insert(*hash, collection);
+            }
+            let mut held = Vec::with_capacity(answer.len());
             for pass in answer.drain(..) {
                 match pass.requirements.as_ref().and_then(|id| unmet.get(id)) {
                     None => held.push(pass),
@@ -269,16 +288,11 @@ impl Session {
                     }
                 }
             }
-            *answer = held;
-            if answer.is_empty() {
+            if held.is_empty() {
                 continue;
             }
-            // A complete file is one all of whose recorded tests may be served.
-            if let Some(ids) = complete.filter(|_| answer.len() == recorded) {
-                complete_by_hash.insert(*hash, ids);
-            }
-            let passed: HashMap<NodeKey, Served> = answer
-                .drain(..)
+            let passed: HashMap<NodeKey, Served> = held
+                .into_iter()
                 .map(|pass| {
                     let served = Served {
                         duration_ms: pass.test.duration_ms,
@@ -290,25 +304,39 @@ impl Session {
             self.known.passed.insert((*hash).clone(), passed);
         }
         for (part, hash) in hashed {
+            let Some(file) = decision.files.get_mut(*part) else {
+                continue;
+            };
+            let collection = collection_by_hash.get(hash);
+            // Only a run that selects reads matcher data: the others need the ids alone.
+            if matchers == Matchers::Read {
+                file.collection = collection.filter(|c| c.matchers.is_some()).cloned();
+            }
             let Some(passed) = self.known.passed.get(hash) else {
                 continue;
             };
-            if let Some(file) = decision.files.get_mut(*part) {
-                file.passed_tests = passed.len();
-                file.passed_ms = passed
-                    .values()
-                    .map(|served| served.duration_ms.unwrap_or(0))
-                    .sum();
-                file.complete = complete_by_hash.get(hash).cloned();
-                for node_id in file.complete.iter().flatten() {
-                    let served = passed.get(&NodeKey::of(node_id, hash));
-                    if let Some(outcome) = served.map(|s| &s.outcome) {
-                        if *outcome != Outcome::Passed {
-                            file.complete_results
-                                .insert(node_id.clone(), outcome.clone());
-                        }
-                    }
+            file.passed_tests = passed.len();
+            file.passed_ms = passed
+                .values()
+                .map(|served| served.duration_ms.unwrap_or(0))
+                .sum();
+            // A complete file: every test its collection produced has a result to serve.
+            let Some(collection) = collection else {
+                continue;
+            };
+            let mut results = BTreeMap::new();
+            let complete = collection.node_ids.iter().all(|node_id| {
+                let Some(served) = passed.get(&NodeKey::of(node_id, hash)) else {
+                    return false;
+                };
+                if served.outcome != Outcome::Passed {
+                    results.insert(node_id.clone(), served.outcome.clone());
                 }
+                true
+            });
+            if complete {
+                file.complete = Some(collection.node_ids.clone());
+                file.complete_results = results;
             }
         }
     }
@@ -489,16 +517,16 @@ impl Session {
     /// Publishes this run's passes (node-id part -> node id -> duration ms),
     /// each with what its test was observed to read (when observed) and
     /// what it did when it did not simply pass (`outcomes`: skipped or
-    /// xfailed, with the reason), and records `complete` files (node-id part
-    /// -> every node id the file produced) for the next run. Files without a
-    /// hash are left out, and so is a test whose observed inputs cannot be
-    /// established now.
+    /// xfailed, with the reason), and records `collections` (node-id part ->
+    /// what a whole collection of the file produced) for the next run. Files
+    /// without a hash are left out, and so is a test whose observed inputs
+    /// cannot be established now.
     pub fn publish(
         &mut self,
         passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
         outcomes: &BTreeMap<String, Outcome>,
         observed: &BTreeMap<String, Observed>,
-        complete: &BTreeMap<String, Vec<String>>,
+        collections: &BTreeMap<String, Collection>,
         counts: OtherCounts,
     ) -> Result<Publication, SessionError> {
         let Some(settings) = self.settings.clone() else {
@@ -548,13 +576,16 @@ impl Session {
         }
         publication.warnings.extend(self.inputs.take_warnings());
         self.add_history(&settings, passes.keys(), &mut batch);
-        let complete: BTreeMap<FileKey, Vec<String>> = complete
+        let collections: BTreeMap<FileKey, Collection> = collections
             .iter()
-            .filter_map(|(part, ids)| {
-                Some((FileKey::of(self.known.hashes.get(part)?), ids.clone()))
+            .filter_map(|(part, collection)| {
+                Some((
+                    FileKey::of(self.known.hashes.get(part)?),
+                    collection.clone(),
+                ))
             })
             .collect();
-        if batch.passed.is_empty() && complete.is_empty() {
+        if batch.passed.is_empty() && collections.is_empty() {
             return Ok(publication);
         }
         let Some(cache) = open_cache(&mut self.cache, &settings, &root, &mut publication.warnings)
@@ -576,7 +607,7 @@ impl Session {
         }
         publication
             .warnings
-            .extend(cache.record_complete_files(&complete));
+            .extend(cache.record_collections(&collections));
         Ok(publication)
     }
 }
