@@ -36,6 +36,7 @@ import functools
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +52,12 @@ UNSAFE_HOOKS = ("pytest_collection_modifyitems", "pytest_itemcollected", "pytest
 # options DryCI already declines (--lf, --deselect, --sw), reorder, rename
 # for --dist loadgroup (xdist's worker, `_trusted`), or count.
 TRUSTED_PACKAGES = frozenset({"_pytest", "pytest_dryci", "xdist", "pytest_randomly"})
+# Hypothesis's plugin marks each of its tests `hypothesis` in
+# pytest_collection_modifyitems and does nothing else there; a record adds
+# that marker as the plugin does (`_hypothesis_marked`), so it is trusted as
+# long as it runs before pytest's own deselection, as it does once
+# registered after pytest's plugins (`_hypothesis_before_deselection`).
+HYPOTHESIS_PLUGIN = "_hypothesis_pytestplugin"
 # Words in a conftest not loaded yet that may mean one of UNSAFE_HOOKS.
 UNSAFE_WORDS = (*UNSAFE_HOOKS, "pluginmanager", "pytest_plugins")
 
@@ -66,9 +73,9 @@ class Elision(NamedTuple):
 
 class RecordedItem:
     """What `pytest_deselected` receives for a test deselected from a
-    record: pytest's terminal only counts them, pytest-xdist ignores them."""
-
-    __slots__ = ("nodeid",)
+    record: pytest's terminal only counts them, pytest-xdist ignores them.
+    Not slotted: plugins read the `__dict__` of what the terminal's stats
+    hold (hypothesis's summary does)."""
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
@@ -177,9 +184,12 @@ def encode_matchers(items: Sequence[pytest.Item]) -> str | None:
     rows = []
     try:
         for item in items:
-            keywords = sorted({names.setdefault(n, len(names)) for n in _keyword_names(api, item)})
+            hypothesis = _hypothesis_marked(item)
+            item_names = set(_keyword_names(api, item)) | ({"hypothesis"} if hypothesis else set())
+            keywords = sorted({names.setdefault(n, len(names)) for n in item_names})
             own: set[int] = set()
-            for mark in item.iter_markers():
+            extra = [pytest.mark.hypothesis.mark] if hypothesis else []
+            for mark in [*item.iter_markers(), *extra]:
                 index = by_identity.get(id(mark))
                 if index is None:
                     entry = [mark.name, {k: _recordable(v) for k, v in mark.kwargs.items()}]
@@ -195,6 +205,17 @@ def encode_matchers(items: Sequence[pytest.Item]) -> str | None:
         return json.dumps(record, separators=(",", ":"))
     except Exception:
         return None
+
+
+def _hypothesis_marked(item: pytest.Item) -> bool:
+    """Whether hypothesis's plugin marks `item` in this hook call: its test
+    function is a hypothesis test, and hypothesis is imported (the plugin
+    marks nothing otherwise)."""
+    hypothesis = sys.modules.get("hypothesis")
+    is_test = getattr(hypothesis, "is_hypothesis_test", None)
+    if not callable(is_test) or not isinstance(item, pytest.Function):
+        return False
+    return bool(is_test(item.obj))
 
 
 def _keyword_names(api: _Api, item: pytest.Item) -> Iterable[str]:
@@ -438,11 +459,26 @@ def unsafe_hooks(manager: pytest.PytestPluginManager) -> list[str]:
     found = []
     for hook_name in UNSAFE_HOOKS:
         caller = getattr(manager.hook, hook_name, None)
-        for impl in caller.get_hookimpls() if caller is not None else ():
+        impls = caller.get_hookimpls() if caller is not None else []
+        for impl in impls:
             module = getattr(impl.function, "__module__", None) or ""
-            if not _trusted(module, getattr(impl.function, "__qualname__", "")):
-                found.append(f"{hook_name} in {manager.get_name(impl.plugin) or module}")
+            if module == HYPOTHESIS_PLUGIN and hook_name == "pytest_collection_modifyitems":
+                if _hypothesis_before_deselection(impls, impl):
+                    continue
+            elif _trusted(module, getattr(impl.function, "__qualname__", "")):
+                continue
+            found.append(f"{hook_name} in {manager.get_name(impl.plugin) or module}")
     return found
+
+
+def _hypothesis_before_deselection(impls: list, hypothesis_impl) -> bool:
+    """Whether hypothesis marks its tests before pytest deselects by -m:
+    pluggy calls the implementations last to first, so it must come after
+    `_pytest.mark`'s in the list."""
+    modules = [getattr(impl.function, "__module__", "") for impl in impls]
+    if "_pytest.mark" not in modules:
+        return False
+    return impls.index(hypothesis_impl) > modules.index("_pytest.mark")
 
 
 def _trusted(module: str, qualname: str) -> bool:

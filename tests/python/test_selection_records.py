@@ -312,3 +312,33 @@ def test_xdist_selects_from_records_like_a_serial_run(project):
     # pytest-xdist's controller shows no count of what its workers deselected.
     assert distributed.parseoutcomes() == {"passed": 3, "skipped": 2}
     assert serial.parseoutcomes() == {"passed": 3, "skipped": 2, "deselected": 1}
+
+
+HYPOTHESIS_FILE = (
+    IMPORT_SPY
+    + """
+from hypothesis import given, strategies as st
+
+@given(st.integers())
+def test_property(n):
+    assert n == n
+
+def test_example():
+    pass
+"""
+)
+
+
+@pytest.mark.parametrize("selection", [["-m", "hypothesis"], ["-m", "not hypothesis"]])
+def test_hypothesis_marks_are_in_the_record(pytester, selection):
+    """Hypothesis's plugin marks its tests `hypothesis` at collection: the
+    record has that marker, so `-m hypothesis` still elides the file."""
+    pytest.importorskip("hypothesis")
+    pytester.path.joinpath("test_props.py").write_text(HYPOTHESIS_FILE)
+    run(pytester).assert_outcomes(passed=2)
+    assert imports(pytester) == ["test_props.py"]
+    elided = run(pytester, *selection)
+    assert imports(pytester) == [], elided.stdout.str()
+    baseline = plain(pytester, *selection)
+    assert set(reported(elided)) == set(reported(baseline))
+    assert elided.parseoutcomes().get("deselected") == baseline.parseoutcomes().get("deselected")
