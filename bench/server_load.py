@@ -216,17 +216,23 @@ def query_script(path: Path, token: str, pool: Path, stored: int, workload: str)
         "local chunks = {}\n"
         f'for line in io.lines("{pool}") do chunks[#chunks + 1] = line end\n'
         "math.randomseed(42)\n"
+        # A chunk is drawn again when the query has it already: the server
+        # refuses a query that names a hash twice (422).
         "request = function()\n"
-        "  local parts = {}\n"
-        f"  for k = 1, {QUERY_HITS // CHUNK} do\n"
-        f"    if working_set > 0 and math.random() < {WORKING_SET_SHARE} then\n"
-        "      parts[k] = chunks[stored - math.random(working_set) + 1]\n"
-        "    else\n"
-        "      parts[k] = chunks[math.random(stored)]\n"
-        "    end\n"
-        "  end\n"
-        f"  for k = {QUERY_HITS // CHUNK + 1}, {QUERY_HASHES // CHUNK} do\n"
-        "    parts[k] = chunks[stored + math.random(unknown)]\n"
+        "  local parts, seen = {}, {}\n"
+        f"  for k = 1, {QUERY_HASHES // CHUNK} do\n"
+        "    local i\n"
+        "    repeat\n"
+        f"      if k > {QUERY_HITS // CHUNK} then\n"
+        "        i = stored + math.random(unknown)\n"
+        f"      elseif working_set > 0 and math.random() < {WORKING_SET_SHARE} then\n"
+        "        i = stored - math.random(working_set) + 1\n"
+        "      else\n"
+        "        i = math.random(stored)\n"
+        "      end\n"
+        "    until not seen[i]\n"
+        "    seen[i] = true\n"
+        "    parts[k] = chunks[i]\n"
         "  end\n"
         '  local body = \'{"test_file_hashes": [\' .. table.concat(parts, ", ") .. "]}"\n'
         '  return wrk.format("POST", "/api/v1/query-passed", hdrs, body)\n'
