@@ -830,9 +830,10 @@ def run_rounds(
     expect: dict[str, Any],
     edit_path: Path,
     max_load: float,
+    scenarios: Sequence[str] = SCENARIOS,
 ) -> tuple[dict[str, list[Run]], list[dict[str, int]]]:
     """The timed runs, and the store as each first run with observation left it."""
-    results: dict[str, list[Run]] = {s: [] for s in SCENARIOS}
+    results: dict[str, list[Run]] = {s: [] for s in scenarios}
     storage: list[dict[str, int]] = []
     original = edit_path.read_text()
     dryci_dir = SUITE / ".dryci"
@@ -840,7 +841,7 @@ def run_rounds(
         for r in range(runs):
             print(f"round {r + 1}/{runs}", flush=True)
             wait_for_quiet(max_load)
-            for scenario in SCENARIOS:
+            for scenario in scenarios:
                 if scenario in ("first", "first-off"):
                     shutil.rmtree(dryci_dir, ignore_errors=True)
                 elif scenario == "edit":
@@ -1030,7 +1031,7 @@ def scenario_table(stats: dict[str, dict[str, Any]]) -> str:
     base = stats["plain"]["median_s"]
     base_cpu = stats["plain"]["cpu_median_s"]
     rows = []
-    for s in SCENARIOS:
+    for s in (s for s in SCENARIOS if s in stats):
         st = stats[s]
         counts = ", ".join(f"{v} {k}" for k, v in st["counts"].items() if k != "warnings")
         rows.append(
@@ -1232,6 +1233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
     )
     parser.add_argument(
+        "--scenarios",
+        default="",
+        metavar="A,B,...",
+        help="a trial run of these scenarios only (plain among them), in the usual order: "
+        "prints their table, skips the goals, the profile and every file it would write",
+    )
+    parser.add_argument(
         "--write",
         type=Path,
         default=BENCHMARKS_MD,
@@ -1255,6 +1263,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--observed-share: between 0 and 1")
     if args.label and not re.fullmatch(r"[\w.-]+", args.label):
         parser.error("--label: letters, digits, '.', '_' and '-' only")
+    chosen = [s for s in args.scenarios.split(",") if s]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown or (chosen and "plain" not in chosen):
+        parser.error(f"--scenarios: plain and any of {', '.join(SCENARIOS)} (not {unknown})")
+    # Each scenario after one it needs: the cached and edit runs use first's store.
+    needs = {"cached": "first", "edit": "first", "cached-n2": "first", "edit-n2": "first"}
+    needs["tm-rerun"] = "tm-first"
+    if any(needs.get(s, s) not in chosen for s in chosen):
+        parser.error("--scenarios: cached and edit runs need first, tm-rerun needs tm-first")
     command = command_line("bench/plugin_bench.py", argv)
 
     SUITE = args.suite.resolve()
@@ -1285,6 +1302,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     scen_args = scenario_args(plugins)
     print("warm-up run (bytecode caches)", flush=True)
     check_run("plain", run_pytest(scen_args["plain"]), expect)
+    if chosen:
+        scenarios = [s for s in SCENARIOS if s in chosen]
+        results, stores = run_rounds(
+            args.runs, scen_args, expect, SUITE / edit_rel, args.max_load, scenarios
+        )
+        print()
+        print(scenario_table({s: summarize(runs) for s, runs in results.items()}))
+        if stores:
+            print()
+            contents = [{k: v for k, v in st.items() if k != "file_bytes"} for st in stores]
+            agree = all(c == contents[0] for c in contents)
+            trial = {"after_first": stores[-1], "rounds_agree": agree}
+            print("\n".join(storage_lines(trial, len(layout.observed))))
+        return 0
     results, stores = run_rounds(args.runs, scen_args, expect, SUITE / edit_rel, args.max_load)
     check_storage(stores[-1], layout, expect)
     # The file's size may vary with a -wal file left or not; the contents may not.

@@ -348,3 +348,80 @@ fn a_pass_whose_input_is_gone_by_publish_time_is_not_recorded() {
     assert_eq!(publish_observed(&mut first, gone), 0);
     assert!(!served(&repo));
 }
+
+/// `outside_static_graph` answers the test files whose reads the graph does
+/// not hold from the decisions' graph alone; the others, and a file never
+/// decided, from a full analysis. Both answers agree with the closures.
+#[test]
+fn outside_static_graph_with_and_without_an_analysis() {
+    let repo = project();
+    repo.write("data/expected.txt", "1\n");
+    repo.write("tests/test_late.py", "from app.other import X\n");
+    let mut session = session(&repo);
+    session.decide(&files(&repo)).unwrap();
+    let root = repo.root();
+    let abs = |rel: &str| root.join(rel).display().to_string();
+    let observed = BTreeMap::from([
+        // Its closure holds app/core.py: the analysis says so.
+        (
+            "tests/test_core.py".to_string(),
+            vec![abs("app/core.py"), abs("data/expected.txt")],
+        ),
+        // app/core.py is in the graph, but not in this file's closure.
+        ("tests/test_other.py".to_string(), vec![abs("app/core.py")]),
+        // Never decided: analysed, whatever it read.
+        (
+            "tests/test_late.py".to_string(),
+            vec![abs("data/expected.txt")],
+        ),
+    ]);
+    let outside = session.outside_static_graph(&observed).unwrap();
+    let expected = BTreeMap::from([
+        (
+            "tests/test_core.py".to_string(),
+            vec![abs("data/expected.txt")],
+        ),
+        ("tests/test_other.py".to_string(), vec![abs("app/core.py")]),
+        (
+            "tests/test_late.py".to_string(),
+            vec![abs("data/expected.txt")],
+        ),
+    ]);
+    assert_eq!(outside, expected);
+    // Only paths no graph file is: answered without an analysis.
+    let data_only = BTreeMap::from([(
+        "tests/test_other.py".to_string(),
+        vec![abs("data/expected.txt"), abs("data")],
+    )]);
+    assert_eq!(session.outside_static_graph(&data_only).unwrap(), data_only);
+}
+
+/// On a first run no test has a recorded result: each ran because nothing
+/// of its file passed here; a test that passed under its key says so.
+#[test]
+fn explain_a_first_run_and_a_test_run_anyway() {
+    let repo = project();
+    let mut first = session(&repo);
+    first.decide(&files(&repo)).unwrap();
+    let reasons = first.explain(&all_tests());
+    assert_eq!(reasons.len(), 3);
+    for (_, why) in &reasons {
+        assert_eq!(why, "no pass of its test file recorded on this machine");
+    }
+    publish_all(&mut first);
+    let mut second = session(&repo);
+    second.decide(&files(&repo)).unwrap();
+    let new_test = "tests/test_core.py::test_new".to_string();
+    let reasons: BTreeMap<String, String> = second
+        .explain(&[CORE_TESTS[0].to_string(), new_test.clone()])
+        .into_iter()
+        .collect();
+    assert!(
+        reasons[CORE_TESTS[0]].starts_with("it passed before under its current key"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[&new_test].starts_with("its test file's key is unchanged"),
+        "{reasons:?}"
+    );
+}

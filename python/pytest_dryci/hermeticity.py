@@ -20,19 +20,30 @@ SUMMARY_LINES = 5
 
 def observed_report(record: RunRecord, decisions: Decisions, parts: NodeIdParts) -> list[dict]:
     """One entry per test file whose tests read anything outside its graph."""
-    by_file: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    by_file: dict[str, dict[str, set]] = {}
     for nodeid, observed in record.observed.items():
-        entry = by_file[file_part(nodeid)]
+        if not observed:
+            continue  # most tests read nothing: `{}`
+        part = file_part(nodeid)
+        entry = by_file.get(part)
+        if entry is None:
+            entry = by_file[part] = defaultdict(set)
         for kind in ("files", "listings", "modules", "subprocesses", "network"):
-            entry[kind].update(observed.get(kind, ()))
-        entry["env"].update(observed.get("env", {}))
+            values = observed.get(kind)
+            if values:
+                entry[kind].update(values)
+        environment = observed.get("env")
+        if environment:
+            entry["env"].update(environment)
     if decisions.native is None or not by_file:
         return []
+    # Only the files whose tests read paths need the graph.
     paths = {
-        part: sorted(entry["files"] | entry["listings"] | entry["modules"])
+        part: sorted(read)
         for part, entry in by_file.items()
+        if (read := entry["files"] | entry["listings"] | entry["modules"])
     }
-    outside = decisions.native.outside_static_graph(paths)
+    outside = decisions.native.outside_static_graph(paths) if paths else {}
     report = []
     for part, entry in sorted(by_file.items()):
         not_static = set(outside.get(part, ()))

@@ -75,13 +75,13 @@ class Reads:
     """What one window (a test, a fixture, a collector) read: per kind
     ("files", "listings", "modules", "subprocesses", "network") a set, and
     the environment variables with their values (None: not set). Empty, and
-    allocated nothing, until something is read: most windows read nothing."""
+    allocated nothing, until something is read: most windows read nothing.
+    One is made per test, so making one runs no Python code (no `__init__`:
+    the class attributes are the empty state), and the hot paths test
+    `kinds or env` where others write `bool(reads)`."""
 
-    __slots__ = ("env", "kinds")
-
-    def __init__(self) -> None:
-        self.kinds: dict[str, set[str]] | None = None
-        self.env: dict[str, str | None] | None = None
+    kinds: dict[str, set[str]] | None = None
+    env: dict[str, str | None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.kinds or self.env)
@@ -177,7 +177,8 @@ class Observer:
                 if observer.stack:
                     observer._env_read(environ, key, None)
                 raise
-            if observer.stack:
+            # pytest's own PYTEST_CURRENT_TEST, read at every test, costs no call.
+            if observer.stack and not (type(key) is str and key.startswith(OWN_ENV_PREFIXES)):
                 observer._env_read(environ, key, value)
             return value
 
@@ -205,17 +206,6 @@ class Observer:
         if self._gcd_import is not None:
             _bootstrap._gcd_import = self._gcd_import
 
-    # -- windows ---------------------------------------------------------------------
-
-    def push(self) -> Reads:
-        reads = Reads()
-        self.stack.append(reads)
-        return reads
-
-    def pop(self, reads: Reads) -> None:
-        if self.stack and self.stack[-1] is reads:
-            self.stack.pop()
-
     # -- events ------------------------------------------------------------------------
 
     def _on_event(self, event: str, args: tuple) -> None:
@@ -238,20 +228,25 @@ class Observer:
 
     def _on_open(self, args: tuple) -> None:
         path_arg, mode, flags = args
-        path = self._path(path_arg)
-        if path is None:
-            return
-        writes = (
-            any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & WRITE_FLAGS)
-        )
+        if isinstance(mode, str) and "r" in mode and "+" not in mode:
+            writes = False  # the common case, told apart first
+        else:
+            writes = (
+                any(c in mode for c in "wax+")
+                if isinstance(mode, str)
+                else bool(flags & WRITE_FLAGS)
+            )
         if writes:
-            self.written.add(path)
-        elif (
-            self.stack
-            and not self._is_ignored(path)
-            and "__pycache__" not in path
-            and self._by_the_test(3)
-        ):
+            path = self._path(path_arg)
+            if path is not None:
+                self.written.add(path)
+            return
+        # The import system's reads (every module it loads) are left out
+        # before their path is even made absolute.
+        if not self.stack or not self._by_the_test(3):
+            return
+        path = self._path(path_arg)
+        if path is not None and "__pycache__" not in path and not self._is_ignored(path):
             self.stack[-1].add("files", path)
 
     def _env_read(self, environ, key, value) -> None:
@@ -368,27 +363,76 @@ class Attribution:
         self.collectors: dict[str, Reads] = {}
         # FixtureDef -> everything its setups read (a definition lives all session)
         self.fixtures: dict[object, Reads] = {}
-        self.tests: dict[str, Reads] = {}
+        # What a test inherits from its collectors and fixtures, merged once for
+        # all the tests of one parent with one fixture closure (the parametrised
+        # tests of a function share theirs): (id of the parent, id of the
+        # fixture info) -> `_Inherited`. Emptied whenever a window is kept.
+        self._inherited: dict[tuple[int, int], _Inherited] = {}
 
-    def test_inputs(self, item) -> dict:
-        """The report attribute for `item` (called at its teardown report).
-        Only windows that read something are kept, so a test whose fixtures
-        and collectors read nothing costs a few lookups."""
+    def keep_collector(self, nodeid: str, reads: Reads) -> None:
+        self.collectors.setdefault(nodeid, Reads()).update(reads)
+        self._inherited.clear()
+
+    def keep_fixture(self, fixturedef: object, reads: Reads) -> None:
+        self.fixtures.setdefault(fixturedef, Reads()).update(reads)
+        self._inherited.clear()
+
+    def test_inputs(self, item, own: Reads | None) -> dict:
+        """The report attribute for `item` (called at its teardown report),
+        given what its own window read. Only windows that read something are
+        kept, so a test that read nothing, whose fixtures and collectors read
+        nothing, costs a few checks."""
+        if self.collectors or self.fixtures:
+            inherited = self._inherited_by(item)
+            if inherited.reads:
+                if not own:
+                    return inherited.inputs(self.observer)
+                reads = Reads()
+                reads.update(inherited.reads)
+                reads.update(own)
+                return self.observer.inputs(reads)
+        return self.observer.inputs(own) if own else {}
+
+    def _inherited_by(self, item) -> _Inherited:
+        parent = item.parent
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        key = (id(parent), id(fixture_info))
+        known = self._inherited.get(key)
+        if known is not None:
+            return known
         reads = Reads()
-        own = self.tests.get(item.nodeid)
-        if own:
-            reads.update(own)
         if self.collectors:
             for node in item.listchain():
                 collected = self.collectors.get(node.nodeid)
                 if collected is not None:
                     reads.update(collected)
         if self.fixtures:
-            fixture_info = getattr(item, "_fixtureinfo", None)
             definitions = getattr(fixture_info, "name2fixturedefs", {})
-            for name in getattr(item, "fixturenames", ()):
+            for name in getattr(fixture_info, "names_closure", ()):
                 for fixturedef in definitions.get(name, ()):
                     fixture_reads = self.fixtures.get(fixturedef)
                     if fixture_reads is not None:
                         reads.update(fixture_reads)
-        return self.observer.inputs(reads)
+        known = self._inherited[key] = _Inherited((parent, fixture_info), reads)
+        return known
+
+
+class _Inherited:
+    """What the tests of one parent with one fixture closure inherit, and,
+    for those that read nothing themselves, their report attribute, made
+    again only when the run has written more files since (the files it wrote
+    are no inputs)."""
+
+    __slots__ = ("_inputs", "_written", "owners", "reads")
+
+    def __init__(self, owners: tuple[object, object], reads: Reads) -> None:
+        self.owners = owners  # held, so that the ids in the key stay theirs
+        self.reads = reads
+        self._inputs: dict | None = None
+        self._written = -1
+
+    def inputs(self, observer: Observer) -> dict:
+        if self._inputs is None or self._written != len(observer.written):
+            self._written = len(observer.written)
+            self._inputs = observer.inputs(self.reads)
+        return self._inputs

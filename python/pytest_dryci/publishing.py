@@ -61,19 +61,24 @@ class RunRecord:
         observing, only those whose inputs were observed."""
         publishable = self.tracker.publishable()
         if self.observing:
+            observed = self.observed
+            if all(self.servable.values()):  # the default: only whether it was observed
+                return {n: s for n, s in publishable.items() if n in observed}
             publishable = {
-                n: s for n, s in publishable.items() if n in self.observed and self.servable_test(n)
+                n: s for n, s in publishable.items() if n in observed and self.servable_test(n)
             }
         return publishable
 
     def servable_test(self, nodeid: str) -> bool:
         observed = self.observed[nodeid]
+        if not observed:
+            return True
         return all(allowed or not observed.get(kind) for kind, allowed in self.servable.items())
 
     def started(self, kind: str) -> int:
         """How many tests that ran started a subprocess ("subprocesses") or
         connected to the network ("network")."""
-        return sum(bool(observed.get(kind)) for observed in self.observed.values())
+        return sum(1 for observed in self.observed.values() if observed and observed.get(kind))
 
     def served_count(self) -> int:
         return sum(len(node_ids) for node_ids in self.served_files.values())

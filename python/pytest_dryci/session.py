@@ -84,8 +84,9 @@ class DryciSession:
         self.records_matchers = (
             self.settings.publish and self.settings.skip_collection and not self.names_node_ids
         )
+        self.observing = self.start_observing()
         self.record = RunRecord(
-            observing=self.start_observing(),
+            observing=self.observing is not None,
             serve_subprocess=self.settings.serve_subprocess,
             serve_network=self.settings.serve_network,
         )
@@ -108,12 +109,12 @@ class DryciSession:
         self.workers_serve = 0
         self.session: pytest.Session | None = None
 
-    def start_observing(self) -> bool:
+    def start_observing(self) -> ObservingPlugin | None:
         """Observes what each test reads (`observing`), unless switched off;
         a failure to install degrades to static keys."""
         settings = self.settings
         if not settings.observe:
-            return False
+            return None
         try:
             ignored = default_ignored(settings.root)
             ignored += [str(settings.root / path) for path in settings.observe_ignore]
@@ -124,9 +125,10 @@ class DryciSession:
             observer.start()
         except Exception as err:  # an interpreter without audit hooks, say
             self.degradations.add(f"cannot observe what tests read ({err}); static keys only")
-            return False
-        self.config.pluginmanager.register(ObservingPlugin(observer), "dryci-observing")
-        return True
+            return None
+        plugin = ObservingPlugin(observer)
+        self.config.pluginmanager.register(plugin, "dryci-observing")
+        return plugin
 
     # -- deciding -------------------------------------------------------------
 
@@ -360,6 +362,8 @@ class DryciSession:
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal shows the progress
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.observing is not None and report.when == "teardown":
+            self.observing.attach(report)  # before pytest-xdist sends it
         if self.workerinput is not None:
             return
         if self.worker_items is not None:

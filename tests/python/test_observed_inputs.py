@@ -178,6 +178,51 @@ def test_a_session_fixtures_read_counts_for_every_test_using_it(pytester: pytest
     assert ran(result) == {"test_a.py::test_a", "test_b.py::test_b"}
 
 
+def test_a_function_fixtures_read_counts_for_its_own_test_only(pytester: pytest.Pytester):
+    # Set up inside each test's window: the test that set it up with "a" read
+    # a.txt, the one with "b" read b.txt.
+    pytester.makeconftest(
+        "import pathlib, pytest\n"
+        "@pytest.fixture(params=['a', 'b'])\n"
+        "def level(request):\n"
+        "    return (pathlib.Path(__file__).parent / (request.param + '.txt')).read_text()\n"
+    )
+    pytester.makepyfile(test_level="def test_level(level):\n    assert level == 'on'\n")
+    for name in ("a", "b"):
+        (pytester.path / f"{name}.txt").write_text("on")
+    run(pytester).assert_outcomes(passed=2)
+    (pytester.path / "a.txt").write_text("off")
+    result = run(pytester)
+    result.assert_outcomes(failed=1, skipped=1)
+    assert ran(result) == {"test_level.py::test_level[a]"}
+
+
+def test_a_module_fixtures_read_counts_for_the_tests_using_it_only(pytester: pytest.Pytester):
+    # Tests of one module with different fixtures inherit different reads.
+    pytester.makepyfile(
+        test_mixed=(
+            "import pathlib, pytest\n"
+            "@pytest.fixture(scope='module')\n"
+            "def limit():\n"
+            "    return int((pathlib.Path(__file__).parent / 'limit.txt').read_text())\n"
+            "def test_uses(limit):\n    assert limit == 3\n"
+            "@pytest.mark.parametrize('x', [1, 2])\n"
+            "def test_uses_too(limit, x):\n    assert limit > x\n"
+            "def test_does_not():\n    assert True\n"
+        )
+    )
+    (pytester.path / "limit.txt").write_text("3")
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=4)
+    (pytester.path / "limit.txt").write_text("2")
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=2, skipped=1)
+    assert ran(result) == {
+        "test_mixed.py::test_uses",
+        "test_mixed.py::test_uses_too[1]",
+        "test_mixed.py::test_uses_too[2]",
+    }
+
+
 def test_xdist_workers_observe_and_the_controller_publishes(project):
     run(project, "-n", "2").assert_outcomes(passed=5)
     run(project, "-n", "2").assert_outcomes(skipped=5)
