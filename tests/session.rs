@@ -358,7 +358,7 @@ fn outside_static_graph_with_and_without_an_analysis() {
     repo.write("data/expected.txt", "1\n");
     repo.write("tests/test_late.py", "from app.other import X\n");
     let mut session = session(&repo);
-    session.decide(&files(&repo)).unwrap();
+    session.decide(&files(&repo), Matchers::Skip).unwrap();
     let root = repo.root();
     let abs = |rel: &str| root.join(rel).display().to_string();
     let observed = BTreeMap::from([
@@ -402,7 +402,7 @@ fn outside_static_graph_with_and_without_an_analysis() {
 fn explain_a_first_run_and_a_test_run_anyway() {
     let repo = project();
     let mut first = session(&repo);
-    first.decide(&files(&repo)).unwrap();
+    first.decide(&files(&repo), Matchers::Skip).unwrap();
     let reasons = first.explain(&all_tests());
     assert_eq!(reasons.len(), 3);
     for (_, why) in &reasons {
@@ -410,7 +410,7 @@ fn explain_a_first_run_and_a_test_run_anyway() {
     }
     publish_all(&mut first);
     let mut second = session(&repo);
-    second.decide(&files(&repo)).unwrap();
+    second.decide(&files(&repo), Matchers::Skip).unwrap();
     let new_test = "tests/test_core.py::test_new".to_string();
     let reasons: BTreeMap<String, String> = second
         .explain(&[CORE_TESTS[0].to_string(), new_test.clone()])
