@@ -417,6 +417,10 @@ pub fn merge_entry(
     new: &Published,
     max_ids: usize,
 ) -> u64 {
+    if requirements.is_empty() && new.requirements.is_empty() {
+        // Most entries: no test of either side has a set.
+        return merge_ids(ids, &new.ids, max_ids);
+    }
     let before: std::collections::HashSet<NodeKey> = ids.iter().map(|id| id.node_key).collect();
     merge_ids(ids, &new.ids, max_ids);
     let republished: std::collections::HashSet<NodeKey> =
@@ -471,17 +475,12 @@ impl Merged {
     /// `None` when the publish leaves a stored entry as it was, so that the
     /// write can be skipped.
     pub fn of(stored: Option<&Entry>, published: &Published, max_ids: usize) -> Option<Merged> {
-        let stored_requirements = || {
-            stored
-                .and_then(|entry| entry.requirements.as_deref())
-                .cloned()
-                .unwrap_or_default()
-        };
+        let stored_requirements = stored.and_then(|entry| entry.requirements.as_deref());
         let mut ids = stored.map_or_else(Vec::new, |entry| entry.ids.to_vec());
-        let mut requirements = stored_requirements();
+        let mut requirements = stored_requirements.cloned().unwrap_or_default();
         let added = merge_entry(&mut ids, &mut requirements, published, max_ids);
         let unchanged = stored.is_some_and(|entry| *entry.ids == ids[..])
-            && requirements == stored_requirements();
+            && stored_requirements.map_or(requirements.is_empty(), |r| *r == requirements);
         (!unchanged).then_some(Merged {
             ids,
             requirements,
