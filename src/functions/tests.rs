@@ -325,25 +325,33 @@ fn editing_a_body_changes_its_digest_and_nothing_else() {
 #[test]
 fn editing_module_level_code_changes_the_skeleton_only() {
     let before = index(SAMPLE);
-    for (old, new) in [
-        ("maxsize=None", "maxsize=128"), // decorator argument
-        ("@functools.lru_cache\n", "@functools.cache\n"), // decorator
-        ("b=1", "b=2"),                  // default value
-        ("b: int = 2", "b: float = 2"),  // annotation
-        (") -> int:", ") -> float:"),    // return annotation
-        ("size = len(attr)", "size = 2"), // class attribute
-        ("x * 2 for", "x * 3 for"),      // module constant
-        ("lambda v: v * v", "lambda v: v ** 2"), // module-level lambda
-        ("\"\"\"Only a docstring.\"\"\"", "\"\"\"Other.\"\"\""), // docstring
-        ("import json\n", "import json as json\n"), // import-time code
-        ("def one():", "def one(x=0):"), // signature
-        ("async def coro", "def coro"),  // async or not
-        ("class B:", "class C:"),        // class name
-        ("def twice():\n    return 9", "def twice2():\n    return 9"), // function name
+    for (what, old, new) in [
+        ("decorator argument", "maxsize=None", "maxsize=128"),
+        ("decorator", "@functools.lru_cache\n", "@functools.cache\n"),
+        ("default value", "b=1", "b=2"),
+        ("annotation", "b: int = 2", "b: float = 2"),
+        ("return annotation", ") -> int:", ") -> float:"),
+        ("class attribute", "size = len(attr)", "size = 2"),
+        ("module constant", "x * 2 for", "x * 3 for"),
+        ("module-level lambda", "lambda v: v * v", "lambda v: v ** 2"),
+        (
+            "docstring",
+            "\"\"\"Only a docstring.\"\"\"",
+            "\"\"\"Other.\"\"\"",
+        ),
+        ("import-time code", "import json\n", "import json as json\n"),
+        ("signature", "def one():", "def one(x=0):"),
+        ("async or not", "async def coro", "def coro"),
+        ("class name", "class B:", "class C:"),
+        (
+            "function name",
+            "def twice():\n    return 9",
+            "def twice2():\n    return 9",
+        ),
     ] {
-        assert!(SAMPLE.contains(old), "{old}");
+        assert!(SAMPLE.contains(old), "{what}: {old}");
         let after = index(&SAMPLE.replacen(old, new, 1));
-        assert_ne!(after.skeleton, before.skeleton, "{old} -> {new}");
+        assert_ne!(after.skeleton, before.skeleton, "{what}");
     }
     // A decorator or a default is not in the body.
     let after = index(&SAMPLE.replacen("b=1", "b=2", 1));
@@ -526,4 +534,14 @@ fn an_empty_file_has_no_functions() {
     assert!(index.functions.is_empty());
     assert_eq!(index.function_at(1), None);
     assert_eq!(index.body_digest("f"), None);
+}
+
+/// CPython gives the module's code object line 1 whatever the file starts
+/// with; when that is a function, line 1 is the function's (the caller tells
+/// `<module>` apart by its name).
+#[test]
+fn line_1_is_the_first_functions_when_the_file_starts_with_one() {
+    let index = index("def f():\n    return 1\n\nX = f()\n");
+    assert_eq!(index.function_at(1), Some("f"));
+    assert_eq!(index.function_at(4), None);
 }
