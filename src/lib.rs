@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod functions;
 pub mod graph;
 pub mod hash;
 pub mod hashing;

@@ -1,6 +1,7 @@
 //! The persistent per-file state cache: (size, mtime, ctime, inode) -> content
-//! digest, and content digest -> scanned imports. It makes a no-change re-run
-//! nearly free. Like git's index it distrusts "racily clean" entries: a file
+//! digest, content digest -> scanned imports, and content digest -> delimited
+//! functions (or why they could not be). It makes a no-change re-run nearly
+//! free. Like git's index it distrusts "racily clean" entries: a file
 //! whose timestamps are within `RACY_WINDOW` of the moment the cache is
 //! written may still change without its stamp changing, so it is not stored.
 //! Concurrent runs are safe: the file is replaced atomically, last writer wins,
@@ -13,15 +14,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::functions::{FunctionIndex, FunctionsError, FunctionsOutcome};
 use crate::imports::scan::{ImportKind, ImportRef, ModuleString, ScanFallback, ScanResult};
 
 use super::envelope::Envelope;
 use super::Digest;
 
-/// The version is bumped whenever the format or the scanner's output changes.
+/// The version is bumped whenever the format, the scanner's output or the
+/// functions' delimitation changes (2: the functions were added).
 const FILE: Envelope = Envelope {
     magic: b"DRYCIst\0",
-    version: 1,
+    version: 2,
 };
 /// Timestamps closer than this to the write time are not trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -74,6 +77,7 @@ pub struct StateCache {
     path: Option<PathBuf>,
     files: HashMap<String, (FileStamp, Digest)>,
     scans: HashMap<Digest, Arc<ScanResult>>,
+    functions: HashMap<Digest, FunctionsOutcome>,
     /// Why the stored cache was not used, if it was not.
     pub load_warning: Option<String>,
 }
@@ -102,6 +106,7 @@ impl StateCache {
                     .into_iter()
                     .map(|(d, s)| (d, Arc::new(s.into())))
                     .collect();
+                cache.functions = stored.functions.into_iter().collect();
             }
             Ok(None) => {}
             Err(warning) => cache.load_warning = Some(warning),
@@ -120,6 +125,13 @@ impl StateCache {
         self.scans.get(digest).cloned()
     }
 
+    /// The functions of the file whose content has `digest`, as
+    /// `FunctionIndex::parse` gave them (an `Err` is remembered too, so an
+    /// unparseable file is not parsed again).
+    pub fn functions(&self, digest: &Digest) -> Option<FunctionsOutcome> {
+        self.functions.get(digest).cloned()
+    }
+
     /// Records what this run learned (`fresh`: files read this run with their
     /// stamp and digest; `scans`: their scanned imports) and writes the cache
     /// atomically.
@@ -127,6 +139,18 @@ impl StateCache {
         &self,
         fresh: impl IntoIterator<Item = (String, FileStamp, Digest)>,
         scans: impl IntoIterator<Item = (Digest, Arc<ScanResult>)>,
+    ) -> std::io::Result<()> {
+        self.save_with_functions(fresh, scans, std::iter::empty())
+    }
+
+    /// `save`, with the functions delimited this run (`functions`: by content
+    /// digest). Errors that are not about the source (a parser failure) are
+    /// not remembered.
+    pub fn save_with_functions(
+        &self,
+        fresh: impl IntoIterator<Item = (String, FileStamp, Digest)>,
+        scans: impl IntoIterator<Item = (Digest, Arc<ScanResult>)>,
+        functions: impl IntoIterator<Item = (Digest, FunctionsOutcome)>,
     ) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -148,7 +172,8 @@ impl StateCache {
         let files: Vec<(&str, &FileStamp, &Digest)> = kept
             .map(|(rel, (stamp, digest))| (rel.as_str(), stamp, digest))
             .collect();
-        // Keep only scans of digests still referenced, so the file does not grow forever.
+        // Keep only scans and functions of digests still referenced, so the
+        // file does not grow forever.
         let live: std::collections::HashSet<&Digest> = files.iter().map(|(_, _, d)| *d).collect();
         let new_scans: HashMap<Digest, Arc<ScanResult>> = scans.into_iter().collect();
         let scans = self
@@ -159,7 +184,29 @@ impl StateCache {
             .filter(|(digest, _)| live.contains(digest))
             .map(|(digest, scan)| (digest, StoredScanRef::from(scan.as_ref())))
             .collect();
-        FILE.save(path, &StoredRef { files, scans })
+        let new_functions: HashMap<Digest, FunctionsOutcome> = functions.into_iter().collect();
+        let functions = self
+            .functions
+            .iter()
+            .filter(|(digest, _)| !new_functions.contains_key(*digest))
+            .chain(new_functions.iter())
+            .filter(|(digest, outcome)| {
+                live.contains(digest)
+                    && outcome
+                        .as_ref()
+                        .err()
+                        .is_none_or(FunctionsError::is_about_the_source)
+            })
+            .map(|(digest, outcome)| (digest, outcome.as_deref()))
+            .collect();
+        FILE.save(
+            path,
+            &StoredRef {
+                files,
+                scans,
+                functions,
+            },
+        )
     }
 }
 
@@ -168,6 +215,7 @@ impl StateCache {
 struct StoredRef<'a> {
     files: Vec<(&'a str, &'a FileStamp, &'a Digest)>,
     scans: Vec<(&'a Digest, StoredScanRef<'a>)>,
+    functions: Vec<(&'a Digest, Result<&'a FunctionIndex, &'a FunctionsError>)>,
 }
 
 #[derive(Serialize)]
@@ -181,6 +229,7 @@ struct StoredScanRef<'a> {
 struct Stored {
     files: Vec<(String, FileStamp, Digest)>,
     scans: Vec<(Digest, StoredScan)>,
+    functions: Vec<(Digest, FunctionsOutcome)>,
 }
 
 /// ScanResult in a serializable form (the scanner's types stay serde-free).
@@ -289,6 +338,60 @@ mod tests {
         );
         assert!(loaded.scan(&d1).is_some());
         assert_eq!(loaded.digest("a.py", &stamp(1_000_001)), None);
+    }
+
+    #[test]
+    fn functions_round_trip_while_their_digest_is_referenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.bin");
+        let source = b"import os\n\nclass A:\n    @property\n    def x(self):\n        return 1\n";
+        let index = Arc::new(FunctionIndex::parse(source).unwrap());
+        let (parsed, broken, unreferenced, parser_failed) = (
+            Digest::of(source),
+            Digest::of(b"def f(:\n"),
+            Digest::of(b"gone"),
+            Digest::of(b"parser"),
+        );
+        let syntax = FunctionsError::Syntax { line: 1 };
+        StateCache::load(&path)
+            .save_with_functions(
+                vec![
+                    ("a.py".into(), stamp(10), parsed),
+                    ("b.py".into(), stamp(10), broken),
+                    ("c.py".into(), stamp(10), parser_failed),
+                ],
+                vec![],
+                vec![
+                    (parsed, Ok(index.clone())),
+                    (broken, Err(syntax.clone())),
+                    (unreferenced, Ok(index.clone())),
+                    (parser_failed, Err(FunctionsError::Parser("test".into()))),
+                ],
+            )
+            .unwrap();
+        let loaded = StateCache::load(&path);
+        assert!(loaded.load_warning.is_none());
+        let found = loaded.functions(&parsed).unwrap().unwrap();
+        assert_eq!(*found, *index);
+        assert_eq!(found.function_at(5), Some("A.x"));
+        assert_eq!(loaded.functions(&broken), Some(Err(syntax)));
+        assert_eq!(loaded.functions(&unreferenced), None, "no file has it");
+        assert_eq!(
+            loaded.functions(&parser_failed),
+            None,
+            "a parser failure is not the file's"
+        );
+
+        // A save without functions keeps those still referenced.
+        loaded
+            .save(
+                vec![("b.py".into(), stamp(11), Digest::of(b"fixed"))],
+                vec![],
+            )
+            .unwrap();
+        let loaded = StateCache::load(&path);
+        assert!(loaded.functions(&parsed).is_some());
+        assert_eq!(loaded.functions(&broken), None, "b.py changed");
     }
 
     #[test]
