@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::state::StateCache;
 use crate::files::{read_facts, Digest, FileDigest, Needs};
+use crate::functions::{FunctionIndex, MODULE_LEVEL};
 use crate::hash::DependencyHash;
 use crate::hashing::hash_field;
 
@@ -29,6 +30,11 @@ pub struct Observed {
     pub modules: Vec<String>,
     /// Variable -> value when read (`None`: not set).
     pub env: BTreeMap<String, Option<String>>,
+    /// Under function-level keys, the repository functions it ran
+    /// (`path::qualname`, path relative to the root); None when they were
+    /// not all seen (or keys are file-level).
+    #[serde(default)]
+    pub functions: Option<Vec<String>>,
 }
 
 impl Observed {
@@ -37,6 +43,7 @@ impl Observed {
             && self.listings.is_empty()
             && self.modules.is_empty()
             && self.env.is_empty()
+            && self.functions.as_ref().is_none_or(Vec::is_empty)
     }
 }
 
@@ -64,6 +71,16 @@ pub enum Requirement {
         name: String,
         value: Option<Digest>,
     },
+    /// Under function-level keys: the code of one file that a test depends
+    /// on, its module-level code (`skeleton`) and the bodies of the functions
+    /// it ran or could have reached (qualname -> body digest). `file` is the
+    /// whole file's digest then: while it holds, so does everything else.
+    Code {
+        path: String,
+        file: Digest,
+        skeleton: Digest,
+        functions: Vec<(String, Digest)>,
+    },
 }
 
 impl fmt::Display for Requirement {
@@ -73,6 +90,7 @@ impl fmt::Display for Requirement {
             Requirement::Listing { path, .. } => write!(f, "listing of {path}"),
             Requirement::Module { path, .. } => write!(f, "module {path}"),
             Requirement::Env { name, .. } => write!(f, "environment variable {name}"),
+            Requirement::Code { path, .. } => write!(f, "code of {path}"),
         }
     }
 }
@@ -101,6 +119,36 @@ impl RequirementSet {
     }
 }
 
+/// A Python file's code as it is now.
+struct CodeNow {
+    file: Digest,
+    /// Its module-level code; the whole file when its functions cannot be delimited.
+    skeleton: Digest,
+    index: Option<FunctionIndex>,
+}
+
+impl CodeNow {
+    fn of(bytes: &[u8]) -> Self {
+        let file = Digest::of(bytes);
+        match FunctionIndex::parse(bytes) {
+            Ok(index) => CodeNow {
+                file,
+                skeleton: index.skeleton,
+                index: Some(index),
+            },
+            Err(_) => CodeNow {
+                file,
+                skeleton: file,
+                index: None,
+            },
+        }
+    }
+
+    fn body(&self, qualname: &str) -> Option<Digest> {
+        self.index.as_ref()?.body_digest(qualname)
+    }
+}
+
 /// Reads the current state of inputs, each at most once per run.
 pub struct Probe<'a> {
     root: PathBuf,
@@ -109,6 +157,7 @@ pub struct Probe<'a> {
     module_hashes: &'a HashMap<String, DependencyHash>,
     files: HashMap<String, Option<Digest>>,
     listings: HashMap<String, Option<Digest>>,
+    code: HashMap<String, Option<CodeNow>>,
 }
 
 impl<'a> Probe<'a> {
@@ -123,6 +172,7 @@ impl<'a> Probe<'a> {
             module_hashes,
             files: HashMap::new(),
             listings: HashMap::new(),
+            code: HashMap::new(),
         }
     }
 
@@ -170,14 +220,47 @@ impl<'a> Probe<'a> {
         digest
     }
 
+    /// The code of the Python file `stored` now; None when it cannot be read.
+    fn code(&mut self, stored: &str) -> Option<&CodeNow> {
+        if !self.code.contains_key(stored) {
+            let now = std::fs::read(self.absolute(stored))
+                .ok()
+                .map(|bytes| CodeNow::of(&bytes));
+            self.code.insert(stored.to_string(), now);
+        }
+        self.code.get(stored)?.as_ref()
+    }
+
     fn env(name: &str) -> Option<Digest> {
         std::env::var(name).ok().map(|value| env_digest(&value))
     }
 
-    /// The requirements `observed` makes, with what each input is now; or
-    /// the first input that cannot be established (the test is not recorded).
-    pub fn establish(&mut self, observed: &Observed) -> Result<RequirementSet, String> {
+    /// The requirements `observed` makes, and under function-level keys
+    /// those of `code` (path relative to the root -> qualnames, `<module>`
+    /// for module-level code only), with what each input is now; or the
+    /// first input that cannot be established (the test is not recorded).
+    pub fn establish(
+        &mut self,
+        observed: &Observed,
+        code: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<RequirementSet, String> {
         let mut set = BTreeSet::new();
+        for (path, qualnames) in code {
+            let now = self.code(path).ok_or_else(|| format!("code of {path}"))?;
+            let mut functions = Vec::new();
+            for qualname in qualnames.iter().filter(|q| *q != MODULE_LEVEL) {
+                let body = now
+                    .body(qualname)
+                    .ok_or_else(|| format!("function {path}::{qualname}"))?;
+                functions.push((qualname.clone(), body));
+            }
+            set.insert(Requirement::Code {
+                path: path.clone(),
+                file: now.file,
+                skeleton: now.skeleton,
+                functions,
+            });
+        }
         for path in &observed.files {
             let path = self.stored_path(path);
             let digest = self.file(&path).ok_or_else(|| format!("file {path}"))?;
@@ -209,18 +292,54 @@ impl<'a> Probe<'a> {
         Ok(RequirementSet(set.into_iter().collect()))
     }
 
-    /// The first requirement of `set` that no longer holds, if any.
-    pub fn first_unmet<'s>(&mut self, set: &'s RequirementSet) -> Option<&'s Requirement> {
-        set.0.iter().find(|requirement| !self.holds(requirement))
+    /// Why the first requirement of `set` that no longer holds does not
+    /// (a sentence for `explain`), if any.
+    pub fn first_unmet(&mut self, set: &RequirementSet) -> Option<String> {
+        set.0.iter().find_map(|requirement| self.unmet(requirement))
     }
 
-    fn holds(&mut self, requirement: &Requirement) -> bool {
-        match requirement {
+    fn unmet(&mut self, requirement: &Requirement) -> Option<String> {
+        let holds = match requirement {
             Requirement::File { path, digest } => self.file(path) == Some(*digest),
             Requirement::Listing { path, names } => self.listing(path) == Some(*names),
             Requirement::Module { path, hash } => self.module_hashes.get(path) == Some(hash),
             Requirement::Env { name, value } => Self::env(name) == *value,
+            Requirement::Code {
+                path,
+                file,
+                skeleton,
+                functions,
+            } => {
+                // The state cache answers for an unchanged file with a stat.
+                if self.file(path) == Some(*file) {
+                    return None;
+                }
+                return self.code_unmet(path, skeleton, functions);
+            }
+        };
+        (!holds).then(|| format!("an observed input changed: {requirement}"))
+    }
+
+    fn code_unmet(
+        &mut self,
+        path: &str,
+        skeleton: &Digest,
+        functions: &[(String, Digest)],
+    ) -> Option<String> {
+        let Some(now) = self.code(path) else {
+            return Some(format!("{path}, whose code it ran, cannot be read"));
+        };
+        if now.skeleton != *skeleton {
+            return Some(format!(
+                "the module-level code of {path}, which it ran, changed"
+            ));
         }
+        functions
+            .iter()
+            .find(|(qualname, body)| now.body(qualname) != Some(*body))
+            .map(|(qualname, _)| {
+                format!("a function it ran or could reach changed: {path}::{qualname}")
+            })
     }
 }
 
@@ -255,9 +374,10 @@ mod tests {
             listings: vec![root.join("res").display().to_string()],
             modules: vec![],
             env: BTreeMap::from([("DRYCI_REQUIREMENTS_TEST_UNSET".to_string(), None)]),
+            functions: None,
         };
         let set = Probe::new(&root, &state, &modules)
-            .establish(&observed)
+            .establish(&observed, &BTreeMap::new())
             .unwrap();
         assert_eq!(set.0.len(), 3);
         assert!(matches!(&set.0[0], Requirement::File { path, .. } if path == "res/a.txt"));
@@ -265,24 +385,30 @@ mod tests {
         assert_eq!(Probe::new(&root, &state, &modules).first_unmet(&set), None);
 
         std::fs::write(root.join("res/b.txt"), "b").unwrap();
-        let unmet = Probe::new(&root, &state, &modules)
-            .first_unmet(&set)
-            .cloned();
+        let unmet = Probe::new(&root, &state, &modules).first_unmet(&set);
         assert!(
-            matches!(unmet, Some(Requirement::Listing { .. })),
+            unmet
+                .as_deref()
+                .is_some_and(|u| u.ends_with("listing of res")),
             "{unmet:?}"
         );
         std::fs::remove_file(root.join("res/b.txt")).unwrap();
         std::fs::write(root.join("res/a.txt"), "changed").unwrap();
-        let unmet = Probe::new(&root, &state, &modules)
-            .first_unmet(&set)
-            .cloned();
-        assert!(matches!(unmet, Some(Requirement::File { .. })), "{unmet:?}");
+        let unmet = Probe::new(&root, &state, &modules).first_unmet(&set);
+        assert!(
+            unmet
+                .as_deref()
+                .is_some_and(|u| u.ends_with("file res/a.txt")),
+            "{unmet:?}"
+        );
         std::fs::remove_file(root.join("res/a.txt")).unwrap();
-        let unmet = Probe::new(&root, &state, &modules)
-            .first_unmet(&set)
-            .cloned();
-        assert!(matches!(unmet, Some(Requirement::File { .. })), "{unmet:?}");
+        let unmet = Probe::new(&root, &state, &modules).first_unmet(&set);
+        assert!(
+            unmet
+                .as_deref()
+                .is_some_and(|u| u.ends_with("file res/a.txt")),
+            "{unmet:?}"
+        );
     }
 
     #[test]
@@ -295,13 +421,13 @@ mod tests {
             ..Observed::default()
         };
         let mut probe = Probe::new(dir.path(), &state, &modules);
-        assert!(probe.establish(&observed).is_err());
+        assert!(probe.establish(&observed, &BTreeMap::new()).is_err());
         let module = Observed {
             modules: vec![dir.path().join("pkg/mod.py").display().to_string()],
             ..Observed::default()
         };
         assert_eq!(
-            probe.establish(&module),
+            probe.establish(&module, &BTreeMap::new()),
             Err("module pkg/mod.py".to_string())
         );
     }
@@ -316,13 +442,13 @@ mod tests {
             env: BTreeMap::from([("PATH".to_string(), path_value.clone())]),
             ..Observed::default()
         };
-        let set = probe.establish(&observed).unwrap();
+        let set = probe.establish(&observed, &BTreeMap::new()).unwrap();
         assert_eq!(probe.first_unmet(&set), None);
         let other = Observed {
             env: BTreeMap::from([("PATH".to_string(), Some("/elsewhere".to_string()))]),
             ..Observed::default()
         };
-        let set = probe.establish(&other).unwrap();
+        let set = probe.establish(&other, &BTreeMap::new()).unwrap();
         assert!(probe.first_unmet(&set).is_some());
     }
 }

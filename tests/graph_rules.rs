@@ -335,6 +335,7 @@ fn example_project_graph_is_pinned() {
         inputs: None,
         salt: dryci::hash::Salt::new("", None),
         state_cache: dryci::analysis::StateCacheMode::Off,
+        function_level: None,
     };
     let analysis = dryci::analysis::analyze(&request).unwrap();
     assert!(analysis.warnings.is_empty(), "{:?}", analysis.warnings);

@@ -75,6 +75,7 @@ fn publish_all(session: &mut Session) {
             &passes,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &[],
             &collections,
             counts,
         )
@@ -160,6 +161,7 @@ fn a_collection_is_recorded_whatever_passed_and_complete_only_when_each_test_pas
             &passes,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &[],
             &collections,
             OtherCounts::default(),
         )
@@ -204,6 +206,7 @@ fn a_worker_matches_with_the_controllers_answers_and_does_nothing_else() {
             &nothing,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &[],
             &BTreeMap::new(),
             OtherCounts::default()
         ),
@@ -238,6 +241,7 @@ fn a_file_that_cannot_be_hashed_says_why_and_nothing_of_it_is_published() {
             &passes,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &[],
             &BTreeMap::new(),
             OtherCounts::default(),
         )
@@ -270,6 +274,7 @@ fn settings_of(repo: &Repo) -> SessionSettings {
         local_store: true,
         server: None,
         query: true,
+        function_level: None,
     }
 }
 
@@ -286,6 +291,7 @@ fn publish_observed(session: &mut Session, observed: Observed) -> usize {
             &passes,
             &BTreeMap::new(),
             &observed,
+            &[],
             &BTreeMap::new(),
             OtherCounts::default(),
         )
@@ -315,6 +321,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
             listings: vec![root.join("data").display().to_string()],
             modules: vec![root.join("plugins/csv.py").display().to_string()],
             env: BTreeMap::from([("DRYCI_SESSION_TEST_NEVER_SET".to_string(), None)]),
+            functions: None,
         },
     );
     assert_eq!(published, 1);
@@ -424,4 +431,128 @@ fn explain_a_first_run_and_a_test_run_anyway() {
         reasons[&new_test].starts_with("its test file's key is unchanged"),
         "{reasons:?}"
     );
+}
+
+/// Under function-level keys: a project whose package `__init__` imports
+/// every module, a test recorded with the functions it ran and the calls
+/// seen in the session.
+mod function_level {
+    use super::*;
+    use dryci::analysis::FunctionLevel;
+
+    const TEST: &str = "tests/test_m.py::test_lookup";
+
+    fn project() -> Repo {
+        Repo::new(&[
+            ("pkg/__init__.py", "from . import m, other\n"),
+            (
+                "pkg/m.py",
+                "def lookup(k):\n    return compute(k)\n\ndef compute(k):\n    return k\n",
+            ),
+            ("pkg/other.py", "def unrelated():\n    return 1\n"),
+            (
+                "tests/test_m.py",
+                "from pkg.m import lookup\n\ndef test_lookup():\n    assert lookup(1) == 1\n",
+            ),
+        ])
+    }
+
+    fn session(repo: &Repo) -> Session {
+        Session::new(SessionSettings {
+            function_level: Some(FunctionLevel::default()),
+            ..settings_of(repo)
+        })
+    }
+
+    fn test_files(repo: &Repo) -> Vec<(String, PathBuf)> {
+        vec![(
+            "tests/test_m.py".to_string(),
+            repo.root().join("tests/test_m.py"),
+        )]
+    }
+
+    /// Publishes TEST, seen to run `ran`, with `calls` seen in the session.
+    fn publish(repo: &Repo, ran: Option<&[&str]>, calls: &[(&str, &str)]) -> usize {
+        let mut session = session(repo);
+        session.decide(&test_files(repo), Matchers::Skip).unwrap();
+        let passes = BTreeMap::from([(
+            "tests/test_m.py".to_string(),
+            BTreeMap::from([(TEST.to_string(), Some(1))]),
+        )]);
+        let observed = Observed {
+            functions: ran.map(|names| names.iter().map(|n| n.to_string()).collect()),
+            ..Observed::default()
+        };
+        let calls: Vec<(String, String)> = calls
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let publication = session
+            .publish(
+                &passes,
+                &BTreeMap::new(),
+                &BTreeMap::from([(TEST.to_string(), observed)]),
+                &calls,
+                &BTreeMap::new(),
+                OtherCounts::default(),
+            )
+            .unwrap();
+        assert_eq!(publication.warnings, Vec::<String>::new());
+        publication.published
+    }
+
+    fn served(repo: &Repo) -> bool {
+        let mut session = session(repo);
+        session.decide(&test_files(repo), Matchers::Skip).unwrap();
+        !session.passed(&[TEST.to_string()]).is_empty()
+    }
+
+    #[test]
+    fn an_edit_runs_the_test_only_when_it_ran_or_could_reach_the_code() {
+        let repo = project();
+        // The test only looked the result up; another test's run showed
+        // that `lookup` calls `compute`.
+        let ran = ["tests/test_m.py::test_lookup", "pkg/m.py::lookup"];
+        let calls = [("pkg/m.py::lookup", "pkg/m.py::compute")];
+        assert_eq!(publish(&repo, Some(&ran), &calls), 1);
+        assert!(served(&repo));
+        // A function no test ran: still served, though the whole package is
+        // in the test file's static closure.
+        repo.write("pkg/other.py", "def unrelated():\n    return 2\n");
+        assert!(
+            served(&repo),
+            "an edit of a function the test never reached"
+        );
+        // The callee it could reach through the call graph.
+        repo.write(
+            "pkg/m.py",
+            "def lookup(k):\n    return compute(k)\n\ndef compute(k):\n    return k + 1\n",
+        );
+        assert!(!served(&repo), "an edit of a function it could reach");
+        // Module-level code is in the key.
+        assert_eq!(publish(&repo, Some(&ran), &calls), 1);
+        assert!(served(&repo));
+        repo.write(
+            "pkg/other.py",
+            "LIMIT = 3\ndef unrelated():\n    return 2\n",
+        );
+        assert!(
+            !served(&repo),
+            "an edit of module-level code of the closure"
+        );
+    }
+
+    #[test]
+    fn a_test_whose_functions_were_not_all_seen_is_not_recorded() {
+        let repo = project();
+        assert_eq!(publish(&repo, None, &[]), 0);
+        assert!(!served(&repo));
+    }
+
+    #[test]
+    fn a_function_that_is_gone_by_publish_time_is_not_recorded() {
+        let repo = project();
+        let ran = ["tests/test_m.py::test_lookup", "pkg/m.py::renamed"];
+        assert_eq!(publish(&repo, Some(&ran), &[]), 0);
+    }
 }

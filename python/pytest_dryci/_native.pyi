@@ -11,6 +11,13 @@ __all__ = [
     "__version__",
     "add_audit_hook",
     "cli_main",
+    "close_function_window",
+    "open_function_window",
+    "profile_thread",
+    "start_function_profiler",
+    "stop_function_profiler",
+    "take_function_calls",
+    "window_functions",
 ]
 
 __version__: str
@@ -65,6 +72,7 @@ class Session:
         token: str | None = None,
         timeout: float = 3.0,
         query: bool = True,
+        function_level: list[str] | None = None,
     ) -> Session: ...
     @staticmethod
     def restore(data: bytes) -> Session: ...
@@ -78,6 +86,7 @@ class Session:
         observed: dict[str, dict],
         collections: dict[str, tuple[list[str], str | None]],
         *,
+        calls: list[tuple[str, str]] = ...,
         total: int,
         failed: int,
         skipped: int,
@@ -88,3 +97,10 @@ class Session:
 
 def cli_main(argv: list[str]) -> int: ...
 def add_audit_hook(callback: Callable[[str, tuple], None]) -> None: ...
+def start_function_profiler(root: str, ignored: list[str]) -> None: ...
+def stop_function_profiler() -> None: ...
+def profile_thread() -> None: ...
+def open_function_window() -> None: ...
+def window_functions() -> list[str] | None: ...
+def close_function_window() -> list[str] | None: ...
+def take_function_calls() -> list[tuple[str, str]]: ...

@@ -43,11 +43,21 @@ class Decisions:
 
     @classmethod
     def for_controller(
-        cls, config: pytest.Config, settings: Settings, degradations: Degradations
+        cls,
+        config: pytest.Config,
+        settings: Settings,
+        degradations: Degradations,
+        function_level: list[str] | None = None,
     ) -> Decisions:
-        # Passes recorded with observed inputs must never meet a run without them.
+        """`function_level`: under function-level keys, the repository files
+        keyed by their whole content (imported before the hook); None under
+        file-level keys."""
+        # Passes recorded with observed inputs must never meet a run without
+        # them, nor function-level records a run that keys whole files.
         observing = "on" if settings.observe else "off"
         salt = f"{settings.salt}\noptions:{options_fingerprint(config)}\nobserve:{observing}"
+        if function_level is not None:
+            salt += "\nprecision:function\n" + "\n".join(function_level)
         python_env = (
             environment_fingerprint(str(settings.root / ".dryci"))
             if settings.hash_environment
@@ -63,6 +73,7 @@ class Decisions:
                 token=settings.token,
                 timeout=settings.timeout,
                 query=settings.skip,
+                function_level=function_level,
             )
         except DryciError as err:
             degradations.add(str(err))

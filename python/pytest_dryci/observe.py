@@ -82,9 +82,21 @@ class Reads:
 
     kinds: dict[str, set[str]] | None = None
     env: dict[str, str | None] | None = None
+    # Under function-level keys: the repository functions it ran, and
+    # whether some of its calls may have gone unnoted (no record then).
+    functions: set[str] | None = None
+    functions_missed = False
 
     def __bool__(self) -> bool:
-        return bool(self.kinds or self.env)
+        return bool(self.kinds or self.env or self.functions or self.functions_missed)
+
+    def add_functions(self, names: list[str] | None) -> None:
+        if names is None:
+            self.functions_missed = True
+        elif names:
+            if self.functions is None:
+                self.functions = set()
+            self.functions.update(names)
 
     def add(self, kind: str, value: str) -> None:
         if self.kinds is None:
@@ -105,6 +117,10 @@ class Reads:
                 self.add(kind, value)
         for name, value in (other.env or {}).items():
             self.add_env(name, value)
+        if other.functions_missed:
+            self.functions_missed = True
+        if other.functions:
+            self.add_functions(list(other.functions))
 
 
 def default_ignored(rootpath: Path) -> list[str]:
@@ -117,6 +133,16 @@ def default_ignored(rootpath: Path) -> list[str]:
     ignored += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
     ignored += [str(rootpath / name) for name in (".dryci", ".pytest_cache")]
     return sorted({os.path.normpath(p) for p in ignored if p})
+
+
+def ignored_paths(rootpath: Path, observe_ignore: list[str], basetemp: str | None) -> list[str]:
+    """`default_ignored`, the ini's `dryci_observe_ignore` and the run's
+    `--basetemp`: reads there are no inputs, and code there is not the repository's."""
+    ignored = default_ignored(rootpath)
+    ignored += [str(rootpath / path) for path in observe_ignore]
+    if basetemp:
+        ignored.append(os.path.abspath(basetemp))
+    return ignored
 
 
 def _pytest_temp_root() -> str:
@@ -152,6 +178,11 @@ class Observer:
         self._probed = False
         self._environ_getitem = None
         self._gcd_import = None
+        # Under function-level keys: every test's inputs name the functions
+        # it ran (`functions`), an empty list included, unless they cannot
+        # be trusted (a worker that ran code its controller's key left out).
+        self.functions = False
+        self.functions_trusted = True
 
     # -- installing --------------------------------------------------------------
 
@@ -298,7 +329,7 @@ class Observer:
         run did not write, executables among them, and modules by their file
         (built-ins have none). An empty dict when nothing was read."""
         if not reads:
-            return {}
+            return {"functions": []} if self.functions and self.functions_trusted else {}
         executables = {p for p in reads.get("subprocesses") if os.path.isabs(p)}
         candidates = (reads.get("files") | executables) - self.written
         files = sorted(p for p in candidates if not self._is_ignored(p) and os.path.isfile(p))
@@ -307,7 +338,7 @@ class Observer:
             module_file = getattr(sys.modules.get(name), "__file__", None)
             if module_file and not self._is_ignored(os.path.normpath(module_file)):
                 modules.add(os.path.normpath(module_file))
-        return {
+        inputs = {
             "files": files,
             "listings": sorted(reads.get("listings") - self.written),
             "modules": sorted(modules),
@@ -315,6 +346,9 @@ class Observer:
             "subprocesses": sorted(reads.get("subprocesses")),
             "network": sorted(reads.get("network")),
         }
+        if self.functions and self.functions_trusted and not reads.functions_missed:
+            inputs["functions"] = sorted(reads.functions or ())
+        return inputs
 
 
 def _executable(event: str, args: tuple) -> str:
@@ -391,7 +425,7 @@ class Attribution:
                 reads.update(inherited.reads)
                 reads.update(own)
                 return self.observer.inputs(reads)
-        return self.observer.inputs(own) if own else {}
+        return self.observer.inputs(own) if own else self.observer.inputs(Reads())
 
     def _inherited_by(self, item) -> _Inherited:
         parent = item.parent

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_dryci import _native
+from pytest_dryci.functions import CALLS_ATTRIBUTE
+from pytest_dryci.functions import stop as stop_functions
 from pytest_dryci.observe import REPORT_ATTRIBUTE, Attribution, Observer, Reads
 
 
 class ObservingPlugin:
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: Observer, functions: bool = False) -> None:
         self.observer = observer
+        # Under function-level keys each window also notes the repository
+        # functions that run in it (`functions`), in the profiler's windows,
+        # opened and closed with these.
+        self.functions = functions
+        observer.functions = functions
         self.stack = observer.stack  # the windows, innermost last
         self.attribution = Attribution(observer)
         # The item whose protocol runs (its teardown report gets its inputs)
@@ -33,18 +41,26 @@ class ObservingPlugin:
         # session; its `scope` is three Python calls away).
         self.function_scoped: dict[object, bool] = {}
 
+    def _open(self) -> Reads:
+        reads = Reads()
+        self.stack.append(reads)
+        if self.functions:
+            _native.open_function_window()
+        return reads
+
     def _close(self, reads: Reads) -> bool:
-        """Closes the innermost window, `reads`; whether it read anything."""
+        """Closes the innermost window, `reads`; whether it read (or ran) anything."""
         stack = self.stack
         if stack and stack[-1] is reads:
             stack.pop()
-        return bool(reads.kinds or reads.env)
+            if self.functions:
+                reads.add_functions(_native.close_function_window())
+        return bool(reads)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_make_collect_report(self, collector: pytest.Collector):
         # pytest's own walk of the folders is machinery, left out by the observer.
-        reads = Reads()
-        self.stack.append(reads)
+        reads = self._open()
         try:
             return (yield)
         finally:
@@ -60,8 +76,7 @@ class ObservingPlugin:
         if function_scoped:
             return (yield)
         # Set up once for many tests: its reads count for each test that uses it.
-        reads = Reads()
-        self.stack.append(reads)
+        reads = self._open()
         try:
             return (yield)
         finally:
@@ -76,11 +91,15 @@ class ObservingPlugin:
         self.running = item
         stack = self.stack
         stack.append(reads)
+        if self.functions:
+            _native.open_function_window()
         try:
             return (yield)
         finally:
             if stack and stack[-1] is reads:
                 stack.pop()
+                if self.functions:
+                    _native.close_function_window()  # `attach` took what it ran
             self.running, self.reads = outer
 
     def attach(self, report: pytest.TestReport) -> None:
@@ -96,7 +115,13 @@ class ObservingPlugin:
             return
         own = self.reads
         attribution = self.attribution
-        if attribution.collectors or attribution.fixtures or own.kinds or own.env:
+        if self.functions:
+            own.add_functions(_native.window_functions())
+            calls = _native.take_function_calls()
+            if calls:
+                setattr(report, CALLS_ATTRIBUTE, calls)
+            observed = attribution.test_inputs(item, own)
+        elif attribution.collectors or attribution.fixtures or own.kinds or own.env:
             observed = attribution.test_inputs(item, own)
         else:
             observed = {}  # most tests
@@ -104,3 +129,5 @@ class ObservingPlugin:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.observer.close()
+        if self.functions:
+            stop_functions()

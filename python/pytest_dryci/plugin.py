@@ -59,7 +59,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "dependency graph (files, listings, modules, variables, subprocesses, network), "
         "with the path_rules that would make file inputs static",
     )
+    group.addoption(
+        "--dryci-precision",
+        choices=("file", "function"),
+        default=None,
+        help="what a test's key holds of the code it depends on: every file of its static "
+        "closure whole (file, the default), or their module-level code and the bodies of "
+        "the functions the test was seen to run (function: an edit of one function runs "
+        "only the tests that ran it)",
+    )
     parser.addini("dryci", type="bool", default=False, help="turn DryCI on (like --dryci)")
+    parser.addini(
+        "dryci_precision", default="file", help="file or function (like --dryci-precision)"
+    )
     parser.addini("dryci_config", default="", help="DryCI rules file (like --dryci-config)")
     parser.addini(
         "dryci_skip_collection",
@@ -113,3 +125,24 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_dryci.session import DryciSession
 
     config.pluginmanager.register(DryciSession(config), "dryci-session")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> None:
+    """Under function-level keys, the functions that run are noted from
+    before the first conftest.py is imported (and what it imports)."""
+    if _function_level(early_config):
+        from pytest_dryci.functions import start
+
+        start(early_config)
+
+
+def _function_level(config: pytest.Config) -> bool:
+    """Whether this run keys tests at function level, read before the
+    plugin is configured (the options are parsed by then)."""
+    options = config.known_args_namespace
+    enabled = getattr(options, "dryci", None)
+    if enabled is None:
+        enabled = config.getini("dryci")
+    precision = getattr(options, "dryci_precision", None) or config.getini("dryci_precision")
+    return bool(enabled) and precision == "function" and bool(config.getini("dryci_observe"))

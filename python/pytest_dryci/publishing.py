@@ -11,6 +11,7 @@ import pytest
 
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import file_part
+from pytest_dryci.functions import CALLS_ATTRIBUTE
 from pytest_dryci.observe import REPORT_ATTRIBUTE
 from pytest_dryci.outcomes import OutcomeTracker
 from pytest_dryci.selection import CannotAnswer, Selection
@@ -21,8 +22,19 @@ from pytest_dryci.settings import Degradations
 class RunRecord:
     """What the controller saw of this run."""
 
-    def __init__(self, observing: bool, serve_subprocess: bool, serve_network: bool) -> None:
+    def __init__(
+        self,
+        observing: bool,
+        serve_subprocess: bool,
+        serve_network: bool,
+        functions: bool = False,
+    ) -> None:
         self.observing = observing
+        # Under function-level keys, only a pass whose functions were all
+        # noted may be published, and the calls between functions seen by
+        # every test (served or not, passed or not) make the session's call graph.
+        self.functions = functions
+        self.calls: list[tuple[str, str]] = []
         # which observed kinds of test may be published, so served next time
         self.servable = {"subprocesses": serve_subprocess, "network": serve_network}
         self.tracker = OutcomeTracker()
@@ -44,6 +56,10 @@ class RunRecord:
         self.deselected_files: dict[str, list[str]] = {}
 
     def record(self, report: pytest.TestReport) -> None:
+        if self.functions:
+            calls = getattr(report, CALLS_ATTRIBUTE, None)
+            if calls:
+                self.calls.extend((caller, callee) for caller, callee in calls)
         nodeid = report.nodeid
         if nodeid in self.served_nodeids:
             return  # a served test, or the teardown after a cache skip
@@ -60,6 +76,11 @@ class RunRecord:
         """node id -> seconds, of the passes that may be published: when
         observing, only those whose inputs were observed."""
         publishable = self.tracker.publishable()
+        if self.functions:
+            observed = self.observed
+            publishable = {
+                n: s for n, s in publishable.items() if "functions" in observed.get(n, {})
+            }
         if self.observing:
             observed = self.observed
             if all(self.servable.values()):  # the default: only whether it was observed
@@ -145,6 +166,7 @@ def publish(
         outcomes,
         observed,
         collections,
+        calls=record.calls,
         total=total + served,
         failed=failed,
         skipped=skipped,

@@ -17,18 +17,18 @@ tests (unless --dryci-strict).
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from pytest_dryci import _native, functions
 from pytest_dryci.collection import ServedFile, report_served, settle_garbage
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import NodeIdParts, discover_test_files, explicit_files, file_part
 from pytest_dryci.hermeticity import safe_observed_report, write_report
 from pytest_dryci.last_run import write_last_run
-from pytest_dryci.observe import Observer, default_ignored
+from pytest_dryci.observe import Observer, ignored_paths
 from pytest_dryci.observing import ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.selection import (
@@ -66,11 +66,17 @@ class DryciSession:
         self.degradations = Degradations(strict=bool(config.getoption("dryci_strict")))
         self.settings = Settings.from_pytest(config, self.degradations)
         self.workerinput = getattr(config, "workerinput", None)
+        # First, so that as little as possible runs before the hook is installed.
+        self.function_level = self.start_functions()
+        self.observing = self.start_observing()
         if self.workerinput is None:
-            self.decisions = Decisions.for_controller(config, self.settings, self.degradations)
+            self.decisions = Decisions.for_controller(
+                config, self.settings, self.degradations, self.function_level
+            )
         else:
             sent = self.workerinput.get(WORKER_INPUT_KEY) or {}
             self.decisions = Decisions.from_worker_input(sent, self.degradations)
+            self.check_worker_functions(sent)
         self.parts = NodeIdParts(config.rootpath)
         self.explicit_files = explicit_files(config, self.parts)
         # Before node ids into served files are rewritten (`rewrite_node_id_args`).
@@ -84,11 +90,11 @@ class DryciSession:
         self.records_matchers = (
             self.settings.publish and self.settings.skip_collection and not self.names_node_ids
         )
-        self.observing = self.start_observing()
         self.record = RunRecord(
             observing=self.observing is not None,
             serve_subprocess=self.settings.serve_subprocess,
             serve_network=self.settings.serve_network,
+            functions=self.function_level is not None,
         )
         self.published: int | None = None
         self.explanations: list[str] = []  # --dryci-explain
@@ -109,6 +115,37 @@ class DryciSession:
         self.workers_serve = 0
         self.session: pytest.Session | None = None
 
+    def start_functions(self) -> list[str] | None:
+        """Under function-level keys, installs the hook that notes the
+        functions tests run (`functions`) and returns the repository files
+        imported before it (keyed by their whole content); None when the
+        keys stay file-level."""
+        settings = self.settings
+        if settings.precision != "function":
+            return None
+        if not settings.observe:
+            self.degradations.add(
+                "function-level keys need observation (dryci_observe = true); file-level keys"
+            )
+            return None
+        try:
+            return functions.start(self.config)
+        except Exception as err:  # an interpreter without the C profile API, say
+            self.degradations.add(f"cannot note the functions tests run ({err}); file-level keys")
+            return None
+
+    def check_worker_functions(self, sent: dict) -> None:
+        """A worker that imported a repository module the controller had not
+        imported when it decided may have run its import-time code unseen,
+        while the controller's key leaves that module's function bodies out:
+        its tests are then not recorded at function level."""
+        if self.function_level is None or self.observing is None:
+            return
+        allowed = set(sent.get("file_level") or ())
+        unseen = [path for path in self.function_level if path not in allowed]
+        if unseen:
+            self.observing.observer.functions_trusted = False
+
     def start_observing(self) -> ObservingPlugin | None:
         """Observes what each test reads (`observing`), unless switched off;
         a failure to install degrades to static keys."""
@@ -116,17 +153,17 @@ class DryciSession:
         if not settings.observe:
             return None
         try:
-            ignored = default_ignored(settings.root)
-            ignored += [str(settings.root / path) for path in settings.observe_ignore]
-            basetemp = self.config.option.basetemp
-            if basetemp:
-                ignored.append(os.path.abspath(basetemp))
+            ignored = ignored_paths(
+                settings.root, settings.observe_ignore, self.config.option.basetemp
+            )
             observer = Observer(str(settings.root), ignored)
             observer.start()
         except Exception as err:  # an interpreter without audit hooks, say
             self.degradations.add(f"cannot observe what tests read ({err}); static keys only")
+            if self.function_level is not None:
+                functions.stop()
             return None
-        plugin = ObservingPlugin(observer)
+        plugin = ObservingPlugin(observer, functions=self.function_level is not None)
         self.config.pluginmanager.register(plugin, "dryci-observing")
         return plugin
 
@@ -194,6 +231,7 @@ class DryciSession:
     def pytest_configure_node(self, node) -> None:
         sent = self.decisions.to_worker()
         sent["elided"] = {part: list(elision) for part, elision in self.elisions.items()}
+        sent["file_level"] = self.function_level or []
         node.workerinput[WORKER_INPUT_KEY] = sent
 
     # -- serving ----------------------------------------------------------------
@@ -388,6 +426,8 @@ class DryciSession:
             self.record.collected.update(output["collected"])
             self.record.matchers.update(output["matchers"])
             self.record.collection_errors.update(output["collection_errors"])
+        if self.record.functions:  # calls seen after the last report
+            self.record.calls.extend(_native.take_function_calls())
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_count():
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
         self.leave_last_run()

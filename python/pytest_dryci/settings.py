@@ -37,6 +37,8 @@ class Settings:
     # observe what each test reads at run time (`observe`)
     observe: bool
     observe_ignore: list[str]
+    # "file" or "function" (`functions`)
+    precision: str
     # whether a test that started a subprocess, or connected to the network, may be served
     serve_subprocess: bool
     serve_network: bool
@@ -58,12 +60,22 @@ class Settings:
             skip_collection=config.getini("dryci_skip_collection"),
             observe=config.getini("dryci_observe"),
             observe_ignore=list(config.getini("dryci_observe_ignore")),
+            precision=_precision(config),
             serve_subprocess=config.getini("dryci_serve_subprocess"),
             serve_network=config.getini("dryci_serve_network"),
             server=os.environ.get("DRYCI_SERVER") or None,
             token=os.environ.get("DRYCI_TOKEN") or None,
             timeout=_timeout(degradations),
         )
+
+
+def _precision(config: pytest.Config) -> str:
+    precision = config.getoption("dryci_precision") or config.getini("dryci_precision")
+    if precision not in ("file", "function"):
+        raise pytest.UsageError(
+            f"dryci_precision = {precision!r} in the ini file: expected file or function"
+        )
+    return precision
 
 
 def _timeout(degradations: Degradations) -> float:

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::files::envelope::write_atomically;
 use crate::files::state::{FileStamp, StateCache};
 use crate::files::{read_facts, Digest, FileDigest, Needs};
+use crate::functions::FunctionsOutcome;
 use crate::graph::visit_cache::{Derived, VisitCache};
 use crate::graph::DepGraph;
 use crate::hash::memo::{self, InputHash, Memo};
@@ -82,7 +83,13 @@ pub(super) fn remembered_run(
     timings.hashes = started.elapsed();
     if request.state_cache != StateCacheMode::Off && !fresh.is_empty() {
         // Files touched without a change: remember their new stamps.
-        if let Err(err) = save_state(&prepared.state, &prepared.config.root, fresh, Vec::new()) {
+        if let Err(err) = save_state(
+            &prepared.state,
+            &prepared.config.root,
+            fresh,
+            Vec::new(),
+            Vec::new(),
+        ) {
             warnings.push(format!("cannot write the state cache: {err}"));
         }
     }
@@ -102,20 +109,27 @@ pub(super) fn remembered_run(
     })
 }
 
+/// What a run learned of files, for the state cache: the files read with
+/// their stamp and digest, their scanned imports, their delimited functions.
+pub(super) struct LearnedFiles {
+    pub fresh: Vec<(String, FileStamp, Digest)>,
+    pub scans: Vec<(Digest, Arc<ScanResult>)>,
+    pub functions: Vec<(Digest, FunctionsOutcome)>,
+}
+
 /// Writes the state cache and the visit cache with what this run learned;
 /// returns a warning for each that could not be written.
 pub(super) fn save_learned(
     root: &Path,
     index: &RepoIndex,
     state: &StateCache,
-    fresh: Vec<(String, FileStamp, Digest)>,
-    scans: Vec<(Digest, Arc<ScanResult>)>,
+    files: LearnedFiles,
     visit_cache: &VisitCache,
     fresh_visits: Vec<(FileId, Digest, Arc<Derived>)>,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    if !fresh.is_empty() {
-        if let Err(err) = save_state(state, root, fresh, scans) {
+    if !files.fresh.is_empty() || !files.functions.is_empty() {
+        if let Err(err) = save_state(state, root, files.fresh, files.scans, files.functions) {
             warnings.push(format!("cannot write the state cache: {err}"));
         }
     }
@@ -174,9 +188,10 @@ fn save_state(
     root: &Path,
     fresh: Vec<(String, FileStamp, Digest)>,
     scans: Vec<(Digest, Arc<ScanResult>)>,
+    functions: Vec<(Digest, FunctionsOutcome)>,
 ) -> std::io::Result<()> {
     ignored_cache_dir(root)?;
-    state.save(fresh, scans)
+    state.save_with_functions(fresh, scans, functions)
 }
 
 /// Creates `.dryci/` with a `.gitignore`: like pytest's cache folder, it is

@@ -22,9 +22,11 @@ use crate::hash::{
 use crate::walk::{relative, RepoIndex};
 
 mod caches;
+mod skeletons;
 
 use caches::{
     ignored_cache_dir, load_memo, load_state, load_visits, remember, remembered_run, save_learned,
+    LearnedFiles,
 };
 
 /// Where the per-file state cache lives.
@@ -44,6 +46,35 @@ pub struct Request {
     pub inputs: Option<Vec<PathBuf>>,
     pub salt: Salt,
     pub state_cache: StateCacheMode,
+    /// Function-level keys; None: every file is keyed by its whole content.
+    pub function_level: Option<FunctionLevel>,
+}
+
+/// Function-level keys: each Python file of a closure contributes its
+/// module-level code only (`skeletons`), except `whole_files` (absolute),
+/// whose functions may have run before they could be seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionLevel {
+    pub whole_files: Vec<PathBuf>,
+}
+
+impl Request {
+    /// The salt's digest, with the key's precision: a function-level hash
+    /// never equals a file-level one.
+    fn salt_digest(&self) -> [u8; 32] {
+        let salt = self.salt.digest();
+        let Some(level) = &self.function_level else {
+            return salt;
+        };
+        let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 function-level salt");
+        hasher.update(&salt);
+        let mut whole: Vec<&PathBuf> = level.whole_files.iter().collect();
+        whole.sort();
+        for path in whole {
+            crate::hashing::hash_field(&mut hasher, path.to_string_lossy().as_bytes());
+        }
+        *hasher.finalize().as_bytes()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -241,7 +272,7 @@ pub fn dependency_hashes(request: &Request) -> Result<HashRun, AnalysisError> {
 fn memo_key(request: &Request, prepared: &Prepared) -> [u8; 32] {
     let context = HashContext {
         config_fingerprint: &prepared.config.fingerprint,
-        salt: request.salt.digest(),
+        salt: request.salt_digest(),
     };
     memo::key(&prepared.visit_context, &context, &prepared.requested)
 }
@@ -276,6 +307,14 @@ fn analyze_prepared(request: &Request, prepared: Prepared, key: [u8; 32]) -> Ana
     timings.graph = started.elapsed();
 
     let graph = built.graph;
+    let skeletons = request
+        .function_level
+        .as_ref()
+        .map(|level| skeletons::skeletons(&root, &graph, &state, level));
+    let (skeletons, fresh_functions) = match skeletons {
+        Some(found) => (Some(found.digests), found.fresh),
+        None => (None, Vec::new()),
+    };
     let saving = request.state_cache != StateCacheMode::Off;
     let (inputs, closures, mut warnings) = std::thread::scope(|scope| {
         // What the walk learned is written while the hashes are computed.
@@ -287,15 +326,26 @@ fn analyze_prepared(request: &Request, prepared: Prepared, key: [u8; 32]) -> Ana
                 &root,
                 &index,
                 &state,
-                built.fresh,
-                built.scans,
+                LearnedFiles {
+                    fresh: built.fresh,
+                    scans: built.scans,
+                    functions: fresh_functions,
+                },
                 &built.visit_cache,
                 built.fresh_visits,
             )
         });
         let started = Instant::now();
         let previous = memo.find(&key, &index);
-        let (inputs, closures) = hash_inputs(request, &config, &graph, &index, previous, requested);
+        let (inputs, closures) = hash_inputs(
+            request,
+            &config,
+            &graph,
+            &index,
+            previous,
+            requested,
+            skeletons.as_deref(),
+        );
         timings.hashes = started.elapsed();
         let started = Instant::now();
         let warnings = learned
@@ -344,6 +394,7 @@ fn hash_inputs(
     index: &RepoIndex,
     previous: Option<&memo::Slot>,
     requested: Vec<RequestedInput>,
+    skeletons: Option<&[Option<Digest>]>,
 ) -> (Vec<InputResult>, Closures) {
     let reuse = previous.map(|slot| memo::Reuse::new(slot, graph, index));
     let to_hash = requested
@@ -359,9 +410,9 @@ fn hash_inputs(
     };
     let context = HashContext {
         config_fingerprint: &config.fingerprint,
-        salt: request.salt.digest(),
+        salt: request.salt_digest(),
     };
-    let entries = node_entries(graph);
+    let entries = node_entries(graph, skeletons);
     let inputs = requested
         .into_par_iter()
         .enumerate()

@@ -149,6 +149,7 @@ fn request(common: &CommonArgs, inputs: Option<Vec<PathBuf>>) -> Result<Request,
         } else {
             StateCacheMode::Default
         },
+        function_level: None,
     })
 }
 

@@ -77,6 +77,10 @@ use tree_sitter::{Node, Parser, Tree};
 
 use crate::files::Digest;
 
+/// How module-level code is named where functions are (`path::<module>`):
+/// the name CPython gives a module's code object.
+pub const MODULE_LEVEL: &str = "<module>";
+
 /// The blake3 derive-key context of the skeleton digest.
 const SKELETON_CONTEXT: &str = "dryci 2026 module skeleton";
 /// The blake3 derive-key context that combines the bodies of several

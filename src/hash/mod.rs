@@ -15,7 +15,7 @@ use std::fmt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::files::{FileDigest, ReadProblem};
+use crate::files::{Digest, FileDigest, ReadProblem};
 use crate::graph::{DepGraph, NodeId};
 use crate::hashing::hash_field;
 
@@ -116,23 +116,31 @@ impl RequestedInput {
 /// it cannot contribute (unreadable).
 pub type NodeEntry = Result<[u8; 32], Unhashed>;
 
-/// The entry of every node of `graph`, computed in parallel.
-pub fn node_entries(graph: &DepGraph) -> Vec<NodeEntry> {
+/// The entry of every node of `graph`, computed in parallel. Under
+/// function-level keys, `skeletons` gives the digest of a node's
+/// module-level code, which then stands for it (None: its whole content).
+pub fn node_entries(graph: &DepGraph, skeletons: Option<&[Option<Digest>]>) -> Vec<NodeEntry> {
     graph
         .nodes
         .par_iter()
-        .map(|node| {
+        .enumerate()
+        .map(|(id, node)| {
             let mut hasher = blake3::Hasher::new_derive_key("dryci 2026 closure entry");
             hash_field(&mut hasher, node.path.as_bytes());
-            match &node.digest {
-                FileDigest::Content(digest) => {
+            let skeleton = skeletons.and_then(|skeletons| skeletons[id]);
+            match (&node.digest, skeleton) {
+                (FileDigest::Content(_), Some(skeleton)) => {
+                    hasher.update(b"S");
+                    hasher.update(&skeleton.0);
+                }
+                (FileDigest::Content(digest), None) => {
                     hasher.update(b"C");
                     hasher.update(&digest.0);
                 }
-                FileDigest::Absent => {
+                (FileDigest::Absent, _) => {
                     hasher.update(b"A");
                 }
-                FileDigest::Unreadable(problem) => {
+                (FileDigest::Unreadable(problem), _) => {
                     return Err(Unhashed::UnreadableDependency {
                         path: node.path.clone(),
                         problem: problem.clone(),

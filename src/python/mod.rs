@@ -17,8 +17,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod audit;
+mod profiler;
 
-use crate::analysis::StateCacheMode;
+use crate::analysis::{FunctionLevel, StateCacheMode};
 use crate::cache::local::Outcome;
 use crate::cache::{Collection, Matchers, ServerSettings};
 use crate::config::FrontEnd;
@@ -124,6 +125,9 @@ struct ObservedArg {
     listings: Vec<String>,
     modules: Vec<String>,
     env: BTreeMap<String, Option<String>>,
+    /// Under function-level keys, when they were all seen.
+    #[pyo3(default)]
+    functions: Option<Vec<String>>,
 }
 
 impl From<ObservedArg> for Observed {
@@ -133,6 +137,7 @@ impl From<ObservedArg> for Observed {
             listings: arg.listings,
             modules: arg.modules,
             env: arg.env,
+            functions: arg.functions,
         }
     }
 }
@@ -168,6 +173,7 @@ impl Session {
     #[pyo3(signature = (
         root, *, config=None, salt=String::new(), python_env=None, state_cache=true,
         local_store=true, server_url=None, token=None, timeout=3.0, query=true,
+        function_level=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -182,6 +188,7 @@ impl Session {
         token: Option<String>,
         timeout: f64,
         query: bool,
+        function_level: Option<Vec<PathBuf>>,
     ) -> PyResult<Self> {
         let timeout = Duration::try_from_secs_f64(timeout)
             .ok()
@@ -208,6 +215,7 @@ impl Session {
                 timeout,
             }),
             query,
+            function_level: function_level.map(|whole_files| FunctionLevel { whole_files }),
         };
         Ok(Session::wrap(session::Session::new(settings)))
     }
@@ -295,7 +303,10 @@ impl Session {
     /// test with what it was `observed` to read (node id -> inputs), and
     /// records `collections` (node-id part -> (every node id a whole
     /// collection of the file produced, the matcher data or None)).
-    #[pyo3(signature = (passes, outcomes, observed, collections, *, total, failed, skipped, served))]
+    #[pyo3(signature = (
+        passes, outcomes, observed, collections, *, calls=Vec::new(), total, failed, skipped,
+        served,
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -304,6 +315,7 @@ impl Session {
         outcomes: BTreeMap<String, (String, String)>,
         observed: BTreeMap<String, ObservedArg>,
         collections: BTreeMap<String, (Vec<String>, Option<String>)>,
+        calls: Vec<(String, String)>,
         total: u64,
         failed: u64,
         skipped: u64,
@@ -338,7 +350,7 @@ impl Session {
         let publication = py
             .detach(|| {
                 self.lock()
-                    .publish(&passes, &results, &observed, &collections, counts)
+                    .publish(&passes, &results, &observed, &calls, &collections, counts)
             })
             .map_err(|e| session_error(py, e))?;
         Ok(Publication {
@@ -379,5 +391,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Publication>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(audit::add_audit_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::start_function_profiler, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::stop_function_profiler, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::profile_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::open_function_window, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::window_functions, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::close_function_window, m)?)?;
+    m.add_function(wrap_pyfunction!(profiler::take_function_calls, m)?)?;
     Ok(())
 }

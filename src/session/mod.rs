@@ -15,12 +15,14 @@
 //! A pass recorded with the inputs its test read at run time is served only
 //! while every one of them still holds (`observed`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{analyze, dependency_hashes, AnalysisError, Request, StateCacheMode};
+use crate::analysis::{
+    analyze, dependency_hashes, AnalysisError, FunctionLevel, Request, StateCacheMode,
+};
 use crate::cache::keys::{FileKey, NodeKey};
 use crate::cache::local::{LocalBatch, Outcome, StoredPass};
 use crate::cache::{Cache, CacheSettings, Collection, Matchers};
@@ -31,6 +33,7 @@ use crate::requirements::{stored_path, Observed};
 
 mod history;
 mod observed;
+mod reach;
 
 use history::{what_changed, FileHistory, SaltParts, Snapshot};
 use observed::Inputs;
@@ -50,6 +53,22 @@ pub struct SessionSettings {
     pub server: Option<crate::cache::ServerSettings>,
     /// Ask the cache what passed (not under `--dryci-no-skip`, which only publishes).
     pub query: bool,
+    /// Function-level keys (None: file-level).
+    pub function_level: Option<FunctionLevel>,
+}
+
+impl SessionSettings {
+    /// An analysis of `inputs` under these settings.
+    fn request(&self, inputs: Option<Vec<PathBuf>>) -> Request {
+        Request {
+            root: self.root.clone(),
+            config_path: self.config_path.clone(),
+            inputs,
+            salt: self.salt.clone(),
+            state_cache: self.state_cache.clone(),
+            function_level: self.function_level.clone(),
+        }
+    }
 }
 
 /// The decision about one test file.
@@ -199,13 +218,7 @@ impl Session {
         matchers: Matchers,
     ) -> Result<Decision, SessionError> {
         let settings = self.settings.clone().ok_or(SessionError::WorkerOnly)?;
-        let request = Request {
-            root: settings.root.clone(),
-            config_path: settings.config_path.clone(),
-            inputs: Some(files.iter().map(|(_, path)| path.clone()).collect()),
-            salt: settings.salt.clone(),
-            state_cache: settings.state_cache.clone(),
-        };
+        let request = settings.request(Some(files.iter().map(|(_, path)| path.clone()).collect()));
         let run = dependency_hashes(&request)?;
         self.store_root = Some(run.config.root.clone());
         self.config_fingerprint = run.config.fingerprint.clone();
@@ -420,18 +433,12 @@ impl Session {
         if changed.is_empty() {
             return reasons;
         }
-        let request = Request {
-            root: settings.root.clone(),
-            config_path: settings.config_path.clone(),
-            inputs: Some(
-                changed
-                    .iter()
-                    .map(|(part, _)| settings.root.join(part))
-                    .collect(),
-            ),
-            salt: settings.salt.clone(),
-            state_cache: settings.state_cache.clone(),
-        };
+        let request = settings.request(Some(
+            changed
+                .iter()
+                .map(|(part, _)| settings.root.join(part))
+                .collect(),
+        ));
         let Ok(analysis) = analyze(&request) else {
             return reasons;
         };
@@ -526,11 +533,13 @@ impl Session {
     /// what a whole collection of the file produced) for the next run. Files
     /// without a hash are left out, and so is a test whose observed inputs
     /// cannot be established now.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &mut self,
         passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
         outcomes: &BTreeMap<String, Outcome>,
         observed: &BTreeMap<String, Observed>,
+        calls: &[(String, String)],
         collections: &BTreeMap<String, Collection>,
         counts: OtherCounts,
     ) -> Result<Publication, SessionError> {
@@ -546,6 +555,11 @@ impl Session {
             settings: &settings,
             root: &root,
         };
+        let code = match settings.function_level {
+            Some(_) => Some(self.code_requirements(&settings, &root, passes, observed, calls)?),
+            None => None,
+        };
+        let no_code = BTreeMap::new();
         let mut batch = LocalBatch::default();
         for (part, tests) in passes {
             let Some(hash) = self.known.hashes.get(part) else {
@@ -553,12 +567,25 @@ impl Session {
             };
             let mut stored = Vec::with_capacity(tests.len());
             for (node_id, duration_ms) in tests {
-                let requirements = match observed.get(node_id).filter(|o| !o.is_empty()) {
-                    None => None,
-                    Some(inputs) => match self.inputs.establish(&context, inputs, &mut batch) {
-                        Ok(id) => Some(id),
-                        Err(_) => continue, // an input is gone: the test runs next time
+                let (inputs, test_code) = match &code {
+                    // Under function-level keys a pass is recorded only with its code.
+                    Some(code) => match (observed.get(node_id), code.get(node_id)) {
+                        (Some(inputs), Some(test_code)) => (Some(inputs), test_code),
+                        _ => continue,
                     },
+                    None => (observed.get(node_id).filter(|o| !o.is_empty()), &no_code),
+                };
+                let requirements = match inputs {
+                    None => None,
+                    Some(inputs) => {
+                        match self
+                            .inputs
+                            .establish(&context, inputs, test_code, &mut batch)
+                        {
+                            Ok(id) => Some(id),
+                            Err(_) => continue, // an input is gone: the test runs next time
+                        }
+                    }
                 };
                 let test = PassedTest {
                     node_id: NodeKey::of(node_id, hash).into_string(),
@@ -617,7 +644,78 @@ impl Session {
     }
 }
 
+/// Under function-level keys, test node id -> the code it depends on.
+type CodeByTest = HashMap<String, BTreeMap<String, BTreeSet<String>>>;
+
 impl Session {
+    /// Under function-level keys, the code each test of `passes` depends on
+    /// (`reach`), for the tests whose functions were all seen: path ->
+    /// qualnames, paths relative to `root`. The closures of their test files
+    /// come from one more analysis.
+    fn code_requirements(
+        &self,
+        settings: &SessionSettings,
+        root: &Path,
+        passes: &BTreeMap<String, BTreeMap<String, Option<u64>>>,
+        observed: &BTreeMap<String, Observed>,
+        calls: &[(String, String)],
+    ) -> Result<CodeByTest, SessionError> {
+        // The plugin names functions relative to pytest's rootdir; the
+        // records, relative to the configuration's root.
+        let rebase = |name: &str| match name.split_once("::") {
+            Some((path, qualname)) => {
+                let absolute = settings.root.join(path);
+                format!(
+                    "{}::{qualname}",
+                    stored_path(root, &absolute.to_string_lossy())
+                )
+            }
+            None => name.to_string(),
+        };
+        let calls: Vec<(String, String)> = calls
+            .iter()
+            .map(|(caller, callee)| (rebase(caller), rebase(callee)))
+            .collect();
+        let graph = reach::CallGraph::new(&calls);
+        let parts: Vec<&String> = passes
+            .keys()
+            .filter(|part| self.known.hashes.contains_key(*part))
+            .collect();
+        let mut code = HashMap::new();
+        if parts.is_empty() {
+            return Ok(code);
+        }
+        let analysis = analyze(&settings.request(Some(
+            parts.iter().map(|part| settings.root.join(part)).collect(),
+        )))?;
+        for (part, input) in parts.into_iter().zip(&analysis.inputs) {
+            let closure: HashSet<&str> = analysis
+                .closure(input)
+                .into_iter()
+                .map(|node| analysis.graph.path(node))
+                .filter(|path| path.ends_with(".py"))
+                .collect();
+            let module_seeds: Vec<String> = closure
+                .iter()
+                .map(|path| reach::module_level(path))
+                .collect();
+            for node_id in passes[part].keys() {
+                let Some(functions) = observed.get(node_id).and_then(|o| o.functions.as_ref())
+                else {
+                    continue; // not all seen: not recorded at function level
+                };
+                let ran: Vec<String> = functions.iter().map(|name| rebase(name)).collect();
+                let seeds = ran.iter().chain(&module_seeds).map(String::as_str);
+                let reached = graph.reach(seeds);
+                code.insert(
+                    node_id.clone(),
+                    reach::code_requirements(&reached, &closure),
+                );
+            }
+        }
+        Ok(code)
+    }
+
     /// For each test file (node-id part -> paths its tests were observed to
     /// read, absolute), those of the paths its static closure does not hold.
     /// A path that is none of the files of the graph the decisions built is
@@ -657,13 +755,9 @@ impl Session {
         if parts.is_empty() {
             return Ok(outside);
         }
-        let request = Request {
-            root: settings.root.clone(),
-            config_path: settings.config_path.clone(),
-            inputs: Some(parts.iter().map(|part| settings.root.join(part)).collect()),
-            salt: settings.salt.clone(),
-            state_cache: settings.state_cache.clone(),
-        };
+        let request = settings.request(Some(
+            parts.iter().map(|part| settings.root.join(part)).collect(),
+        ));
         let analysis = analyze(&request)?;
         let root = analysis.config.root.clone();
         for (part, input) in parts.into_iter().zip(&analysis.inputs) {

@@ -4,10 +4,10 @@
 //! current dependency hash of each module file, which one more analysis of
 //! just those files gives (a memo hit when nothing changed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
-use crate::analysis::{dependency_hashes, state_cache, Request};
+use crate::analysis::{dependency_hashes, state_cache};
 use crate::cache::local::{LocalBatch, StoredPass};
 use crate::cache::Cache;
 use crate::files::state::StateCache;
@@ -93,9 +93,7 @@ impl Inputs {
         for id in ids {
             let why = match sets.get(id) {
                 None => Some("its record of observed inputs could not be read".to_string()),
-                Some(set) => probe
-                    .first_unmet(set)
-                    .map(|requirement| format!("an observed input changed: {requirement}")),
+                Some(set) => probe.first_unmet(set),
             };
             if let Some(why) = why {
                 unmet.insert(id.to_string(), why);
@@ -111,6 +109,7 @@ impl Inputs {
         &mut self,
         context: &Context<'_>,
         observed: &Observed,
+        code: &BTreeMap<String, BTreeSet<String>>,
         batch: &mut LocalBatch,
     ) -> Result<String, String> {
         let root = context.root;
@@ -121,7 +120,7 @@ impl Inputs {
             .collect();
         self.hash_modules(context, stored.clone());
         let state = load_state(&mut self.state, context);
-        let set = Probe::new(root, state, &self.module_hashes).establish(observed)?;
+        let set = Probe::new(root, state, &self.module_hashes).establish(observed, code)?;
         let id = set.id();
         batch
             .requirement_sets
@@ -151,13 +150,9 @@ impl Inputs {
             return;
         }
         let settings = context.settings;
-        let request = Request {
-            root: settings.root.clone(),
-            config_path: settings.config_path.clone(),
-            inputs: Some(missing.iter().map(|path| context.root.join(path)).collect()),
-            salt: settings.salt.clone(),
-            state_cache: settings.state_cache.clone(),
-        };
+        let request = settings.request(Some(
+            missing.iter().map(|path| context.root.join(path)).collect(),
+        ));
         match dependency_hashes(&request) {
             Ok(run) => {
                 for (path, input) in missing.iter().zip(run.inputs) {

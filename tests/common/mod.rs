@@ -44,6 +44,7 @@ impl Repo {
             inputs: inputs.map(|list| list.iter().map(PathBuf::from).collect()),
             salt: Salt::new("test", None),
             state_cache: StateCacheMode::Off,
+            function_level: None,
         }
     }
 

@@ -1,0 +1,99 @@
+"""Function-level keys (`--dryci-precision=function`), the plugin's half.
+
+A test file's key then holds the module-level code of its static closure
+(each file with its function bodies left out, `src/functions/`), and each
+test's record holds the functions it was seen to run, with everything they
+were seen to call anywhere in the session: after an edit of one function,
+only the tests that ran it (or ran a caller of it) run again.
+
+The functions are noted by a profile hook installed in C
+(`src/python/profiler.rs`), into the same windows as the observed inputs
+(`observing`): a test, a wide-scoped fixture, a collector. Threads started
+after it get it through `threading.setprofile`.
+
+The hook is installed before pytest imports the initial conftest.py files
+(`pytest_load_initial_conftests`), so what they import is seen too.
+
+What it cannot see, and how that stays sound:
+- Code that ran before the hook was installed (a plugin of the repository's
+  own, loaded from an entry point or `-p`): the files of the modules
+  imported by then are keyed by their whole content (`pre_imported`), so no
+  edit of them is missed; they only lose the precision.
+- A test whose hook was replaced (a profiler under test) or a call that went
+  unnoted: its record is not made at function level, and it runs next time.
+- Threads that were running before the hook was installed.
+- State that one test leaves for another without a call between them that
+  the hook sees (a test that calls an `functools.lru_cache`d function
+  directly, which an earlier test filled: the cached call runs no Python
+  code). A lookup through a repository function is seen: the function was
+  seen to call what computes the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_dryci import _native
+from pytest_dryci.observe import ignored_paths
+
+PRECISIONS = ("file", "function")
+# On teardown reports: the calls between repository functions first seen
+# since the last report (caller, callee), for the session's call graph.
+CALLS_ATTRIBUTE = "dryci_calls"
+
+
+# The repository files imported before the hook, once it is installed.
+_unseen_before: list[str] | None = None
+
+
+def start(config: pytest.Config) -> list[str]:
+    """Installs the profile hook (this thread and threads started from now
+    on), once, and returns the repository files of the modules imported
+    before it, whose functions may have run unseen. Called before the
+    initial conftest.py files are imported, and again when DryCI is configured."""
+    global _unseen_before
+    if _unseen_before is not None:
+        return _unseen_before
+    root = str(config.rootpath)
+    basetemp = getattr(config.known_args_namespace, "basetemp", None)
+    ignored = ignored_paths(config.rootpath, config.getini("dryci_observe_ignore"), basetemp)
+    inside = os.path.join(root, "")
+    # Only folders inside the root (a virtualenv there) are not its code: an
+    # ignored folder that holds the root (pytest's temporary one) ignores nothing.
+    ignored = [p for p in ignored if os.path.join(p, "").startswith(inside) and p != root]
+    _native.start_function_profiler(root, ignored)
+    threading.setprofile(_profile_new_thread)
+    _unseen_before = pre_imported(config.rootpath, ignored)
+    return _unseen_before
+
+
+def stop() -> None:
+    global _unseen_before
+    _unseen_before = None
+    threading.setprofile(None)  # type: ignore[arg-type]
+    _native.stop_function_profiler()
+
+
+def _profile_new_thread(frame, event, arg) -> None:
+    """The first profile event of a new thread installs the C hook in its place."""
+    _native.profile_thread()
+
+
+def pre_imported(root: Path, ignored: list[str]) -> list[str]:
+    """The repository's Python files (absolute) among the modules imported so far."""
+    inside = os.path.join(str(root), "")
+    skipped = tuple(os.path.join(p, "") for p in ignored)
+    files = set()
+    for module in list(sys.modules.values()):
+        module_file = getattr(module, "__file__", None)
+        if not isinstance(module_file, str) or not module_file.endswith(".py"):
+            continue
+        path = os.path.realpath(module_file)
+        if path.startswith(inside) and not path.startswith(skipped):
+            files.add(path)
+    return sorted(files)

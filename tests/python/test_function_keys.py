@@ -1,0 +1,247 @@
+"""Function-level keys (`--dryci-precision=function`) on a package whose
+`__init__` imports every module, so that every test's static closure is the
+whole package: each edit below makes a test fail, and that test must run;
+an edit of one function's body runs only the tests that ran it, and an edit
+of a function no test runs runs nothing."""
+
+from __future__ import annotations
+
+import pytest
+from test_observed_inputs import edit, ran
+
+PROJECT = {
+    "lib/__init__.py": (
+        "from . import core, memo, cached, registry, shapes, util, deco, gen, names, work\n"
+    ),
+    "lib/core.py": (
+        "def double(x):\n    return helper(x) * 2\n\n"
+        "def helper(x):\n    return deep(x)\n\n"
+        "def deep(x):\n    return x\n\n"
+        "def untouched():\n    return 'nobody runs me'\n\n"
+        "def triple(x):\n"
+        '    """\n    >>> triple(2)\n    6\n    """\n'
+        "    return 3 * x\n"
+    ),
+    "lib/memo.py": (
+        "_CACHE = {}\n\n"
+        "def lookup(key):\n"
+        "    if key not in _CACHE:\n"
+        "        _CACHE[key] = compute(key)\n"
+        "    return _CACHE[key]\n\n"
+        "def compute(key):\n    return key * 10\n"
+    ),
+    "lib/cached.py": (
+        "import functools\n\n"
+        "@functools.lru_cache(maxsize=None)\n"
+        "def table():\n    return build()\n\n"
+        "def build():\n    return {'apple': 3}\n\n"
+        "def price(name):\n    return table()[name]\n"
+    ),
+    "lib/registry.py": (
+        "class Registry:\n"
+        "    _cache = {}\n\n"
+        "    @classmethod\n"
+        "    def get(cls, key):\n"
+        "        if key not in cls._cache:\n"
+        "            cls._cache[key] = cls.make(key)\n"
+        "        return cls._cache[key]\n\n"
+        "    @classmethod\n"
+        "    def make(cls, key):\n        return key + 1\n"
+    ),
+    "lib/util.py": (
+        "def count_sides():\n    return 4\n\ndef load_settings():\n    return {'level': 1}\n"
+    ),
+    "lib/shapes.py": (
+        "from .util import count_sides\n\nSIDES = count_sides()\n\nclass Square:\n    corners = 4\n"
+    ),
+    "lib/deco.py": (
+        "def traced(function):\n"
+        "    def wrapper(*args, **kwargs):\n"
+        "        return function(*args, **kwargs)\n"
+        "    return wrapper\n\n"
+        "@traced\n"
+        "def greet(name='world'):\n    return 'hello ' + name\n"
+    ),
+    "lib/gen.py": (
+        "def make_init(fields):\n"
+        "    lines = ['def __init__(self, ' + ', '.join(fields) + '):']\n"
+        "    lines += ['    self.%s = %s' % (f, f) for f in fields]\n"
+        "    namespace = {}\n"
+        "    exec('\\n'.join(lines), namespace)\n"
+        "    return namespace['__init__']\n\n"
+        "class Point:\n    __init__ = make_init(['x', 'y'])\n"
+    ),
+    "lib/names.py": (
+        "class Cat:\n    def name(self):\n        return 'cat'\n\n"
+        "class Dog:\n    def name(self):\n        return 'dog'\n"
+    ),
+    "lib/work.py": "def work(out):\n    out.append(42)\n",
+    "tests/conftest.py": (
+        "import pytest\nfrom lib.util import load_settings\n\n"
+        "@pytest.fixture(scope='session')\n"
+        "def settings():\n    return load_settings()\n"
+    ),
+    "tests/test_a_first.py": (
+        "from lib.memo import lookup\nfrom lib.cached import price\n"
+        "from lib.registry import Registry\n\n"
+        "def test_fills_the_caches():\n"
+        "    assert lookup(1) == 10\n"
+        "    assert price('apple') == 3\n"
+        "    assert Registry.get(1) == 2\n"
+    ),
+    "tests/test_b_later.py": (
+        "from lib.memo import lookup\nfrom lib.cached import price\n"
+        "from lib.registry import Registry\n\n"
+        "def test_memo_hit():\n    assert lookup(1) == 10\n\n"
+        "def test_lru_hit():\n    assert price('apple') == 3\n\n"
+        "def test_class_cache_hit():\n    assert Registry.get(1) == 2\n"
+    ),
+    "tests/test_core.py": (
+        "import threading\nimport lib\nfrom lib import core\n\n"
+        "def test_double():\n    assert core.double(2) == 4\n\n"
+        "def test_monkeypatched(monkeypatch):\n"
+        "    monkeypatch.setattr(core, 'deep', lambda x: 5)\n"
+        "    assert core.helper(1) == 5\n\n"
+        "def test_thread():\n"
+        "    out = []\n"
+        "    thread = threading.Thread(target=lib.work.work, args=(out,))\n"
+        "    thread.start()\n    thread.join()\n"
+        "    assert out == [42]\n"
+    ),
+    "tests/test_misc.py": (
+        "from lib.shapes import SIDES, Square\nfrom lib.deco import greet\n"
+        "from lib.gen import Point\nfrom lib.names import Cat, Dog\n\n"
+        "def test_sides():\n    assert SIDES == 4\n\n"
+        "def test_corners():\n    assert Square.corners == 4\n\n"
+        "def test_greet():\n    assert greet() == 'hello world'\n\n"
+        "def test_point():\n    assert Point(1, 2).y == 2\n\n"
+        "def test_cat():\n    assert Cat().name() == 'cat'\n\n"
+        "def test_dog():\n    assert Dog().name() == 'dog'\n\n"
+        "def test_settings(settings):\n    assert settings['level'] == 1\n"
+    ),
+}
+ALL_TESTS = 15  # with the doctest of lib/core.py
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    for path, text in PROJECT.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    pytester.makeini("[pytest]\naddopts = --doctest-modules\ntestpaths = tests lib\n")
+    return pytester
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # In file order (no pytest-randomly): test_a_first fills the caches that
+    # test_b_later only looks up.
+    return project.runpytest_subprocess(
+        "--dryci",
+        "--dryci-precision=function",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-rA",
+        *args,
+    )
+
+
+def recorded(project: pytest.Pytester) -> None:
+    """A first run records every test; a second serves them all."""
+    first = run(project)
+    first.assert_outcomes(passed=ALL_TESTS)
+    again = run(project)
+    again.assert_outcomes(skipped=ALL_TESTS)
+
+
+def replace(project: pytest.Pytester, path: str, old: str, new: str) -> None:
+    text = (project.path / path).read_text()
+    assert old in text, (path, old)
+    edit(project, path, text.replace(old, new))
+
+
+# (file, text, replacement, the test the edit breaks)
+BREAKING_EDITS = [
+    ("lib/core.py", "return x\n", "return x + 1\n", "tests/test_core.py::test_double"),
+    # the callee of a callee of a monkeypatched function's caller
+    (
+        "lib/core.py",
+        "return deep(x)",
+        "return deep(x) + 1",
+        "tests/test_core.py::test_monkeypatched",
+    ),
+    # memoised by an earlier test in another file
+    ("lib/memo.py", "return key * 10", "return key * 11", "tests/test_b_later.py::test_memo_hit"),
+    ("lib/cached.py", "{'apple': 3}", "{'apple': 4}", "tests/test_b_later.py::test_lru_hit"),
+    (
+        "lib/registry.py",
+        "return key + 1",
+        "return key + 2",
+        "tests/test_b_later.py::test_class_cache_hit",
+    ),
+    # a session-scoped fixture
+    ("lib/util.py", "{'level': 1}", "{'level': 2}", "tests/test_misc.py::test_settings"),
+    # import-time code and a class attribute
+    ("lib/util.py", "return 4\n", "return 5\n", "tests/test_misc.py::test_sides"),
+    ("lib/shapes.py", "corners = 4", "corners = 5", "tests/test_misc.py::test_corners"),
+    # a decorator and a default value
+    (
+        "lib/deco.py",
+        "return function(*args, **kwargs)",
+        "return function(*args, **kwargs) + '!'",
+        "tests/test_misc.py::test_greet",
+    ),
+    ("lib/deco.py", "name='world'", "name='you'", "tests/test_misc.py::test_greet"),
+    # code generated with exec by a repository function at import
+    (
+        "lib/gen.py",
+        "self.%s = %s' % (f, f)",
+        "self.%s = -%s' % (f, f)",
+        "tests/test_misc.py::test_point",
+    ),
+    # a method with the same name in two classes
+    ("lib/names.py", "return 'dog'", "return 'wolf'", "tests/test_misc.py::test_dog"),
+    # a thread started by a test
+    ("lib/work.py", "out.append(42)", "out.append(43)", "tests/test_core.py::test_thread"),
+    # a docstring under --doctest-modules
+    ("lib/core.py", "    6\n", "    7\n", "lib/core.py::lib.core.triple"),
+]
+
+
+@pytest.mark.parametrize(("path", "old", "new", "broken"), BREAKING_EDITS)
+def test_an_edit_that_breaks_a_test_makes_it_run(
+    project: pytest.Pytester, path: str, old: str, new: str, broken: str
+) -> None:
+    recorded(project)
+    replace(project, path, old, new)
+    result = run(project)
+    assert broken in ran(result), result.stdout.str()
+    assert f"FAILED {broken}" in result.stdout.str()
+
+
+def test_an_edit_of_one_method_runs_only_the_tests_that_ran_it(
+    project: pytest.Pytester,
+) -> None:
+    recorded(project)
+    replace(project, "lib/names.py", "return 'dog'", "return 'do' + 'g'")
+    result = run(project)
+    assert ran(result) == {"tests/test_misc.py::test_dog"}
+    result.assert_outcomes(passed=1, skipped=ALL_TESTS - 1)
+
+
+def test_an_edit_of_a_function_no_test_runs_runs_nothing(project: pytest.Pytester) -> None:
+    recorded(project)
+    replace(project, "lib/core.py", "'nobody runs me'", "'still nobody'")
+    result = run(project)
+    assert ran(result) == set()
+    result.assert_outcomes(skipped=ALL_TESTS)
+
+
+def test_file_precision_runs_every_test_after_the_same_edit(project: pytest.Pytester) -> None:
+    recorded_file = project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider")
+    recorded_file.assert_outcomes(passed=ALL_TESTS)
+    replace(project, "lib/core.py", "'nobody runs me'", "'still nobody'")
+    result = project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=ALL_TESTS)
