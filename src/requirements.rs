@@ -35,6 +35,10 @@ pub struct Observed {
     /// not all seen (or keys are file-level).
     #[serde(default)]
     pub functions: Option<Vec<String>>,
+    /// The programs it started (or `(fork)`): code that ran where no hook
+    /// could note it.
+    #[serde(default)]
+    pub subprocesses: Vec<String>,
 }
 
 impl Observed {
@@ -118,6 +122,10 @@ impl RequirementSet {
         blake3::hash(&self.encode()).to_hex().to_string()
     }
 }
+
+/// Stands for every function of a file in a test's code requirements: the
+/// test ran code no hook could see (in a subprocess), so it depends on all of it.
+pub const EVERY_FUNCTION: &str = "*";
 
 /// A Python file's code as it is now.
 struct CodeNow {
@@ -248,12 +256,32 @@ impl<'a> Probe<'a> {
         for (path, qualnames) in code {
             let now = self.code(path).ok_or_else(|| format!("code of {path}"))?;
             let mut functions = Vec::new();
-            for qualname in qualnames.iter().filter(|q| *q != MODULE_LEVEL) {
+            if qualnames.contains(EVERY_FUNCTION) {
+                let index = now.index.as_ref().map(|index| index.functions.as_slice());
+                let mut names: Vec<&str> = index
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|function| function.qualname.as_str())
+                    .collect();
+                names.sort_unstable();
+                names.dedup(); // a name defined twice has one digest
+                for qualname in names {
+                    if let Some(body) = now.body(qualname) {
+                        functions.push((qualname.to_string(), body));
+                    }
+                }
+            }
+            for qualname in qualnames
+                .iter()
+                .filter(|q| *q != MODULE_LEVEL && *q != EVERY_FUNCTION)
+            {
                 let body = now
                     .body(qualname)
                     .ok_or_else(|| format!("function {path}::{qualname}"))?;
                 functions.push((qualname.clone(), body));
             }
+            functions.sort();
+            functions.dedup();
             set.insert(Requirement::Code {
                 path: path.clone(),
                 file: now.file,
@@ -374,7 +402,7 @@ mod tests {
             listings: vec![root.join("res").display().to_string()],
             modules: vec![],
             env: BTreeMap::from([("DRYCI_REQUIREMENTS_TEST_UNSET".to_string(), None)]),
-            functions: None,
+            ..Observed::default()
         };
         let set = Probe::new(&root, &state, &modules)
             .establish(&observed, &BTreeMap::new())
@@ -450,5 +478,46 @@ mod tests {
         };
         let set = probe.establish(&other, &BTreeMap::new()).unwrap();
         assert!(probe.first_unmet(&set).is_some());
+    }
+
+    #[test]
+    fn code_holds_until_a_body_it_names_or_the_module_level_code_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let source = "X = 1\n\ndef f():\n    return 1\n\ndef g():\n    return 2\n";
+        std::fs::write(root.join("m.py"), source).unwrap();
+        let state = StateCache::disabled();
+        let modules = HashMap::new();
+        let code = |names: &[&str]| {
+            BTreeMap::from([(
+                "m.py".to_string(),
+                names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>(),
+            )])
+        };
+        let establish = |names: &[&str]| {
+            Probe::new(&root, &state, &modules)
+                .establish(&Observed::default(), &code(names))
+                .unwrap()
+        };
+        let only_f = establish(&["f"]);
+        let every = establish(&[EVERY_FUNCTION]);
+        assert!(matches!(&every.0[0], Requirement::Code { functions, .. } if functions.len() == 2));
+        let unmet = |set: &RequirementSet| Probe::new(&root, &state, &modules).first_unmet(set);
+        std::fs::write(root.join("m.py"), source.replace("return 2", "return 3")).unwrap();
+        assert_eq!(unmet(&only_f), None, "g changed, f did not");
+        assert_eq!(
+            unmet(&every).as_deref(),
+            Some("a function it ran or could reach changed: m.py::g")
+        );
+        std::fs::write(root.join("m.py"), source.replace("X = 1", "X = 2")).unwrap();
+        assert_eq!(
+            unmet(&only_f).as_deref(),
+            Some("the module-level code of m.py, which it ran, changed")
+        );
+        std::fs::write(root.join("m.py"), source.replace("def f", "def h")).unwrap();
+        assert!(unmet(&only_f).is_some(), "f is gone");
+        let gone =
+            Probe::new(&root, &state, &modules).establish(&Observed::default(), &code(&["f"]));
+        assert_eq!(gone, Err("function m.py::f".to_string()));
     }
 }

@@ -321,7 +321,7 @@ fn a_pass_observed_reading_inputs_is_served_while_they_hold() {
             listings: vec![root.join("data").display().to_string()],
             modules: vec![root.join("plugins/csv.py").display().to_string()],
             env: BTreeMap::from([("DRYCI_SESSION_TEST_NEVER_SET".to_string(), None)]),
-            functions: None,
+            ..Observed::default()
         },
     );
     assert_eq!(published, 1);

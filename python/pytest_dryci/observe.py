@@ -19,7 +19,7 @@ records:
   `os.environ.get`, `[]`, `in`), with their value, except those pytest and
   DryCI set themselves;
 - subprocesses started (`subprocess`, `os.system`, `os.exec*`,
-  `os.posix_spawn`): the executable is a file input, and the start is
+  `os.posix_spawn`, `os.fork`): the executable is a file input, and the start is
   reported; network connections (`socket.connect`) are reported. Whether a
   test that did either may be served is a policy (`Policy`).
 
@@ -60,8 +60,10 @@ from pytest_dryci import _native
 _add_audit_hook = _native.add_audit_hook
 
 SUBPROCESS_EVENTS = frozenset(
-    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
+    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork"}
 )
+# What a fork (multiprocessing's default start on Linux, say) is reported as.
+FORK = "(fork)"
 # Set by pytest, pytest-xdist and DryCI themselves: never outcome-relevant inputs.
 OWN_ENV_PREFIXES = ("PYTEST_", "DRYCI_")
 IMPORT_SYSTEM_FILES = ("<frozen importlib._bootstrap", "<frozen zipimport>")
@@ -354,6 +356,8 @@ class Observer:
 def _executable(event: str, args: tuple) -> str:
     """The program a subprocess event starts: a resolved path when it can be
     found, else the command as given."""
+    if event == "os.fork":
+        return FORK
     if event == "subprocess.Popen":
         executable, argv = args[0], args[1]
         if executable is None and argv:

@@ -33,6 +33,7 @@ const WATCHED: &[&[u8]] = &[
     b"os.exec",
     b"os.posix_spawn",
     b"os.spawn",
+    b"os.fork",
     b"socket.connect",
 ];
 

@@ -128,6 +128,8 @@ struct ObservedArg {
     /// Under function-level keys, when they were all seen.
     #[pyo3(default)]
     functions: Option<Vec<String>>,
+    #[pyo3(default)]
+    subprocesses: Vec<String>,
 }
 
 impl From<ObservedArg> for Observed {
@@ -138,6 +140,7 @@ impl From<ObservedArg> for Observed {
             modules: arg.modules,
             env: arg.env,
             functions: arg.functions,
+            subprocesses: arg.subprocesses,
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::cache::{Cache, CacheSettings, Collection, Matchers};
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
-use crate::requirements::{stored_path, Observed};
+use crate::requirements::{stored_path, Observed, EVERY_FUNCTION};
 
 mod history;
 mod observed;
@@ -700,17 +700,26 @@ impl Session {
                 .map(|path| reach::module_level(path))
                 .collect();
             for node_id in passes[part].keys() {
-                let Some(functions) = observed.get(node_id).and_then(|o| o.functions.as_ref())
-                else {
+                let Some(inputs) = observed.get(node_id) else {
+                    continue;
+                };
+                let Some(functions) = inputs.functions.as_ref() else {
                     continue; // not all seen: not recorded at function level
                 };
                 let ran: Vec<String> = functions.iter().map(|name| rebase(name)).collect();
                 let seeds = ran.iter().chain(&module_seeds).map(String::as_str);
                 let reached = graph.reach(seeds);
-                code.insert(
-                    node_id.clone(),
-                    reach::code_requirements(&reached, &closure),
-                );
+                let mut test_code = reach::code_requirements(&reached, &closure);
+                if !inputs.subprocesses.is_empty() {
+                    // What it started may have run any of its closure's code, unseen.
+                    for path in &closure {
+                        test_code
+                            .entry(path.to_string())
+                            .or_default()
+                            .insert(EVERY_FUNCTION.to_string());
+                    }
+                }
+                code.insert(node_id.clone(), test_code);
             }
         }
         Ok(code)

@@ -245,3 +245,73 @@ def test_file_precision_runs_every_test_after_the_same_edit(project: pytest.Pyte
     replace(project, "lib/core.py", "'nobody runs me'", "'still nobody'")
     result = project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=ALL_TESTS)
+
+
+def test_under_xdist_workers_record_and_the_controller_merges_their_calls(
+    project: pytest.Pytester,
+) -> None:
+    # Without the doctest: an xdist controller does not collect, so it never
+    # hashes a module it did not foresee as a test file.
+    xdist = ("-n", "2", "-o", "addopts=")
+    run(project, *xdist).assert_outcomes(passed=ALL_TESTS - 1)
+    assert ran(run(project, *xdist)) == set()
+    replace(project, "lib/names.py", "return 'dog'", "return 'do' + 'g'")
+    assert ran(run(project, *xdist)) == {"tests/test_misc.py::test_dog"}
+    # Whichever worker filled the cache, the test that only looks it up runs.
+    replace(project, "lib/memo.py", "return key * 10", "return key * 11")
+    result = run(project, *xdist)
+    assert "FAILED tests/test_b_later.py::test_memo_hit" in result.stdout.str()
+    assert "FAILED tests/test_a_first.py::test_fills_the_caches" in result.stdout.str()
+
+
+SMALL = {
+    "app/__init__.py": "from . import ops\n",
+    "app/ops.py": "def inc(x):\n    return x + 1\n\ndef dec(x):\n    return x - 1\n",
+    "tests/test_ops.py": (
+        "import unittest\nimport pytest\nfrom app.ops import inc, dec\n\n"
+        "@pytest.mark.parametrize('x', [1, 2])\n"
+        "def test_inc(x):\n    assert inc(x) == x + 1\n\n"
+        "class TestDec(unittest.TestCase):\n"
+        "    def test_dec(self):\n        self.assertEqual(dec(2), 1)\n"
+    ),
+}
+
+
+def test_parametrised_and_unittest_tests_under_a_keyword_selection(
+    pytester: pytest.Pytester,
+) -> None:
+    for path, text in SMALL.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    run(pytester).assert_outcomes(passed=3)
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
+    # Selected from the records, without importing the test file: the
+    # parametrised tests ran nothing that changed.
+    selected = run(pytester, "-k", "inc")
+    selected.assert_outcomes(skipped=2, deselected=1)
+    broken = run(pytester)
+    assert ran(broken) == {"tests/test_ops.py::TestDec::test_dec"}
+    assert "FAILED tests/test_ops.py::TestDec::test_dec" in broken.stdout.str()
+    replace(pytester, "app/ops.py", "return x + 1", "return x + 3")
+    broken = run(pytester, "-k", "inc")
+    broken.assert_outcomes(failed=2, deselected=1)
+
+
+def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
+    pytester: pytest.Pytester,
+) -> None:
+    for path, text in SMALL.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    (pytester.path / "tests/test_spawn.py").write_text(
+        "import subprocess, sys\n\n"
+        "def test_child():\n"
+        "    code = 'from app.ops import dec; assert dec(2) == 1'\n"
+        "    subprocess.run([sys.executable, '-c', code], check=True)\n"
+    )
+    run(pytester).assert_outcomes(passed=4)
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
+    result = run(pytester)
+    assert "FAILED tests/test_spawn.py::test_child" in result.stdout.str()
