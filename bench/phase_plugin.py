@@ -1,10 +1,13 @@
 """Stamps pytest's phases, times DryCI's hooks (benchmark only).
 
 bench/plugin_bench.py loads it into the profiled pytest runs of the generated suite with
-`-p phase_plugin` and bench/ on PYTHONPATH. It wall-stamps start-up, configure, collection,
-the run loop, session finish and the summary, wraps every hook implementation of DryCI's
-plugins and its native calls in a timer, and at unconfigure writes
-{"stamps", "hooks", "native"} as JSON to $DRYCI_BENCH_PHASES_OUT.
+`-p phase_plugin` and bench/ on PYTHONPATH, so it is imported before pytest loads the
+plugins of the venv. It wall-stamps the loading of the initial conftests, configure,
+collection, the run loop, session finish and the summary. Its wrappers are tryfirst, so
+outermost: a phase includes what other plugins' wrappers do after yielding (DryCI reports
+the tests of the files it served at the end of the run loop). It wraps every hook
+implementation of DryCI's plugins and its native calls in a timer, and at unconfigure
+writes {"stamps", "hooks", "native"} as JSON to $DRYCI_BENCH_PHASES_OUT.
 """
 
 import functools
@@ -31,6 +34,14 @@ def _timed(table, name, function):
             slot[1] += 1
 
     return wrapper
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    # After the venv's plugins are loaded; the conftests of the arguments (or testpaths).
+    STAMPS["conftests_start"] = time.time()
+    yield
+    STAMPS["conftests_end"] = time.time()
 
 
 @pytest.hookimpl(trylast=True)
@@ -62,28 +73,28 @@ def pytest_sessionstart(session):
     STAMPS["sessionstart"] = time.time()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection(session):
     STAMPS["collection_start"] = time.time()
     yield
     STAMPS["collection_end"] = time.time()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtestloop(session):
     STAMPS["runtestloop_start"] = time.time()
     yield
     STAMPS["runtestloop_end"] = time.time()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session):
     STAMPS["sessionfinish_start"] = time.time()
     yield
     STAMPS["sessionfinish_end"] = time.time()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter):
     STAMPS["summary_start"] = time.time()
     yield
