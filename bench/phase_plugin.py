@@ -36,6 +36,31 @@ def _timed(table, name, function):
     return wrapper
 
 
+def _wrap_dryci_calls():
+    """Times DryCI's calls that matter to a cached run. Done when pytest imports this
+    module (`-p`, before it loads the venv's plugins), because DryCI decides in its own
+    pytest_configure, before this plugin's. A native class's methods cannot be wrapped, so
+    the thin Python methods that make exactly one native call each are (`Session.*`); the
+    session module's names are rebound, as it imported them by name."""
+    try:
+        from pytest_dryci import decisions, session
+    except ImportError:
+        return
+    for name in ("decide", "passed"):
+        original = getattr(decisions.Decisions, name)
+        setattr(decisions.Decisions, name, _timed(NATIVE, f"Session.{name}", original))
+    session.publish = _timed(NATIVE, "Session.publish", session.publish)
+    for name, what in (
+        ("discover_test_files", "discover_test_files (the files pytest will collect)"),
+        ("plan_elisions", "plan_elisions (files served; -k/-m answered from records)"),
+        ("report_served", "report_served (every served test reported)"),
+    ):
+        setattr(session, name, _timed(NATIVE, what, getattr(session, name)))
+
+
+_wrap_dryci_calls()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     # After the venv's plugins are loaded; the conftests of the arguments (or testpaths).
@@ -56,16 +81,6 @@ def pytest_configure(config):
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not impl.hookwrapper and not impl.wrapper:
                     impl.function = _timed(HOOKS, caller.name, impl.function)
-    try:
-        from pytest_dryci import decisions, session
-    except ImportError:
-        return
-    # The native calls: a native class's methods cannot be wrapped, so the thin
-    # Python methods that make exactly one native call each are.
-    for name in ("decide", "passed"):
-        original = getattr(decisions.Decisions, name)
-        setattr(decisions.Decisions, name, _timed(NATIVE, f"Session.{name}", original))
-    session.publish = _timed(NATIVE, "Session.publish", session.publish)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -899,11 +899,11 @@ def profile_cached(
     items: int,
     check: Callable[[Run], None],
     suite: Path | None = None,
-    name: str = "cached",
+    profile_name: str = "cached",
 ) -> dict[str, Any]:
     """Phase stamps (median of `repeats` runs) and one cProfile run of a fully cached run of
     `items` tests in `suite` (the generated suite by default), each phase-stamped run
-    checked by `check`; the profile is kept as bench/work/profile/NAME.prof."""
+    checked by `check`; the profile is kept as bench/work/profile/PROFILE_NAME.prof."""
     suite = suite or SUITE
     profile_dir = WORK / "profile"
     profile_dir.mkdir(parents=True, exist_ok=True)
@@ -944,8 +944,9 @@ def profile_cached(
         for name, (seconds, calls) in data["hooks"].items():
             hooks.setdefault(f"hook {name} ({calls} calls)", []).append(seconds)
         for name, (seconds, calls) in data["native"].items():
-            hooks.setdefault(f"native {name} ({calls} calls)", []).append(seconds)
-    prof_file = profile_dir / f"{name}.prof"
+            kind = "native" if name.startswith("Session.") else "python"
+            hooks.setdefault(f"{kind} {name} ({calls} calls)", []).append(seconds)
+    prof_file = profile_dir / f"{profile_name}.prof"
     env = child_env()
     cmd = [
         str(venv_python()),

@@ -658,7 +658,7 @@ def run_shapes(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 expected.results,
                 functools.partial(check, "cached", expected=expected),
                 suite=suite,
-                name=f"shape-{name}",
+                profile_name=f"shape-{name}",
             )
         shapes[name] = figures
         print(shape_table(figures), flush=True)
