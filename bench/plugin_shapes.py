@@ -45,6 +45,7 @@ import argparse
 import functools
 import json
 import random
+import re
 import shutil
 import textwrap
 import time
@@ -527,6 +528,57 @@ def profile_rows(shapes: dict[str, dict[str, Any]]) -> tuple[list[str], list[lis
     return ["cached run, phase", *names], rows
 
 
+FLOOR_NOTE = (
+    "The floor of a cached run is the last limit row: pytest with the shape's configuration "
+    'and conftest, collecting nothing; "cached above the floor" is what DryCI adds to it '
+    "(deciding, reporting each served test, walking the test folders)."
+)
+
+
+def deselect_note(shapes: dict[str, dict[str, Any]]) -> list[str]:
+    """What the deselect shape assumes, at the size this run made it, and how testmon ran."""
+    fig = shapes.get("deselect")
+    if fig is None:
+        return []
+    exp = fig["expected"]
+    return [
+        f"The deselect shape deselects {DESELECTED_SHARE:.0%} of the collected items, as we "
+        f"assume the real suite did (31,000 deselected; it gave no selected count, so we took "
+        f"case b's 5,300); this run deselects {exp['deselected']:,}. testmon runs there with "
+        '`--testmon-forceselect`: with `--testmon` alone it says "selection automatically '
+        'deactivated because -m was used" and its no-change rerun runs every selected test '
+        "again."
+    ]
+
+
+def dryci_call_rows(shapes: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """DryCI's own calls in the phase-stamped cached runs (median ms), one column per
+    shape; none for results whose phase plugin did not time them (before `python ...`
+    entries existed, its Session.decide was never called through the wrapper)."""
+    names = [
+        n
+        for n, fig in shapes.items()
+        if any(k.startswith("python ") for k in fig.get("profile", {}).get("dryci_hooks", {}))
+    ]
+    if not names:
+        return [], []
+
+    def call(key: str) -> str:
+        return re.sub(r" \(\d+ calls\)$", "", key)
+
+    totals: dict[str, dict[str, float]] = {}
+    for n in names:
+        for key, seconds in shapes[n]["profile"]["dryci_hooks"].items():
+            totals.setdefault(call(key), {})[n] = seconds
+    ordered = sorted(totals, key=lambda k: -max(totals[k].values()))
+    rows = [
+        [f"`{k}`", *(f"{totals[k].get(n, 0.0) * 1000:.0f} ms" for n in names)]
+        for k in ordered
+        if max(totals[k].values()) >= 0.001
+    ]
+    return ["DryCI call (cached run)", *names], rows
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, b = result["machine"], result["build"]
     shapes = result["shapes"]
@@ -554,21 +606,11 @@ def markdown(result: dict[str, Any]) -> str:
     for name, fig in shapes.items():
         shape, exp = SHAPES[name], fig["expected"]
         lines.append(
-            f"- {shape.key} `{name}`: {shape.text}; {exp['test_files']} test files, "
+            f"- {shape.key} `{name}`: {shape.text}; {exp['test_files']:,} test files, "
             + ", ".join(f"{v:,} {k}" for k, v in Expected(**exp).counts().items())
             + " in a plain run."
         )
-    lines += [
-        "",
-        f"The deselect shape keeps the issue's share of deselected items as we assume it "
-        f"({DESELECTED_SHARE:.0%} of those collected; the real suite deselected 31,000) at "
-        "a smaller size, so a round stays within minutes. testmon runs there with "
-        '`--testmon-forceselect`: with `--testmon` alone it says "selection automatically '
-        'deactivated because -m was used" and its no-change rerun runs every selected test '
-        "again. The floor is the last limit row: pytest with the shape's configuration and "
-        "conftest, collecting nothing.",
-        "",
-    ]
+    lines += ["", *deselect_note(shapes), "", FLOOR_NOTE, ""]
     for name, fig in shapes.items():
         lines += [
             f"Shape {SHAPES[name].key}, `{name}`:",
@@ -605,6 +647,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             md_table(header, rows, "l" + "r" * (len(header) - 1)),
         ]
+    header, rows = dryci_call_rows(shapes)
+    if rows:
+        lines += ["", md_table(header, rows, "l" + "r" * (len(header) - 1))]
     return "\n".join(lines) + "\n"
 
 
