@@ -1290,7 +1290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shapes = parser.add_argument_group(
         "suite shapes (issue 12, bench/plugin_shapes.py)",
         "--shapes runs these instead of the standard scenarios; --runs, --profile-runs, "
-        "--modules, --seed, --max-load, --label, --reinstall, --write and --no-markdown apply",
+        "--modules, --seed, --max-load, --label, --reinstall, --from-worktree, --write and "
+        "--no-markdown apply",
     )
     shapes.add_argument(
         "--shapes",
