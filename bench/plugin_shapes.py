@@ -331,10 +331,6 @@ def prepare_empty_dir() -> None:
     (EMPTY_DIR / "pytest.ini").write_text("[pytest]\n")
 
 
-def dryci_number(output: str, pattern: str) -> int | None:
-    return pb.dryci_line(output, pattern)
-
-
 def check(scenario: str, run: pb.Run, expected: Expected) -> None:
     """Stops the benchmark when a run did not do what its scenario means: every selected
     test run (plain, first runs), every one served without importing any test file
@@ -351,10 +347,10 @@ def check(scenario: str, run: pb.Run, expected: Expected) -> None:
     ):
         pb.fail(scenario, run, f"expected {expected.counts()}")
     if scenario == "cached":
-        served = dryci_number(run.output, r"dryci: (\d+) tests served from the cache")
-        ran = dryci_number(run.output, r"dryci: (\d+) tests ran")
-        files = dryci_number(run.output, r"(\d+) files not even collected")
-        deselected = dryci_number(run.output, r"dryci: (\d+) tests deselected from records") or 0
+        served = pb.dryci_line(run.output, r"dryci: (\d+) tests served from the cache")
+        ran = pb.dryci_line(run.output, r"dryci: (\d+) tests ran")
+        files = pb.dryci_line(run.output, r"(\d+) files not even collected")
+        deselected = pb.dryci_line(run.output, r"dryci: (\d+) tests deselected from records") or 0
         want = (expected.results, 0, expected.test_files, expected.deselected)
         if run.returncode != 0 or (served, ran, files, deselected) != want:
             pb.fail(
