@@ -237,7 +237,9 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = 
 
 def write_section(path: Path, title: str, section: str) -> None:
     """Replaces the section whose heading line is `title` (up to the next `## ` heading),
-    or appends it; every other section of the file is kept as it is."""
+    or appends it; every other section of the file is kept as it is, and so are the
+    section's `### ` subsections that `section` does not hold (notes written by hand,
+    another script's subsection), after the new text."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     found = re.search(rf"^{re.escape(title)}[ \t]*$", text, flags=re.M)
     if found is None:
@@ -246,5 +248,42 @@ def write_section(path: Path, title: str, section: str) -> None:
         start = found.start()
         nxt = text.find("\n## ", found.end())
         tail = text[nxt + 1 :] if nxt != -1 else ""
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+        old = text[start : nxt + 1 if nxt != -1 else len(text)]
+        kept = [
+            sub
+            for sub in _subsections(old)
+            if not re.search(rf"^{re.escape(sub.splitlines()[0])}[ \t]*$", section, flags=re.M)
+        ]
+        body = "\n\n".join([section.rstrip("\n"), *(sub.rstrip("\n") for sub in kept)])
+        text = text[:start] + body + "\n" + ("\n" + tail if tail else "")
+    path.write_text(text)
+
+
+def _subsections(section: str) -> list[str]:
+    """The `### ` subsections of a section's text, each up to the next `### ` heading."""
+    starts = [m.start() for m in re.finditer(r"^### ", section, flags=re.M)]
+    return [section[a:b] for a, b in zip(starts, [*starts[1:], len(section)])]
+
+
+def write_subsection(path: Path, section_title: str, title: str, subsection: str) -> None:
+    """Replaces the subsection whose heading line is `title` (up to the next `### ` or
+    `## ` heading) inside the section headed `section_title`, or appends it at the end of
+    that section; everything else is kept. The section must exist."""
+    text = path.read_text()
+    section = re.search(rf"^{re.escape(section_title)}[ \t]*$", text, flags=re.M)
+    if section is None:
+        sys.exit(f"error: {path} has no section {section_title!r} to hold {title!r}")
+    end = text.find("\n## ", section.end())
+    end = len(text) if end == -1 else end + 1
+    found = re.search(rf"^{re.escape(title)}[ \t]*$", text[section.end() : end], flags=re.M)
+    if found is None:
+        start = stop = end
+        before = text[:start].rstrip("\n") + "\n\n"
+    else:
+        start = section.end() + found.start()
+        nxt = re.search(r"^#{2,3} ", text[start + len(title) : end], flags=re.M)
+        stop = start + len(title) + nxt.start() if nxt else end
+        before = text[:start]
+    after = text[stop:]
+    text = before + subsection.rstrip("\n") + "\n" + ("\n" + after if after else "")
     path.write_text(text)

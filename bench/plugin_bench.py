@@ -42,7 +42,11 @@ What it does, in order:
    by bench/pstats_report.py, names the heaviest functions.
 5. Prints a table, writes bench/results/plugin.json (and plugin-LABEL.json with --label) and
    replaces its own section of BENCHMARKS.md (or of --write FILE), keeping every other
-   section.
+   section and the section's subsections it does not write itself.
+
+With --shapes, it runs the suite shapes of issue 12 instead (bench/plugin_shapes.py: -m
+deselection in addopts, skipped and xfail tests, a conftest importing hypothesis, and the
+plain suite), each against testmon, and writes their own subsection of this section.
 
 Helpers shared with the other benchmarks (machine facts, measuring a child, tables, the
 section writer) are in bench/benchlib.py.
@@ -67,7 +71,7 @@ import tarfile
 import tempfile
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +109,8 @@ DATA_FILES_PER_SUBPACKAGE = 4
 OBSERVED_ENV = "BENCH_MODE"
 OBSERVED_ENV_VALUE = "bench"  # set in every child's environment (child_env)
 BUILD_MARKER = ".dryci-bench-build.json"
+# What the benchmark venv holds besides DryCI.
+BENCH_PACKAGES = ("pytest", "pytest-testmon", "pytest-xdist", "hypothesis")
 PHASE_PLUGIN = "phase_plugin"  # bench/phase_plugin.py
 PSTATS_REPORT = BENCH / "pstats_report.py"
 
@@ -493,12 +499,14 @@ def ensure_venv(reinstall: bool, from_worktree: bool) -> dict[str, Any]:
         print(f"creating the benchmark virtualenv {VENV}", flush=True)
         run_checked([sys.executable, "-m", "venv", VENV], echo=True)
         run_checked([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], echo=True)
+    # hypothesis: the heavy library of the suite shapes' conftest (plugin_shapes.py); the
+    # standard scenarios switch its pytest plugin off (scenario_args).
     have = subprocess.run(
-        [py, "-c", "import pytest, testmon, xdist"], capture_output=True, text=True
+        [py, "-c", "import pytest, testmon, xdist, hypothesis"], capture_output=True, text=True
     ).returncode
     if have != 0:
         run_checked(
-            [py, "-m", "pip", "install", "--quiet", "pytest", "pytest-testmon", "pytest-xdist"],
+            [py, "-m", "pip", "install", "--quiet", *BENCH_PACKAGES],
             echo=True,
         )
     marker = VENV / BUILD_MARKER
@@ -525,7 +533,9 @@ def ensure_venv(reinstall: bool, from_worktree: bool) -> dict[str, Any]:
 def build_dryci(from_worktree: bool) -> dict[str, Any]:
     """pip install DryCI (maturin, release) into the bench venv; returns what was built."""
     env = dict(os.environ)
-    env["CARGO_TARGET_DIR"] = str(WORK / "cargo-target")  # reused between rebuilds
+    # Reused between rebuilds; an exported CARGO_TARGET_DIR (a work tree's target/, whose
+    # dependencies are built already) is taken as it is.
+    env.setdefault("CARGO_TARGET_DIR", str(WORK / "cargo-target"))
     started = time.perf_counter()
     if from_worktree:
         source = PROJECT
@@ -638,9 +648,12 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_pytest(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
+def run_pytest(
+    args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Run:
+    """One pytest run in `cwd` (the generated suite by default)."""
     cmd = [str(VENV / "bin" / "pytest"), *args]
-    child = measure_child(cmd, cwd=SUITE, env=env or child_env(), capture_stdout=True)
+    child = measure_child(cmd, cwd=cwd or SUITE, env=env or child_env(), capture_stdout=True)
     return Run(**vars(child), counts=parse_counts(child.output))
 
 
@@ -728,10 +741,15 @@ SCENARIO_TEXT = {
 }
 
 
-def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
+def scenario_args(plugins: dict[str, str], hypothesis: bool = False) -> dict[str, list[str]]:
+    """Each scenario's pytest arguments. hypothesis's plugin, installed in the venv for the
+    suite shapes (plugin_shapes.py), is switched off unless `hypothesis`: the standard
+    scenarios run as before it was installed."""
     no_randomly = ["-p", "no:randomly"] if "randomly" in plugins else []
-    common = ["-q", "-p", "no:cacheprovider", *no_randomly]
-    testmon_common = ["-q", *no_randomly]
+    hypothesis_names = [n for n, v in plugins.items() if v.startswith("_hypothesis_pytestplugin")]
+    no_hypothesis = [] if hypothesis else [a for n in hypothesis_names for a in ("-p", f"no:{n}")]
+    common = ["-q", "-p", "no:cacheprovider", *no_randomly, *no_hypothesis]
+    testmon_common = ["-q", *no_randomly, *no_hypothesis]
     testmon = [name for name, value in plugins.items() if value.startswith("testmon")]
     dryci = [name for name, value in plugins.items() if value.startswith("pytest_dryci")]
     no_testmon = [a for name in testmon for a in ("-p", f"no:{name}")]
@@ -740,7 +758,8 @@ def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
     # The serial scenarios run as before pytest-xdist was installed in the venv.
     no_xdist = [a for name in xdist for a in ("-p", f"no:{name}")]
     common = [*common, *no_xdist]
-    distributed = ["-q", "-p", "no:cacheprovider", *no_randomly, *no_testmon, "-n", "2"]
+    distributed = ["-q", "-p", "no:cacheprovider", *no_randomly, *no_hypothesis]
+    distributed += [*no_testmon, "-n", "2"]
     return {
         "plain-n2": [*distributed, *no_dryci],
         "cached-n2": [*distributed, "--dryci"],
@@ -756,10 +775,12 @@ def scenario_args(plugins: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def reset_testmon() -> None:
-    for path in SUITE.glob(".testmondata*"):
+def reset_testmon(suite: Path | None = None) -> None:
+    """Removes testmon's data (and pytest's cache, which it reads) from `suite`."""
+    suite = suite or SUITE
+    for path in suite.glob(".testmondata*"):
         path.unlink()
-    shutil.rmtree(SUITE / ".pytest_cache", ignore_errors=True)
+    shutil.rmtree(suite / ".pytest_cache", ignore_errors=True)
 
 
 def edit_module(path: Path, original: str, serial: int) -> None:
@@ -872,32 +893,45 @@ def run_rounds(
 # 4. Profiling the cached run
 
 
-def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dict[str, Any]:
-    """Phase stamps (median of `repeats` runs) and one cProfile run of the cached scenario."""
+def profile_cached(
+    args: list[str],
+    repeats: int,
+    items: int,
+    check: Callable[[Run], None],
+    suite: Path | None = None,
+    profile_name: str = "cached",
+) -> dict[str, Any]:
+    """Phase stamps (median of `repeats` runs) and one cProfile run of a fully cached run of
+    `items` tests in `suite` (the generated suite by default), each phase-stamped run
+    checked by `check`; the profile is kept as bench/work/profile/PROFILE_NAME.prof."""
+    suite = suite or SUITE
     profile_dir = WORK / "profile"
     profile_dir.mkdir(parents=True, exist_ok=True)
     phases: dict[str, list[float]] = {}
     hooks: dict[str, list[float]] = {}
     walls: list[float] = []
-    items = expect["total"]
     for _ in range(repeats):
         env = child_env()
         env["PYTHONPATH"] = str(BENCH)
         stamps_file = profile_dir / "phases.json"
         env["DRYCI_BENCH_PHASES_OUT"] = str(stamps_file)
         launched = time.time()
-        run = run_pytest([*args, "-p", PHASE_PLUGIN], env=env)
+        run = run_pytest([*args, "-p", PHASE_PLUGIN], env=env, cwd=suite)
         ended = launched + run.wall_s
-        check_run("cached", run, expect)
+        check(run)
         data = json.loads(stamps_file.read_text())
         s = data["stamps"]
         walls.append(run.wall_s)
         spans = {
-            "interpreter + pytest import + plugin loading": s["plugin_imported"] - launched,
-            "configure (every plugin's pytest_configure)": s["configured"] - s["plugin_imported"],
+            "interpreter + pytest import": s["plugin_imported"] - launched,
+            "plugin loading (the venv's entry points) and ini": s["conftests_start"]
+            - s["plugin_imported"],
+            "initial conftests (testpaths' conftest.py)": s["conftests_end"] - s["conftests_start"],
+            "configure (every plugin's pytest_configure; DryCI decides)": s["configured"]
+            - s["conftests_end"],
             "collection (import test files, build items)": s["collection_end"]
             - s["collection_start"],
-            "run loop (per-test protocol of skipped items)": s["runtestloop_end"]
+            "run loop (served tests reported, protocol of skipped items)": s["runtestloop_end"]
             - s["runtestloop_start"],
             "session finish (publish)": s["sessionfinish_end"] - s["sessionfinish_start"],
             "terminal summary": s["summary_end"] - s["summary_start"],
@@ -910,8 +944,9 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
         for name, (seconds, calls) in data["hooks"].items():
             hooks.setdefault(f"hook {name} ({calls} calls)", []).append(seconds)
         for name, (seconds, calls) in data["native"].items():
-            hooks.setdefault(f"native {name} ({calls} calls)", []).append(seconds)
-    prof_file = profile_dir / "cached.prof"
+            kind = "native" if name.startswith("Session.") else "python"
+            hooks.setdefault(f"{kind} {name} ({calls} calls)", []).append(seconds)
+    prof_file = profile_dir / f"{profile_name}.prof"
     env = child_env()
     cmd = [
         str(venv_python()),
@@ -923,7 +958,7 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
         *args,
     ]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=SUITE, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True)
     profiled_wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise BenchFailure(f"cProfile run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -932,7 +967,7 @@ def profile_cached(args: list[str], repeats: int, expect: dict[str, Any]) -> dic
     cprofile["wall_under_cprofile"] = profiled_wall
     median_phases = {k: statistics.median(v) for k, v in phases.items()}
     median_hooks = {k: statistics.median(v) for k, v in hooks.items()}
-    run_loop = median_phases["run loop (per-test protocol of skipped items)"]
+    run_loop = median_phases["run loop (served tests reported, protocol of skipped items)"]
     return {
         "repeats": repeats,
         "wall_median": statistics.median(walls),
@@ -1249,9 +1284,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--render-only",
         action="store_true",
-        help="rewrite our BENCHMARKS.md section from bench/results/plugin.json; run nothing",
+        help="rewrite our BENCHMARKS.md section from bench/results/plugin.json (with --shapes, "
+        "the shapes subsection from plugin-shapes.json); run nothing",
+    )
+    shapes = parser.add_argument_group(
+        "suite shapes (issue 12, bench/plugin_shapes.py)",
+        "--shapes runs these instead of the standard scenarios; --runs, --profile-runs, "
+        "--modules, --seed, --max-load, --label, --reinstall, --from-worktree, --write and "
+        "--no-markdown apply",
+    )
+    shapes.add_argument(
+        "--shapes",
+        default="",
+        metavar="all|A,B,...",
+        help="shapes to run: deselect (a), skips (b), heavy (c), plain (d), or all",
+    )
+    shapes.add_argument(
+        "--shape-scale",
+        type=float,
+        default=1.0,
+        help="multiplies each shape's number of test files (1.0: 475 for deselect, 2,000 "
+        "for the others)",
+    )
+    shapes.add_argument(
+        "--first-runs",
+        type=int,
+        default=2,
+        help="rounds that include the first runs of DryCI and testmon (2)",
     )
     args = parser.parse_args(argv)
+    if args.shapes:
+        import plugin_shapes  # imports this module: loaded only when asked for
+
+        if args.render_only:
+            return plugin_shapes.render_only(args.write)
+        if args.runs < 1 or args.first_runs < 1 or args.shape_scale <= 0:
+            parser.error("need --runs >= 1, --first-runs >= 1, --shape-scale > 0")
+        return plugin_shapes.run_shapes(args, argv)
     if args.render_only:
         result = json.loads((RESULTS / "plugin.json").read_text())
         write_section(args.write, SECTION_TITLE, markdown_section(result))
@@ -1323,7 +1392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = {"after_first": stores[-1], "rounds_agree": all(c == contents[0] for c in contents)}
 
     print("profiling the fully cached run", flush=True)
-    profile = profile_cached(scen_args["cached"], args.profile_runs, expect)
+    profile = profile_cached(
+        scen_args["cached"],
+        args.profile_runs,
+        expect["total"],
+        lambda run: check_run("cached", run, expect),
+    )
 
     stats = {s: summarize(runs) for s, runs in results.items()}
     result: dict[str, Any] = {
