@@ -80,6 +80,10 @@ use crate::files::Digest;
 /// How module-level code is named where functions are (`path::<module>`):
 /// the name CPython gives a module's code object.
 pub const MODULE_LEVEL: &str = "<module>";
+/// The pseudo-function that calls whatever runs outside every test,
+/// fixture and collector (a conftest's `pytest_configure`, say): every test
+/// depends on what it was seen to call.
+pub const SESSION_LEVEL: &str = "<session>";
 
 /// The blake3 derive-key context of the skeleton digest.
 const SKELETON_CONTEXT: &str = "dryci 2026 module skeleton";

@@ -9,7 +9,9 @@
 //! root, qualname that of its outermost `def` (`crate::functions`): nested
 //! functions, lambdas and comprehensions belong to the body that holds them.
 //! Module-level code (a module's body, class bodies, module-level lambdas)
-//! is `path::<module>`.
+//! is `path::<module>`. What runs outside every window (a conftest's hook,
+//! the imports of the initial conftests) is noted as called by `<session>`,
+//! on which every test depends.
 //!
 //! A C profile function (`PyEval_SetProfile`, in every CPython since 3.0)
 //! costs one C call per Python call and nothing per line; the hook returns
@@ -33,7 +35,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::functions::{FunctionIndex, MODULE_LEVEL};
+use crate::functions::{FunctionIndex, MODULE_LEVEL, SESSION_LEVEL};
 
 type TraceFunction =
     unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void, c_int, *mut ffi::PyObject) -> c_int;
@@ -47,6 +49,9 @@ extern "C" {
 }
 
 const PY_TRACE_CALL: c_int = 0;
+/// The pseudo-function that "calls" whatever runs outside every window
+/// (`crate::functions::SESSION_LEVEL`): the first function interned.
+const SESSION_ID: u32 = 0;
 /// How many frames up a call's repository caller is looked for: far enough
 /// for decorators, `functools` wrappers and generated code in between.
 const MAX_CALLER_DEPTH: usize = 32;
@@ -163,6 +168,9 @@ impl Profiler {
 
     fn executed(&mut self, id: u32) {
         let Some(window) = self.windows.last_mut() else {
+            // Outside every test, fixture and collector: a conftest's hook,
+            // an initial import. Every test may depend on it.
+            self.called(SESSION_ID, id);
             return;
         };
         let function = &mut self.functions[id as usize];
@@ -289,7 +297,7 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
         .unbind();
     install(py, &sentinel);
     MISSED.store(false, Ordering::Relaxed);
-    *state() = Some(Profiler {
+    let mut profiler = Profiler {
         root: with_separator(root),
         ignored: ignored.into_iter().map(with_separator).collect(),
         codes: FxHashMap::default(),
@@ -303,7 +311,13 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
         new_calls: Vec::new(),
         sentinel,
         getprofile,
+    };
+    let session = PyString::new(py, SESSION_LEVEL).unbind();
+    profiler.functions.push(Function {
+        name: session,
+        mark: 0,
     });
+    *state() = Some(profiler);
     Ok(())
 }
 

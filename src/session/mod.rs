@@ -26,6 +26,7 @@ use crate::analysis::{
 use crate::cache::keys::{FileKey, NodeKey};
 use crate::cache::local::{LocalBatch, Outcome, StoredPass};
 use crate::cache::{Cache, CacheSettings, Collection, Matchers};
+use crate::functions::SESSION_LEVEL;
 use crate::hash::{DependencyHash, Salt};
 use crate::protocol::v2::PassedTest;
 use crate::protocol::RunCounts;
@@ -707,7 +708,11 @@ impl Session {
                     continue; // not all seen: not recorded at function level
                 };
                 let ran: Vec<String> = functions.iter().map(|name| rebase(name)).collect();
-                let seeds = ran.iter().chain(&module_seeds).map(String::as_str);
+                let seeds = ran
+                    .iter()
+                    .chain(&module_seeds)
+                    .map(String::as_str)
+                    .chain([SESSION_LEVEL]);
                 let reached = graph.reach(seeds);
                 let mut test_code = reach::code_requirements(&reached, &closure);
                 if !inputs.subprocesses.is_empty() {

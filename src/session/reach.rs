@@ -7,7 +7,8 @@
 //! the module first).
 //!
 //! Functions are named `path::qualname` (`crate::functions`), module-level
-//! code `path::<module>`.
+//! code `path::<module>`; `<session>` calls what ran outside every test,
+//! fixture and collector, which every test depends on too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

@@ -123,12 +123,16 @@ PROJECT = {
 ALL_TESTS = 15  # with the doctest of lib/core.py
 
 
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    for path, text in PROJECT.items():
+def write(pytester: pytest.Pytester, files: dict[str, str]) -> None:
+    for path, text in files.items():
         target = pytester.path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    write(pytester, PROJECT)
     pytester.makeini("[pytest]\naddopts = --doctest-modules\ntestpaths = tests lib\n")
     return pytester
 
@@ -280,10 +284,7 @@ SMALL = {
 def test_parametrised_and_unittest_tests_under_a_keyword_selection(
     pytester: pytest.Pytester,
 ) -> None:
-    for path, text in SMALL.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    write(pytester, SMALL)
     run(pytester).assert_outcomes(passed=3)
     replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
     # Selected from the records, without importing the test file: the
@@ -301,10 +302,7 @@ def test_parametrised_and_unittest_tests_under_a_keyword_selection(
 def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
     pytester: pytest.Pytester,
 ) -> None:
-    for path, text in SMALL.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    write(pytester, SMALL)
     (pytester.path / "tests/test_spawn.py").write_text(
         "import subprocess, sys\n\n"
         "def test_child():\n"
@@ -315,3 +313,20 @@ def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
     replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
     result = run(pytester)
     assert "FAILED tests/test_spawn.py::test_child" in result.stdout.str()
+
+
+def test_what_a_conftest_hook_ran_counts_for_every_test(pytester: pytest.Pytester) -> None:
+    write(pytester, SMALL)
+    (pytester.path / "app/settings.py").write_text(
+        "LEVEL = 0\n\ndef configure():\n    global LEVEL\n    LEVEL = 1\n"
+    )
+    (pytester.path / "conftest.py").write_text(
+        "import app.settings\n\ndef pytest_configure(config):\n    app.settings.configure()\n"
+    )
+    (pytester.path / "tests/test_level.py").write_text(
+        "import app.settings\n\ndef test_level():\n    assert app.settings.LEVEL == 1\n"
+    )
+    run(pytester).assert_outcomes(passed=4)
+    replace(pytester, "app/settings.py", "LEVEL = 1", "LEVEL = 2")
+    result = run(pytester)
+    assert "FAILED tests/test_level.py::test_level" in result.stdout.str()
