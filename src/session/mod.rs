@@ -15,6 +15,7 @@
 //! A pass recorded with the inputs its test read at run time is served only
 //! while every one of them still holds (`observed`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -686,20 +687,34 @@ impl Session {
         if parts.is_empty() {
             return Ok(code);
         }
-        let analysis = analyze(&settings.request(Some(
-            parts.iter().map(|part| settings.root.join(part)).collect(),
-        )))?;
-        for (part, input) in parts.into_iter().zip(&analysis.inputs) {
-            let closure: HashSet<&str> = analysis
-                .closure(input)
-                .into_iter()
-                .map(|node| analysis.graph.path(node))
-                .filter(|path| path.ends_with(".py"))
-                .collect();
-            let module_seeds: Vec<String> = closure
-                .iter()
-                .map(|path| reach::module_level(path))
-                .collect();
+        // One analysis gives the closures of the test files and of the
+        // modules their tests imported by name at run time: the module-level
+        // code of each may have run in another test, first.
+        let modules: BTreeSet<&String> = parts
+            .iter()
+            .flat_map(|part| passes[*part].keys())
+            .filter_map(|node_id| observed.get(node_id))
+            .flat_map(|inputs| &inputs.modules)
+            .collect();
+        let mut inputs: Vec<PathBuf> = parts.iter().map(|part| settings.root.join(part)).collect();
+        inputs.extend(modules.iter().map(PathBuf::from));
+        let analysis = analyze(&settings.request(Some(inputs)))?;
+        let closures: Vec<HashSet<&str>> = analysis
+            .inputs
+            .iter()
+            .map(|input| {
+                analysis
+                    .closure(input)
+                    .into_iter()
+                    .map(|node| analysis.graph.path(node))
+                    .filter(|path| path.ends_with(".py"))
+                    .collect()
+            })
+            .collect();
+        let (file_closures, module_closures) = closures.split_at(parts.len());
+        let module_closures: HashMap<&String, &HashSet<&str>> =
+            modules.into_iter().zip(module_closures).collect();
+        for (part, file_closure) in parts.into_iter().zip(file_closures) {
             for node_id in passes[part].keys() {
                 let Some(inputs) = observed.get(node_id) else {
                     continue;
@@ -707,17 +722,25 @@ impl Session {
                 let Some(functions) = inputs.functions.as_ref() else {
                     continue; // not all seen: not recorded at function level
                 };
+                let mut closure = Cow::Borrowed(file_closure);
+                for module in &inputs.modules {
+                    if let Some(more) = module_closures.get(module) {
+                        closure.to_mut().extend(more.iter());
+                    }
+                }
                 let ran: Vec<String> = functions.iter().map(|name| rebase(name)).collect();
+                let module_level: Vec<String> =
+                    closure.iter().map(|path| reach::module_level(path)).collect();
                 let seeds = ran
                     .iter()
-                    .chain(&module_seeds)
+                    .chain(&module_level)
                     .map(String::as_str)
                     .chain([SESSION_LEVEL]);
                 let reached = graph.reach(seeds);
                 let mut test_code = reach::code_requirements(&reached, &closure);
                 if !inputs.subprocesses.is_empty() {
                     // What it started may have run any of its closure's code, unseen.
-                    for path in &closure {
+                    for path in closure.iter() {
                         test_code
                             .entry(path.to_string())
                             .or_default()

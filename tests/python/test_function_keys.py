@@ -330,3 +330,39 @@ def test_what_a_conftest_hook_ran_counts_for_every_test(pytester: pytest.Pyteste
     replace(pytester, "app/settings.py", "LEVEL = 1", "LEVEL = 2")
     result = run(pytester)
     assert "FAILED tests/test_level.py::test_level" in result.stdout.str()
+
+
+def test_what_a_module_imported_by_name_ran_at_import_counts_for_each_test_loading_it(
+    pytester: pytest.Pytester,
+) -> None:
+    loads = (
+        "import importlib\nfrom app.registry import REGISTRY\n\n"
+        "def test_loads():\n"
+        "    importlib.import_module('app.plugins.csv')\n"
+        "    assert REGISTRY['csv'] == 'Csv'\n"
+    )
+    write(
+        pytester,
+        {
+            **SMALL,
+            "app/registry.py": (
+                "REGISTRY = {}\n\n"
+                "def register(name):\n"
+                "    def decorate(cls):\n"
+                "        REGISTRY[name] = cls.__name__\n"
+                "        return cls\n"
+                "    return decorate\n"
+            ),
+            "app/plugins/__init__.py": "",
+            "app/plugins/csv.py": (
+                "from app.registry import register\n\n@register('csv')\nclass Csv:\n    pass\n"
+            ),
+            "tests/test_a_loads.py": loads,
+            "tests/test_b_loads.py": loads,
+        },
+    )
+    run(pytester).assert_outcomes(passed=5)
+    replace(pytester, "app/registry.py", "= cls.__name__", "= cls.__name__.lower()")
+    result = run(pytester)
+    # The second test found the module imported already: nothing ran at its import.
+    assert "FAILED tests/test_b_loads.py::test_loads" in result.stdout.str()
