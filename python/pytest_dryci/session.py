@@ -188,6 +188,10 @@ class DryciSession:
         if files and all(part in self.elisions for part in files):
             self.without_workers = True
             serve_without_workers(config.pluginmanager)
+            if self.function_level is not None:
+                # Nothing it foresaw will run: the hook would only slow the
+                # run down. A test it did not foresee runs unrecorded.
+                functions.stop()
 
     def selection(self, config: pytest.Config, conftests: list[str]) -> Selection | None:
         """The run's -k, -m and node ids, when records may answer them: no
