@@ -23,8 +23,8 @@ Not a timed benchmark: a soundness and precision check. For each target project 
    and restores the file byte for byte, checking that the tree is pristine again;
 4. counts misses, |F - R| (a failing test that was served: unsound, the goal is 0), and
    the precision |R| / |F| (the goal is at most 1.5), prints a table per target, lists
-   every miss, writes bench/results/mutation.json and replaces its section of
-   BENCHMARKS.md.
+   every miss, writes bench/results/mutation.json (mutation-trial.json with --no-markdown)
+   and replaces its section of BENCHMARKS.md (--render-only rewrites it from the JSON).
 
 Stdlib only, Python 3.9+. Run from anywhere: `python3 bench/mutation_check.py --help`.
 """
@@ -112,7 +112,7 @@ def git_init(root: Path) -> None:
     each mutation that the tree is pristine again. What pytest and DryCI write is excluded
     in .git/info/exclude, which is not a file of the tree DryCI hashes."""
     quiet = {"cwd": root, "check": True, "capture_output": True}
-    subprocess.run(["git", "init", "-q", "-b", "main"], **quiet)
+    subprocess.run(["git", "init", "-q"], **quiet)
     (root / ".git" / "info").mkdir(parents=True, exist_ok=True)
     (root / ".git" / "info" / "exclude").write_text("\n".join(NOT_THE_TREE) + "\n")
     subprocess.run(["git", "add", "-A"], **quiet)
@@ -621,6 +621,10 @@ def markdown_section(report: dict[str, Any]) -> str:
         f"median, mean and maximum over the mutations that made a test fail (goal <= "
         f"{RATIO_GOAL}); mean |F|, mean |R| and share run (|R| / tests in the suite): over "
         "every mutation",
+        "- what the targets do not hold: caches, decorators, code run at import, threads, "
+        "wide-scoped fixtures calling the package (tests/python/test_function_keys.py pins "
+        "those cases); "
+        "the generated suite's functions are small and call one another directly",
         "- function precision may run more than F by design (src/session/reach.rs): "
         "a test that ran a caller of the mutated function runs again, even if with its own "
         "inputs the caller did not call it, because the session saw that caller call it",
@@ -699,12 +703,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
-        "--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (trial runs)"
+        "--no-markdown",
+        action="store_true",
+        help="a trial run: do not touch BENCHMARKS.md, write bench/results/mutation-trial.json",
     )
     parser.add_argument(
         "--write", type=Path, default=BENCHMARKS_MD, metavar="FILE", help="(BENCHMARKS.md)"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite our BENCHMARKS.md section from bench/results/mutation.json; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        report = json.loads((RESULTS / "mutation.json").read_text())
+        write_section(args.write, SECTION_TITLE, markdown_section(report))
+        print(f"updated {args.write}")
+        return 0
     targets = [t for t in args.targets.split(",") if t]
     if not targets or set(targets) - {"example", "suite"}:
         parser.error("--targets: example, suite or both")
@@ -751,9 +767,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for precision, text in m["explain"].items():
                 print(f"\n--- explain ({precision}) {m['path']}::{m['qualname']}\n{text}")
     print(f"\nrun time: {report['seconds']:.0f} s")
+    # A trial run keeps its JSON apart: --render-only must find the figures of the section.
+    out = RESULTS / ("mutation-trial.json" if args.no_markdown else "mutation.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mutation.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'mutation.json'}")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
     if not args.no_markdown:
         write_section(args.write, SECTION_TITLE, markdown_section(report))
         print(f"updated {args.write}")
