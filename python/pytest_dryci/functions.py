@@ -23,14 +23,16 @@ What it cannot see, and how that stays sound:
   unnoted: its record is not made at function level, and it runs next time.
 - Threads that were running before the hook was installed.
 - State that one test leaves for another without a call between them that
-  the hook sees (a test that calls an `functools.lru_cache`d function
-  directly, which an earlier test filled: the cached call runs no Python
-  code). A lookup through a repository function is seen: the function was
-  seen to call what computes the result.
+  the hook sees. A lookup through a repository function is seen (it was
+  seen to call what computes the result), and so is a hit of a repository
+  function decorated with `functools.lru_cache` or `functools.cache` after
+  the hook was installed: it is called through a trampoline that notes the
+  call (`_watch_lru_caches`; the C wrapper runs no Python code on a hit).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -68,6 +70,7 @@ def start(config: pytest.Config) -> list[str]:
     ignored = [p for p in ignored if os.path.join(p, "").startswith(inside) and p != root]
     _native.start_function_profiler(root, ignored)
     threading.setprofile(_profile_new_thread)
+    _watch_lru_caches(inside, tuple(os.path.join(p, "") for p in ignored))
     _unseen_before = pre_imported(config.rootpath, ignored)
     return _unseen_before
 
@@ -77,6 +80,36 @@ def stop() -> None:
     _unseen_before = None
     threading.setprofile(None)  # type: ignore[arg-type]
     _native.stop_function_profiler()
+
+
+def _watch_lru_caches(inside: str, ignored: tuple[str, ...]) -> None:
+    """Makes a hit of an `lru_cache`d (or `cache`d) repository function
+    visible: the C wrapper answers it without running any Python code, so
+    the hook would not see that the caller depends on the function. Such a
+    function decorated from now on is called through a trampoline that notes
+    the call (`_native.note_call`); others keep the C wrapper untouched."""
+    make_wrapper = functools._lru_cache_wrapper  # type: ignore[attr-defined]
+    if getattr(make_wrapper, "dryci_watched", False):
+        return
+
+    def lru_cache_wrapper(user_function, *args):
+        wrapper = make_wrapper(user_function, *args)
+        code = getattr(user_function, "__code__", None)
+        filename = os.path.realpath(code.co_filename) if code is not None else ""
+        if not filename.startswith(inside) or filename.startswith(ignored):
+            return wrapper
+        note_call = _native.note_call
+
+        def cached(*args, **kwargs):
+            note_call(code)
+            return wrapper(*args, **kwargs)
+
+        cached.cache_info = wrapper.cache_info  # type: ignore[attr-defined]
+        cached.cache_clear = wrapper.cache_clear  # type: ignore[attr-defined]
+        return cached
+
+    lru_cache_wrapper.dryci_watched = True  # type: ignore[attr-defined]
+    functools._lru_cache_wrapper = lru_cache_wrapper  # type: ignore[attr-defined]
 
 
 def _profile_new_thread(frame, event, arg) -> None:

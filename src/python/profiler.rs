@@ -232,8 +232,16 @@ unsafe extern "C" fn hook(
     let Some(callee) = callee else {
         return 0;
     };
+    note_caller(profiler, py, frame, callee);
+    0
+}
+
+/// Notes that `callee` ran, called from the frame `frame` is (or, when it
+/// is not the repository's, the closest repository frame up the stack).
+fn note_caller(profiler: &mut Profiler, py: Python<'_>, frame: *mut c_void, callee: u32) {
     profiler.executed(callee);
     // The closest repository function up the stack is the caller.
+    // SAFETY: `frame` is a live frame; PyFrame_GetBack returns a new reference.
     let mut back = unsafe { PyFrame_GetBack(frame) };
     for _ in 0..MAX_CALLER_DEPTH {
         if back.is_null() {
@@ -258,7 +266,30 @@ unsafe extern "C" fn hook(
     if !back.is_null() {
         unsafe { ffi::Py_DECREF(back as *mut ffi::PyObject) };
     }
-    0
+}
+
+/// Notes a call of the function whose code is `code` that ran no Python
+/// code of it: a hit of an `lru_cache`d repository function, called through
+/// the plugin's trampoline (`pytest_dryci.functions`), whose frame is the
+/// current one.
+#[pyfunction]
+pub fn note_call(py: Python<'_>, code: &Bound<'_, PyAny>) {
+    let mut guard = state();
+    let Some(profiler) = guard.as_mut() else {
+        return;
+    };
+    let Some(callee) = profiler.function_of(py, code.as_ptr()) else {
+        return;
+    };
+    // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed reference
+    // to the running frame (the trampoline's), alive while it runs.
+    let frame = unsafe { ffi::PyEval_GetFrame() } as *mut c_void;
+    if frame.is_null() {
+        profiler.executed(callee);
+        return;
+    }
+    // PyFrame_GetBack in `note_caller` takes its own reference.
+    note_caller(profiler, py, frame, callee);
 }
 
 fn state() -> std::sync::MutexGuard<'static, Option<Profiler>> {

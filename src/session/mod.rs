@@ -729,8 +729,10 @@ impl Session {
                     }
                 }
                 let ran: Vec<String> = functions.iter().map(|name| rebase(name)).collect();
-                let module_level: Vec<String> =
-                    closure.iter().map(|path| reach::module_level(path)).collect();
+                let module_level: Vec<String> = closure
+                    .iter()
+                    .map(|path| reach::module_level(path))
+                    .collect();
                 let seeds = ran
                     .iter()
                     .chain(&module_level)

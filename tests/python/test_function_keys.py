@@ -94,7 +94,10 @@ PROJECT = {
         "from lib.registry import Registry\n\n"
         "def test_memo_hit():\n    assert lookup(1) == 10\n\n"
         "def test_lru_hit():\n    assert price('apple') == 3\n\n"
-        "def test_class_cache_hit():\n    assert Registry.get(1) == 2\n"
+        "def test_class_cache_hit():\n    assert Registry.get(1) == 2\n\n"
+        "def test_lru_direct_hit():\n"
+        "    from lib.cached import table\n"
+        "    assert table()['apple'] == 3\n"
     ),
     "tests/test_core.py": (
         "import threading\nimport lib\nfrom lib import core\n\n"
@@ -120,7 +123,7 @@ PROJECT = {
         "def test_settings(settings):\n    assert settings['level'] == 1\n"
     ),
 }
-ALL_TESTS = 15  # with the doctest of lib/core.py
+ALL_TESTS = 16  # with the doctest of lib/core.py
 
 
 def write(pytester: pytest.Pytester, files: dict[str, str]) -> None:
@@ -179,6 +182,13 @@ BREAKING_EDITS = [
     # memoised by an earlier test in another file
     ("lib/memo.py", "return key * 10", "return key * 11", "tests/test_b_later.py::test_memo_hit"),
     ("lib/cached.py", "{'apple': 3}", "{'apple': 4}", "tests/test_b_later.py::test_lru_hit"),
+    # an lru_cache'd function called directly, filled by an earlier test
+    (
+        "lib/cached.py",
+        "{'apple': 3}",
+        "{'apple': 4}",
+        "tests/test_b_later.py::test_lru_direct_hit",
+    ),
     (
         "lib/registry.py",
         "return key + 1",
