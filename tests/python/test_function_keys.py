@@ -376,3 +376,16 @@ def test_what_a_module_imported_by_name_ran_at_import_counts_for_each_test_loadi
     result = run(pytester)
     # The second test found the module imported already: nothing ran at its import.
     assert "FAILED tests/test_b_loads.py::test_loads" in result.stdout.str()
+
+
+def test_without_observation_the_keys_stay_file_level_with_one_degraded_line(
+    pytester: pytest.Pytester,
+) -> None:
+    write(pytester, SMALL)
+    first = run(pytester, "-o", "dryci_observe=false")
+    first.assert_outcomes(passed=3)
+    degraded = [line for line in first.outlines if line.startswith("dryci: degraded:")]
+    assert len(degraded) == 1 and "function-level keys need observation" in degraded[0]
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 1  # edited")
+    # File-level keys: the edit of one function runs every test of the file again.
+    run(pytester, "-o", "dryci_observe=false").assert_outcomes(passed=3)
