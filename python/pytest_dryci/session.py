@@ -69,6 +69,9 @@ class DryciSession:
         # First, so that as little as possible runs before the hook is installed.
         self.function_level = self.start_functions()
         self.observing = self.start_observing()
+        if self.observing is None and self.function_level is not None:
+            functions.stop()  # the windows are observation's: file-level keys
+            self.function_level = None
         if self.workerinput is None:
             self.decisions = Decisions.for_controller(
                 config, self.settings, self.degradations, self.function_level
@@ -160,8 +163,6 @@ class DryciSession:
             observer.start()
         except Exception as err:  # an interpreter without audit hooks, say
             self.degradations.add(f"cannot observe what tests read ({err}); static keys only")
-            if self.function_level is not None:
-                functions.stop()
             return None
         plugin = ObservingPlugin(observer, functions=self.function_level is not None)
         self.config.pluginmanager.register(plugin, "dryci-observing")
