@@ -79,6 +79,10 @@ struct Profiler {
     /// address is never reused for another.
     codes: FxHashMap<usize, Option<u32>>,
     held: Vec<Py<PyAny>>,
+    /// A code object's file name -> the file relative to the root, None when
+    /// it is not the repository's (resolved once per file: it may cost a
+    /// `realpath`).
+    files: HashMap<String, Option<String>>,
     functions: Vec<Function>,
     ids: HashMap<(String, String), u32>,
     /// Path relative to the root -> its functions, None when they cannot be
@@ -117,7 +121,14 @@ impl Profiler {
 
     fn resolve(&mut self, code: &Bound<'_, PyAny>) -> Option<u32> {
         let filename: String = code.getattr("co_filename").ok()?.extract().ok()?;
-        let rel = self.relative(&filename)?;
+        let rel = match self.files.get(&filename) {
+            Some(known) => known.clone(),
+            None => {
+                let rel = self.relative(&filename);
+                self.files.insert(filename, rel.clone());
+                rel
+            }
+        }?;
         let qualname = {
             let name: String = code.getattr("co_name").ok()?.extract().ok()?;
             let line: u32 = code.getattr("co_firstlineno").ok()?.extract().ok()?;
@@ -333,6 +344,7 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
         ignored: ignored.into_iter().map(with_separator).collect(),
         codes: FxHashMap::default(),
         held: Vec::new(),
+        files: HashMap::new(),
         functions: Vec::new(),
         ids: HashMap::new(),
         indexes: HashMap::new(),
