@@ -52,7 +52,14 @@ PROJECT = {
         "def count_sides():\n    return 4\n\ndef load_settings():\n    return {'level': 1}\n"
     ),
     "lib/shapes.py": (
-        "from .util import count_sides\n\nSIDES = count_sides()\n\nclass Square:\n    corners = 4\n"
+        "from .util import count_sides\n\nSIDES = count_sides()\n\n"
+        "class Square:\n    corners = 4\n\n"
+        "class Box:\n"
+        "    def __init__(self, side):\n        self.side = side\n\n"
+        "    @property\n"
+        "    def area(self):\n        return self.side * self.side\n\n"
+        "def count(n):\n    for i in range(n):\n        yield i\n\n"
+        "async def fetch():\n    return 'data'\n"
     ),
     "lib/deco.py": (
         "def traced(function):\n"
@@ -120,10 +127,17 @@ PROJECT = {
         "def test_point():\n    assert Point(1, 2).y == 2\n\n"
         "def test_cat():\n    assert Cat().name() == 'cat'\n\n"
         "def test_dog():\n    assert Dog().name() == 'dog'\n\n"
-        "def test_settings(settings):\n    assert settings['level'] == 1\n"
+        "def test_settings(settings):\n    assert settings['level'] == 1\n\n"
+        "def test_property():\n"
+        "    from lib.shapes import Box\n    assert Box(2).area == 4\n\n"
+        "def test_generator():\n"
+        "    from lib.shapes import count\n    assert list(count(3)) == [0, 1, 2]\n\n"
+        "def test_coroutine():\n"
+        "    import asyncio\n    from lib.shapes import fetch\n"
+        "    assert asyncio.run(fetch()) == 'data'\n"
     ),
 }
-ALL_TESTS = 16  # with the doctest of lib/core.py
+ALL_TESTS = 19  # with the doctest of lib/core.py
 
 
 def write(pytester: pytest.Pytester, files: dict[str, str]) -> None:
@@ -215,6 +229,15 @@ BREAKING_EDITS = [
         "self.%s = -%s' % (f, f)",
         "tests/test_misc.py::test_point",
     ),
+    # a property, a generator, a coroutine
+    (
+        "lib/shapes.py",
+        "self.side * self.side",
+        "self.side + 5",
+        "tests/test_misc.py::test_property",
+    ),
+    ("lib/shapes.py", "yield i", "yield i + 1", "tests/test_misc.py::test_generator"),
+    ("lib/shapes.py", "return 'data'", "return 'dat'", "tests/test_misc.py::test_coroutine"),
     # a method with the same name in two classes
     ("lib/names.py", "return 'dog'", "return 'wolf'", "tests/test_misc.py::test_dog"),
     # a thread started by a test
