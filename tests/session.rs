@@ -281,17 +281,27 @@ fn settings_of(repo: &Repo) -> SessionSettings {
 /// Publishes `tests/test_other.py::test_x` as passed, observed to read
 /// `observed`; returns how many passes were published.
 fn publish_observed(session: &mut Session, observed: Observed) -> usize {
-    let passes = BTreeMap::from([(
-        "tests/test_other.py".to_string(),
-        BTreeMap::from([(OTHER_TEST.to_string(), Some(1))]),
-    )]);
-    let observed = BTreeMap::from([(OTHER_TEST.to_string(), observed)]);
+    publish_test(session, OTHER_TEST, observed, &[])
+}
+
+/// Publishes `test` as passed, observed to read (or run) `observed`, with
+/// the calls between functions the session saw; returns how many passes
+/// were published.
+fn publish_test(
+    session: &mut Session,
+    test: &str,
+    observed: Observed,
+    calls: &[(String, String)],
+) -> usize {
+    let part = test.split("::").next().unwrap().to_string();
+    let passes = BTreeMap::from([(part, BTreeMap::from([(test.to_string(), Some(1))]))]);
+    let observed = BTreeMap::from([(test.to_string(), observed)]);
     let publication = session
         .publish(
             &passes,
             &BTreeMap::new(),
             &observed,
-            &[],
+            calls,
             &BTreeMap::new(),
             OtherCounts::default(),
         )
@@ -475,10 +485,6 @@ mod function_level {
     fn publish(repo: &Repo, ran: Option<&[&str]>, calls: &[(&str, &str)]) -> usize {
         let mut session = session(repo);
         session.decide(&test_files(repo), Matchers::Skip).unwrap();
-        let passes = BTreeMap::from([(
-            "tests/test_m.py".to_string(),
-            BTreeMap::from([(TEST.to_string(), Some(1))]),
-        )]);
         let observed = Observed {
             functions: ran.map(|names| names.iter().map(|n| n.to_string()).collect()),
             ..Observed::default()
@@ -487,18 +493,7 @@ mod function_level {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        let publication = session
-            .publish(
-                &passes,
-                &BTreeMap::new(),
-                &BTreeMap::from([(TEST.to_string(), observed)]),
-                &calls,
-                &BTreeMap::new(),
-                OtherCounts::default(),
-            )
-            .unwrap();
-        assert_eq!(publication.warnings, Vec::<String>::new());
-        publication.published
+        publish_test(&mut session, TEST, observed, &calls)
     }
 
     fn served(repo: &Repo) -> bool {
