@@ -7,7 +7,8 @@ collection and the per-test protocol are pytest's largest fixed costs. Such a
 file yields no items at all (`ServedFile`); instead, each of its tests is
 reported as skipped with the usual reason, with its node id, through the
 reporting hooks (`report_served`), so the terminal, `-rs`, junitxml and
-other reporters still see every test.
+other reporters still see every test; when only listeners it knows are
+registered, `bulk_reporting` gives them the same a file at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from pytest_dryci.bulk_reporting import BulkReporter
 
 
 class ServedFile(pytest.File):
@@ -44,34 +47,44 @@ def report_served(
     pytest's reporters shows or counts one (the terminal, `-v`, `-rs`,
     junitxml, the last-failed cache), and leaving it out saves a third of
     the hook calls, of the report objects and of the time spent here.
+
+    When every plugin listening is one `bulk_reporting` knows (pytest's
+    quiet or normal terminal among them), a file's reports are handed to it
+    at once: the same output and records, without the hook calls per test.
     """
-    hook = config.hook
-    logstart = hook.pytest_runtest_logstart
-    logreport = hook.pytest_runtest_logreport
-    logfinish = hook.pytest_runtest_logfinish
-    call_logstart = _has_visible_impl(config, logstart, "logstart")
-    call_logfinish = _has_visible_impl(config, logfinish, "logfinish")
-    report = pytest.TestReport
+    bulk = BulkReporter.of(config)
     with _batched_terminal_output(config), _no_cyclic_gc():
+        if bulk is None:
+            _report_each(config, _served_reports(root, served, results))
+            return
         for node_ids, reason in served:
-            message = f"Skipped: {reason}"
-            file_part = ""
-            longrepr = ("", 1, message)
-            for node_id in node_ids:
-                part, _, name = node_id.partition("::")
-                if part != file_part:  # once per file: its ids come together
-                    file_part = part
-                    longrepr = (str(root / part), 1, message)
-                location = (part, 0, name.replace("::", "."))
-                if call_logstart:
-                    logstart(nodeid=node_id, location=location)
-                result = results.get(node_id) if results else None
-                if result is None:
-                    logreport(report=report(node_id, location, {}, "skipped", longrepr, "setup"))
-                else:
-                    logreport(report=_result_report(node_id, location, root / part, result))
-                if call_logfinish:
-                    logfinish(nodeid=node_id, location=location)
+            reports = list(_served_reports(root, [(node_ids, reason)], results))
+            if reports and not bulk.report(reports):
+                _report_each(config, reports)
+
+
+def _served_reports(
+    root: Path,
+    served: Iterable[tuple[list[str], str]],
+    results: dict[str, tuple[str, str]],
+) -> Iterator[pytest.TestReport]:
+    """The setup report of each served test, in order."""
+    report = pytest.TestReport
+    for node_ids, reason in served:
+        message = f"Skipped: {reason}"
+        file_part = ""
+        longrepr = ("", 1, message)
+        for node_id in node_ids:
+            part, _, name = node_id.partition("::")
+            if part != file_part:  # once per file: its ids come together
+                file_part = part
+                longrepr = (str(root / part), 1, message)
+            location = (part, 0, name.replace("::", "."))
+            result = results.get(node_id) if results else None
+            if result is None:
+                yield report(node_id, location, {}, "skipped", longrepr, "setup")
+            else:
+                yield _result_report(node_id, location, root / part, result)
 
 
 def _result_report(
@@ -86,6 +99,24 @@ def _result_report(
     if kind == "xfailed":
         served.wasxfail = reason
     return served
+
+
+def _report_each(config: pytest.Config, reports: Iterable[pytest.TestReport]) -> None:
+    """Each report through the hooks, as pytest's runner sends it: logstart
+    and logfinish only when an implementation may show something."""
+    hook = config.hook
+    logstart = hook.pytest_runtest_logstart
+    logreport = hook.pytest_runtest_logreport
+    logfinish = hook.pytest_runtest_logfinish
+    call_logstart = _has_visible_impl(config, logstart, "logstart")
+    call_logfinish = _has_visible_impl(config, logfinish, "logfinish")
+    for report in reports:
+        node_id = report.nodeid
+        if call_logstart:
+            logstart(nodeid=node_id, location=report.location)
+        logreport(report=report)
+        if call_logfinish:
+            logfinish(nodeid=node_id, location=report.location)
 
 
 def _has_visible_impl(config: pytest.Config, caller, hook: str) -> bool:

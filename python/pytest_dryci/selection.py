@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -225,21 +227,70 @@ def _keyword_names(api: _Api, item: pytest.Item) -> Iterable[str]:
     return names
 
 
-class _Decoded:
-    """One file's matchers, rebuilt as pytest's matcher objects on demand."""
+# One test's row in a record's "items", as encode_matchers writes it:
+# [[keyword indexes],[mark indexes]]; the group is the mark indexes.
+_ITEM_MARKS = re.compile(r"\[\[[0-9,]*\],\[([0-9,]*)\]\]")
+_RECORD_START = f'{{"v":{MATCHERS_VERSION},"names":['
 
-    def __init__(self, api: _Api, text: str, count: int) -> None:
-        record = json.loads(text)
-        if record.get("v") != MATCHERS_VERSION or len(record["items"]) != count:
-            raise CannotAnswer("a record of another version")
+
+def _read_marks_only(text: str, count: int) -> tuple[list, list[str]] | None:
+    """(marks, each test's mark indexes as text) of a record written by
+    `encode_matchers`, without decoding its names and keyword rows: for -m
+    alone, where building those lists was most of the time (15 ms of 18 for
+    the 475 records of 18,000 tests of the benchmark's deselect shape).
+    None when the text is not exactly that layout; the caller decodes it
+    whole. The layout is ours: the keys in the order v, names, marks, items;
+    names only strings (so `,"marks":[` cannot occur in them, a quote in a
+    string being escaped); items only numbers (so the last `,"items":[` is
+    the key)."""
+    if not text.startswith(_RECORD_START):
+        return None
+    marks_at = text.find(',"marks":[')
+    items_at = text.rfind(',"items":[')
+    if marks_at < 0 or items_at < marks_at or not text.endswith("]}"):
+        return None
+    try:
+        marks = json.loads(text[marks_at + 9 : items_at])
+    except ValueError:
+        return None
+    sets = _ITEM_MARKS.findall(text, items_at + 9)
+    if len(sets) != count or not isinstance(marks, list):
+        return None
+    return marks, sets
+
+
+class _Decoded:
+    """One file's matchers, rebuilt as pytest's matcher objects on demand.
+    `shared` holds the answers of the run's -m expression by set of
+    markers, for every file (`mark_match`). Without `names` (-m alone),
+    only the markers are read when the record allows (`_read_marks_only`)."""
+
+    def __init__(self, api: _Api, text: str, count: int, shared: dict, names: bool = True) -> None:
         self.api = api
-        self.names: list[str] = record["names"]
+        self.shared = shared
+        # each test's set of markers: a key into mark_answers and `_indexes`
+        self.mark_sets: list
+        marks_only = None if names else _read_marks_only(text, count)
+        if marks_only is not None:
+            recorded_marks, self.mark_sets = marks_only
+        else:
+            record = json.loads(text)
+            if record.get("v") != MATCHERS_VERSION or len(record["items"]) != count:
+                raise CannotAnswer("a record of another version")
+            self.names: list[str] = record["names"]
+            self.items: list[list[list[int]]] = record["items"]
+            recorded_marks = record["marks"]
+            self.mark_sets = [tuple(row[1]) for row in self.items]
         self.marks = [
             (name, {k: _Unrecorded() if isinstance(v, dict) else v for k, v in kwargs.items()})
-            for name, kwargs in record["marks"]
+            for name, kwargs in recorded_marks
         ]
-        self.items: list[list[list[int]]] = record["items"]
-        self.mark_answers: dict[tuple[int, ...], bool] = {}
+        # What identifies each of the file's markers across files.
+        self.mark_keys = [
+            (name, json.dumps(kwargs, sort_keys=True)) if kwargs else (name,)
+            for name, kwargs in recorded_marks
+        ]
+        self.mark_answers: dict = {}
 
     def keywords(self, index: int) -> set[str]:
         names = self.names
@@ -249,18 +300,44 @@ class _Decoded:
         return expression.evaluate(self.api.keyword_matcher(self.keywords(index)))
 
     def mark_match(self, index: int, expression) -> bool:
-        # Many tests share their markers: one answer per set of them.
-        own = tuple(self.items[index][1])
-        answer = self.mark_answers.get(own)
+        answer = self.mark_answers.get(self.mark_sets[index])
+        if answer is None:
+            answer = self._mark_answer(self.mark_sets[index], expression)
+        return answer
+
+    def mark_keeps(self, expression) -> list[bool]:
+        """Whether each test is kept by `expression`, a -m expression."""
+        sets = self.mark_sets
+        answers = self.mark_answers
+        for own in set(sets):
+            if own not in answers:
+                self._mark_answer(own, expression)
+        return list(map(answers.__getitem__, sets))
+
+    def _mark_answer(self, own, expression) -> bool:
+        # Many tests share their markers, within a file and across files (a
+        # stress marker, a parametrize without keyword arguments): one
+        # answer per set of them in the file, found among the run's answers
+        # by what the markers are, in the file's order (the order of each
+        # name's list that pytest's matcher walks).
+        indexes = _indexes(own)
+        key = tuple(self.mark_keys[i] for i in indexes)
+        answer = self.shared.get(key)
         if answer is None:
             mapping: dict[str, list[_RecordedMark]] = {}
-            for i in own:
+            for i in indexes:
                 name, kwargs = self.marks[i]
                 mapping.setdefault(name, []).append(_RecordedMark(kwargs))
-            answer = self.mark_answers[own] = bool(
-                expression.evaluate(self.api.mark_matcher(mapping))
-            )
+            answer = self.shared[key] = bool(expression.evaluate(self.api.mark_matcher(mapping)))
+        self.mark_answers[own] = answer
         return answer
+
+
+def _indexes(own: tuple[int, ...] | str) -> Sequence[int]:
+    """A set of marker indexes, as a decoded row holds it or as text ("0,3")."""
+    if isinstance(own, tuple):
+        return own
+    return [int(index) for index in own.split(",")] if own else []
 
 
 # -- selecting --------------------------------------------------------------------
@@ -294,6 +371,8 @@ class Selection:
         # arguments into it; and the paths (files or folders) named whole.
         self.named: dict[str, list[_NamedTests]] | None = None
         self.whole_paths: list[str] = []
+        # What `mark` answers for each set of markers (their recorded text), for every file.
+        self.mark_answers: dict[tuple[str, ...], bool] = {}
 
     @property
     def narrows(self) -> bool:
@@ -359,12 +438,23 @@ class Selection:
         pytest would select them; raises CannotAnswer."""
         if not self.narrows:
             return list(node_ids), []
+        names = self.keyword is not None or self.named is not None
         try:
-            decoded = _Decoded(self.api, matchers, len(node_ids))
+            decoded = _Decoded(self.api, matchers, len(node_ids), self.mark_answers, names)
         except CannotAnswer:
             raise
         except Exception as err:
             raise CannotAnswer(f"an unreadable record ({err})") from None
+        if not names:  # -m alone: one answer per set of markers, applied to every test
+            try:
+                keeps = decoded.mark_keeps(self.mark)
+            except CannotAnswer:
+                raise
+            except Exception as err:  # pytest would raise it too: let it collect and say so
+                raise CannotAnswer(str(err)) from None
+            selected = list(itertools.compress(node_ids, keeps))
+            deselected = [node_id for node_id, keep in zip(node_ids, keeps) if not keep]
+            return selected, deselected
         candidates = range(len(node_ids))
         if self.named is not None:
             candidates = self._named(part, path, node_ids, decoded)

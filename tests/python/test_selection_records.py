@@ -8,6 +8,7 @@ and the files that were answered from records never imported."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -342,3 +343,98 @@ def test_hypothesis_marks_are_in_the_record(pytester, selection):
     baseline = plain(pytester, *selection)
     assert set(reported(elided)) == set(reported(baseline))
     assert elided.parseoutcomes().get("deselected") == baseline.parseoutcomes().get("deselected")
+
+
+# -- reading a record for -m alone (in-process) -----------------------------------------
+
+
+def _record(names: list[str], marks: list, items: list, **dumps) -> str:
+    record = {"v": 1, "names": names, "marks": marks, "items": items}
+    return json.dumps(record, **({"separators": (",", ":")} | dumps))
+
+
+# Names that hold the keys' text, marker arguments named like the keys, an
+# argument the record could not keep, the same markers in two orders.
+TRICKY = _record(
+    ['a,"marks":[', 'b"],"items":[[[0],[1]]]', 'test_x[,"items":[]'],
+    [
+        ["slow", {}],
+        ["level", {"n": 1, "items": "[[", "marks": True}],
+        ["level", {"n": 2.0}],
+        ["opaque", {"obj": {"?": "object"}}],
+        ["stress", {}],
+    ],
+    [
+        [[0, 1], []],
+        [[0], [0]],
+        [[1, 2], [1, 0]],
+        [[2], [0, 1]],
+        [[0], [2, 4]],
+        [[1], [3]],
+        [[2], [4]],
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "stress",
+        "not stress",
+        "slow and not stress",
+        "level(n=1)",
+        "level(n=2) or slow",
+        "level(items='[[')",
+        "level(marks=True) and slow",
+        "opaque",
+        "opaque(obj=1)",
+        "not opaque(obj=1) or stress",
+    ],
+)
+def test_marks_read_alone_answer_as_the_whole_record(expression: str):
+    from _pytest.mark.expression import Expression
+    from pytest_dryci import selection
+
+    api = selection._pytest_api()
+    assert api is not None
+    compiled = Expression.compile(expression)
+    assert selection._read_marks_only(TRICKY, 7) is not None  # the fast reading applies
+
+    def answers(text: str, names: bool, shared: dict) -> list | str:
+        decoded = selection._Decoded(api, text, 7, shared, names)
+        try:
+            if names:
+                return [decoded.mark_match(i, compiled) for i in range(7)]
+            return decoded.mark_keeps(compiled)
+        except selection.CannotAnswer:
+            return "cannot answer"
+
+    whole = answers(TRICKY, True, {})
+    assert answers(TRICKY, False, {}) == whole
+    # A record in another layout (spaces) is decoded whole, to the same answers.
+    spaced = _record(*(json.loads(TRICKY)[key] for key in ("names", "marks", "items")), indent=1)
+    assert selection._read_marks_only(spaced, 7) is None
+    assert answers(spaced, False, {}) == whole
+    # Answers shared across files by what the markers are: a second file
+    # with the same markers at other indexes answers the same.
+    shared: dict = {}
+    answers(TRICKY, False, shared)
+    record = json.loads(TRICKY)
+    moved = _record(
+        record["names"],
+        record["marks"][::-1],
+        [[kw, [4 - i for i in marks]] for kw, marks in record["items"]],
+    )
+    assert answers(moved, False, shared) == whole
+    assert answers(moved, False, {}) == whole
+
+
+def test_records_as_written_are_read_marks_alone(pytester: pytest.Pytester):
+    from pytest_dryci import selection
+
+    pytester.makeini("[pytest]\nmarkers = level\n")
+    items = pytester.getitems(
+        "import pytest\n@pytest.mark.level(n=1)\ndef test_a(): pass\ndef test_b(): pass\n"
+    )
+    text = selection.encode_matchers(items)
+    assert selection._read_marks_only(text, 2) == ([["level", {"n": 1}]], ["0", ""])
