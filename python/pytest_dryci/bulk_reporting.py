@@ -8,7 +8,7 @@ report, the `pytest_report_teststatus` hook, `_add_stats`, and
 `_write_progress_information_if_past_edge`, which measures the width of the
 whole current line (`wcswidth`) after every letter. When every
 implementation of the reporting hooks is one listed here, `BulkReporter`
-does the same work a file at a time:
+does the same work for all of them at once:
 
 - each listed implementation of `pytest_runtest_logreport` other than the
   terminal's is called directly with each report, in pluggy's order
@@ -42,6 +42,7 @@ Anything else takes the per-test path (`BulkReporter.of` returns None):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,7 +97,7 @@ def _plain(impl) -> bool:
 
 
 class BulkReporter:
-    """Reports served tests a file at a time, as the hooks would have."""
+    """Reports served tests in bulk, as the hooks would have."""
 
     def __init__(self, config: pytest.Config, reporter, direct: list[Callable[[Any], None]]):
         self.config = config
@@ -109,10 +110,8 @@ class BulkReporter:
         # has-wasxfail -> (category, letter, markup)
         self.statuses: dict[bool, tuple[str, str, dict[str, bool]]] = {}
         # pytest 9.2 keys the progress by the parsed node id (`report.id`)
-        self.progress_key = (
-            (lambda report: report.id)
-            if isinstance(getattr(pytest.TestReport, "id", None), property)
-            else (lambda report: report.nodeid)
+        self.progress_key = operator.attrgetter(
+            "id" if isinstance(getattr(pytest.TestReport, "id", None), property) else "nodeid"
         )
 
     @classmethod
@@ -198,51 +197,79 @@ class BulkReporter:
         return known
 
     def report(self, reports: Sequence[pytest.TestReport]) -> bool:
-        """Reports `reports` (one file's, in order), or returns False having
-        reported nothing when one of them has a status the bulk path does
-        not write (the caller reports them one by one)."""
+        """Reports `reports` (in order, each file's together), or returns
+        False having reported nothing when one of them has a status the
+        bulk path does not write (the caller reports them one by one)."""
         statuses = []
+        status = self.status
         for report in reports:
-            status = self.status(report)
-            if status is None:
+            known = status(report)
+            if known is None:
                 return False
-            statuses.append(status)
+            statuses.append(known)
         for call in self.direct:
             for report in reports:
                 call(report)
         reporter = self.reporter
+        if not self.show_fspath:  # no file names: one line of letters runs on across files
+            self._letters(reports, statuses, 0, len(reports))
         start = 0
-        while start < len(reports):
+        while self.show_fspath and start < len(reports):
             part = reports[start].nodeid.partition("::")[0]
             end = start + 1
             while end < len(reports) and reports[end].nodeid.partition("::")[0] == part:
                 end += 1
-            if self.show_fspath:  # each test's logstart; only the first one writes
-                reporter.write_fspath_result(reports[start].nodeid, "")
-                reporter.flush()
+            # each test's logstart; only the file's first one writes
+            reporter.write_fspath_result(reports[start].nodeid, "")
+            reporter.flush()
             self._letters(reports, statuses, start, end)
             start = end
-        reporter._tests_ran = True
-        if hasattr(reporter, "_current_logreport"):
-            reporter._current_logreport = reports[-1]
+        if reports:
+            reporter._tests_ran = True
+            if hasattr(reporter, "_current_logreport"):
+                reporter._current_logreport = reports[-1]
         return True
 
     def _letters(self, reports, statuses, start: int, end: int) -> None:
         """The terminal's part of logreport for reports[start:end], one
-        run of letters up to the edge of the line at a time."""
+        run of letters up to the edge of the line at a time. pytest checks
+        after each letter whether the line is past the edge and, if so,
+        writes the progress and a new line; the check is made here only
+        after the letter that reaches the edge, where it writes."""
         reporter = self.reporter
         while start < end:
+            edge = False
+            stop = end
             if self.show_progress:
-                # after how many more letters (of width one) the line is past the edge
-                room = reporter._screen_width - self._progress_length() - 1
-                stop = min(end, start + max(1, room - self.writer.width_of_current_line))
-            else:
-                stop = end
+                count = self._letters_to_edge()
+                if count is not None and start + count <= end:
+                    stop = start + count
+                    edge = True
             self._write_run(reports, statuses, start, stop)
-            if self.show_progress and not reporter._is_last_item:
+            if edge and not reporter._is_last_item:
                 reporter._write_progress_information_if_past_edge()
             reporter.flush()
             start = stop
+
+    def _letters_to_edge(self) -> int | None:
+        """After how many more letters of width one the line is past the
+        edge, as `_write_progress_information_if_past_edge` measures it
+        (None: never, on this line)."""
+        reserved = self.reporter._screen_width - self._progress_length() - 1
+        width = self._line_width()
+        if width < 0:  # a control character: pytest's width stays -1 on this line
+            return 1 if width >= reserved else None
+        return max(1, reserved - width)
+
+    def _line_width(self) -> int:
+        """The terminal writer's `width_of_current_line`, without measuring
+        a line of printable ASCII (letters, progress, most file names)
+        character by character: there its width is its length. Measured
+        once per file, it took half of this module's time."""
+        line = getattr(self.writer, "_current_line", None)
+        if isinstance(line, str) and line.isascii() and line.isprintable():
+            return len(line)
+        return self.writer.width_of_current_line
 
     def _write_run(self, reports, statuses, start: int, stop: int) -> None:
         """Stats, progress ids and letters of reports[start:stop], in
@@ -260,7 +287,7 @@ class BulkReporter:
             category, letter, markup = status
             group = reports[start:end]
             reporter._add_stats(category, group)
-            progress.update(key(report) for report in group)
+            progress.update(map(key, group))
             if writer.hasmarkup:  # escape codes around each letter, as pytest writes them
                 for _ in group:
                     writer.write(letter, **markup)

@@ -49,18 +49,17 @@ def report_served(
     the hook calls, of the report objects and of the time spent here.
 
     When every plugin listening is one `bulk_reporting` knows (pytest's
-    quiet or normal terminal among them), a file's reports are handed to it
-    at once: the same output and records, without the hook calls per test.
+    quiet or normal terminal among them), the reports are handed to it at
+    once: the same output and records, without the hook calls per test.
     """
     bulk = BulkReporter.of(config)
     with _batched_terminal_output(config), _no_cyclic_gc():
         if bulk is None:
             _report_each(config, _served_reports(root, served, results))
             return
-        for node_ids, reason in served:
-            reports = list(_served_reports(root, [(node_ids, reason)], results))
-            if reports and not bulk.report(reports):
-                _report_each(config, reports)
+        reports = list(_served_reports(root, served, results))
+        if not bulk.report(reports):
+            _report_each(config, reports)
 
 
 def _served_reports(

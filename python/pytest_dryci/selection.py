@@ -233,64 +233,81 @@ _ITEM_MARKS = re.compile(r"\[\[[0-9,]*\],\[([0-9,]*)\]\]")
 _RECORD_START = f'{{"v":{MATCHERS_VERSION},"names":['
 
 
-def _read_marks_only(text: str, count: int) -> tuple[list, list[str]] | None:
-    """(marks, each test's mark indexes as text) of a record written by
-    `encode_matchers`, without decoding its names and keyword rows: for -m
-    alone, where building those lists was most of the time (15 ms of 18 for
-    the 475 records of 18,000 tests of the benchmark's deselect shape).
-    None when the text is not exactly that layout; the caller decodes it
-    whole. The layout is ours: the keys in the order v, names, marks, items;
-    names only strings (so `,"marks":[` cannot occur in them, a quote in a
-    string being escaped); items only numbers (so the last `,"items":[` is
-    the key)."""
+def _read_marks_only(text: str, count: int) -> tuple[str, list[str]] | None:
+    """(the text of the marks list, each test's mark indexes as text) of a
+    record written by `encode_matchers`, without decoding its names and
+    keyword rows: for -m alone, where building those lists was most of the
+    time (15 ms of 18 for the 475 records of 18,000 tests of the
+    benchmark's deselect shape). None when the text is not exactly that
+    layout; the caller decodes it whole. The layout is ours: the keys in
+    the order v, names, marks, items; names only strings (so `,"marks":[`
+    cannot occur in them, a quote in a string being escaped); items only
+    numbers (so the last `,"items":[` is the key)."""
     if not text.startswith(_RECORD_START):
         return None
     marks_at = text.find(',"marks":[')
     items_at = text.rfind(',"items":[')
     if marks_at < 0 or items_at < marks_at or not text.endswith("]}"):
         return None
-    try:
-        marks = json.loads(text[marks_at + 9 : items_at])
-    except ValueError:
-        return None
     sets = _ITEM_MARKS.findall(text, items_at + 9)
-    if len(sets) != count or not isinstance(marks, list):
+    if len(sets) != count:
         return None
-    return marks, sets
+    return text[marks_at + 9 : items_at], sets
 
 
 class _Decoded:
     """One file's matchers, rebuilt as pytest's matcher objects on demand.
-    `shared` holds the answers of the run's -m expression by set of
-    markers, for every file (`mark_match`). Without `names` (-m alone),
-    only the markers are read when the record allows (`_read_marks_only`)."""
+    `shared` holds the answers of the run's -m expression for every file,
+    by set of markers (`_mark_answer`). Without `names` (-m alone), only the
+    markers are read when the record allows (`_read_marks_only`), and
+    decoded only for a set whose answer the run has not seen in a file
+    with the same list of markers (most files of a suite have the same)."""
 
     def __init__(self, api: _Api, text: str, count: int, shared: dict, names: bool = True) -> None:
         self.api = api
         self.shared = shared
         # each test's set of markers: a key into mark_answers and `_indexes`
         self.mark_sets: list
+        # the record's marks, as text (read for -m alone) or decoded
+        self.marks_text: str | None = None
+        self.decoded_marks: list | None = None
         marks_only = None if names else _read_marks_only(text, count)
         if marks_only is not None:
-            recorded_marks, self.mark_sets = marks_only
+            self.marks_text, self.mark_sets = marks_only
         else:
             record = json.loads(text)
             if record.get("v") != MATCHERS_VERSION or len(record["items"]) != count:
                 raise CannotAnswer("a record of another version")
             self.names: list[str] = record["names"]
             self.items: list[list[list[int]]] = record["items"]
-            recorded_marks = record["marks"]
+            self.decoded_marks = record["marks"]
             self.mark_sets = [tuple(row[1]) for row in self.items]
-        self.marks = [
-            (name, {k: _Unrecorded() if isinstance(v, dict) else v for k, v in kwargs.items()})
-            for name, kwargs in recorded_marks
-        ]
-        # What identifies each of the file's markers across files.
-        self.mark_keys = [
-            (name, json.dumps(kwargs, sort_keys=True)) if kwargs else (name,)
-            for name, kwargs in recorded_marks
-        ]
         self.mark_answers: dict = {}
+
+    @functools.cached_property
+    def recorded_marks(self) -> list:
+        """The record's marks: [name, keyword arguments] each."""
+        if self.decoded_marks is not None:
+            return self.decoded_marks
+        marks = json.loads(self.marks_text or "")
+        if not isinstance(marks, list):
+            raise CannotAnswer("an unreadable record (marks)")
+        return marks
+
+    @functools.cached_property
+    def marks(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (name, {k: _Unrecorded() if isinstance(v, dict) else v for k, v in kwargs.items()})
+            for name, kwargs in self.recorded_marks
+        ]
+
+    @functools.cached_property
+    def mark_keys(self) -> list[tuple[str, ...]]:
+        """What identifies each of the file's markers across files."""
+        return [
+            (name, json.dumps(kwargs, sort_keys=True)) if kwargs else (name,)
+            for name, kwargs in self.recorded_marks
+        ]
 
     def keywords(self, index: int) -> set[str]:
         names = self.names
@@ -318,17 +335,25 @@ class _Decoded:
         # Many tests share their markers, within a file and across files (a
         # stress marker, a parametrize without keyword arguments): one
         # answer per set of them in the file, found among the run's answers
-        # by what the markers are, in the file's order (the order of each
-        # name's list that pytest's matcher walks).
-        indexes = _indexes(own)
-        key = tuple(self.mark_keys[i] for i in indexes)
-        answer = self.shared.get(key)
+        # by the file's list of markers as recorded and the set's indexes
+        # into it, or else by what the markers are, in the file's order
+        # (the order of each name's list that pytest's matcher walks).
+        shared = self.shared
+        by_text = (self.marks_text, own) if self.marks_text is not None else None
+        answer = shared.get(by_text) if by_text is not None else None
         if answer is None:
-            mapping: dict[str, list[_RecordedMark]] = {}
-            for i in indexes:
-                name, kwargs = self.marks[i]
-                mapping.setdefault(name, []).append(_RecordedMark(kwargs))
-            answer = self.shared[key] = bool(expression.evaluate(self.api.mark_matcher(mapping)))
+            indexes = _indexes(own)
+            mark_keys = self.mark_keys
+            key = tuple(mark_keys[i] for i in indexes)
+            answer = shared.get(key)
+            if answer is None:
+                mapping: dict[str, list[_RecordedMark]] = {}
+                for i in indexes:
+                    name, kwargs = self.marks[i]
+                    mapping.setdefault(name, []).append(_RecordedMark(kwargs))
+                answer = shared[key] = bool(expression.evaluate(self.api.mark_matcher(mapping)))
+            if by_text is not None:
+                shared[by_text] = answer
         self.mark_answers[own] = answer
         return answer
 

@@ -12,9 +12,10 @@ import re
 import pytest
 
 # Several files, of lengths that wrap the progress at any width, with
-# results served as they were: skips with their own reasons, xfails.
+# results served as they were: skips with their own reasons, xfails; the
+# last name holds characters two columns wide.
 FILES = {
-    f"tests/test_{number:02d}_{'x' * (number * 3)}.py": (
+    f"tests/test_{number:02d}_{'x' * (number * 3) if number < 12 else '漢字漢字'}.py": (
         "import pytest\n"
         + "".join(f"def test_{t}():\n    pass\n" for t in range(number * 7 % 23 + 1))
         + (
@@ -34,7 +35,7 @@ FILES = {
             else ""
         )
     )
-    for number in range(12)
+    for number in range(13)
 }
 
 PLUGINS = {
@@ -69,11 +70,11 @@ def served(pytester: pytest.Pytester) -> pytest.Pytester:
 def first_run(project: pytest.Pytester, *args: str) -> None:
     # `-o` overrides are part of the key, display ones included.
     result = project.runpytest_subprocess(*BASE, *args)
-    result.assert_outcomes(passed=131, skipped=4, xfailed=3)
+    result.assert_outcomes(passed=147, skipped=5, xfailed=3)
 
 
 BASE = ("--dryci", "-p", "no:randomly", "-p", "bulkprobe")
-SERVED = 138
+SERVED = 155
 
 
 def run(project: pytest.Pytester, *args: str, per_test: bool = False) -> tuple[str, str]:
@@ -109,7 +110,7 @@ def test_bulk_output_is_the_per_test_output(
     bulk, path = run(served, *args)
     assert path == "bulk"
     assert f"dryci: {SERVED} tests served from the cache" in bulk
-    assert "12 files not even collected" in bulk
+    assert "13 files not even collected" in bulk
     per_test, path = run(served, *args, per_test=True)
     assert path == "per-test"
     assert bulk == per_test

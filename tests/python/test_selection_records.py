@@ -437,4 +437,4 @@ def test_records_as_written_are_read_marks_alone(pytester: pytest.Pytester):
         "import pytest\n@pytest.mark.level(n=1)\ndef test_a(): pass\ndef test_b(): pass\n"
     )
     text = selection.encode_matchers(items)
-    assert selection._read_marks_only(text, 2) == ([["level", {"n": 1}]], ["0", ""])
+    assert selection._read_marks_only(text, 2) == ('[["level",{"n":1}]]', ["0", ""])
