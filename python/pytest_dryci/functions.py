@@ -6,10 +6,13 @@ test's record holds the functions it was seen to run, with everything they
 were seen to call anywhere in the session: after an edit of one function,
 only the tests that ran it (or ran a caller of it) run again.
 
-The functions are noted by a profile hook installed in C
-(`src/python/profiler.rs`), into the same windows as the observed inputs
-(`observing`): a test, a wide-scoped fixture, a collector. Threads started
-after it get it through `threading.setprofile`.
+The functions are noted by a hook installed in C (`src/python/profiler/`),
+into the same windows as the observed inputs (`observing`): a test, a
+wide-scoped fixture, a collector. On CPython 3.11 it is the interpreter's
+frame evaluator, which sees every thread; elsewhere, or when
+`DRYCI_FUNCTION_HOOK=profile` asks for it (a project whose own tools
+evaluate frames, as some JIT compilers do), a profile function, which
+threads started after it get through `threading.setprofile`.
 
 The hook is installed before pytest imports the initial conftest.py files
 (`pytest_load_initial_conftests`), so what they import is seen too.
@@ -44,6 +47,7 @@ from pytest_dryci import _native
 from pytest_dryci.observe import ignored_paths
 
 PRECISIONS = ("file", "function")
+HOOKS = ("auto", "frame", "profile")
 # On teardown reports: the calls between repository functions first seen
 # since the last report (caller, callee), for the session's call graph.
 CALLS_ATTRIBUTE = "dryci_calls"
@@ -54,8 +58,8 @@ _unseen_before: list[str] | None = None
 
 
 def start(config: pytest.Config) -> list[str]:
-    """Installs the profile hook (this thread and threads started from now
-    on), once, and returns the repository files of the modules imported
+    """Installs the hook (for a profile function: this thread and threads
+    started from now on), once, and returns the repository files of the modules imported
     before it, whose functions may have run unseen. Called before the
     initial conftest.py files are imported, and again when DryCI is configured."""
     global _unseen_before
@@ -68,11 +72,20 @@ def start(config: pytest.Config) -> list[str]:
     # Only folders inside the root (a virtualenv there) are not its code: an
     # ignored folder that holds the root (pytest's temporary one) ignores nothing.
     ignored = [p for p in ignored if os.path.join(p, "").startswith(inside) and p != root]
-    _native.start_function_profiler(root, ignored)
-    threading.setprofile(_profile_new_thread)
+    hook = _native.start_function_profiler(root, ignored, requested_hook())
+    if hook == "profile":
+        threading.setprofile(_profile_new_thread)
     _watch_lru_caches(inside, tuple(os.path.join(p, "") for p in ignored))
     _unseen_before = pre_imported(config.rootpath, ignored)
     return _unseen_before
+
+
+def requested_hook() -> str:
+    """`DRYCI_FUNCTION_HOOK`: auto (the default), frame or profile."""
+    requested = os.environ.get("DRYCI_FUNCTION_HOOK", "").strip() or "auto"
+    if requested not in HOOKS:
+        raise ValueError(f"DRYCI_FUNCTION_HOOK={requested!r} is not one of {', '.join(HOOKS)}")
+    return requested
 
 
 def stop() -> None:

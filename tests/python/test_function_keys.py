@@ -6,6 +6,8 @@ of a function no test runs runs nothing."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from test_observed_inputs import edit, ran
 
@@ -247,10 +249,24 @@ BREAKING_EDITS = [
 ]
 
 
+# The frame evaluator on CPython 3.11 ("auto"), the profile function elsewhere
+# and on request: both must see every hazard.
+FRAME_EVALUATOR = sys.version_info[:2] == (3, 11)
+HOOKS = ["auto", "profile"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
 @pytest.mark.parametrize(("path", "old", "new", "broken"), BREAKING_EDITS)
 def test_an_edit_that_breaks_a_test_makes_it_run(
-    project: pytest.Pytester, path: str, old: str, new: str, broken: str
+    project: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    hook: str,
+    path: str,
+    old: str,
+    new: str,
+    broken: str,
 ) -> None:
+    monkeypatch.setenv("DRYCI_FUNCTION_HOOK", hook)
     recorded(project)
     replace(project, path, old, new)
     result = run(project)
@@ -412,3 +428,40 @@ def test_without_observation_the_keys_stay_file_level_with_one_degraded_line(
     replace(pytester, "app/ops.py", "return x - 1", "return x - 1  # edited")
     # File-level keys: the edit of one function runs every test of the file again.
     run(pytester, "-o", "dryci_observe=false").assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_test_that_sets_its_own_profile_function_is_recorded_when_the_hook_survives_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, hook: str
+) -> None:
+    monkeypatch.setenv("DRYCI_FUNCTION_HOOK", hook)
+    write(pytester, SMALL)
+    (pytester.path / "tests/test_profiled.py").write_text(
+        "import sys\nfrom app.ops import dec\n\n"
+        "def test_profiled():\n"
+        "    sys.setprofile(lambda *args: None)\n"
+        "    try:\n        assert dec(2) == 1\n"
+        "    finally:\n        sys.setprofile(None)\n"
+    )
+    run(pytester).assert_outcomes(passed=4)
+    again = run(pytester)
+    # The frame evaluator does not see it; a replaced profile function
+    # leaves the test unrecorded: it runs every time, never served blind.
+    if hook == "auto" and FRAME_EVALUATOR:
+        again.assert_outcomes(skipped=4)
+    else:
+        again.assert_outcomes(passed=1, skipped=3)
+        assert "tests/test_profiled.py::test_profiled" in ran(again)
+
+
+def test_an_unknown_function_hook_degrades_to_file_level_keys_with_one_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRYCI_FUNCTION_HOOK", "sampling")
+    write(pytester, SMALL)
+    first = run(pytester)
+    first.assert_outcomes(passed=3)
+    degraded = [line for line in first.outlines if line.startswith("dryci: degraded:")]
+    assert len(degraded) == 1 and "DRYCI_FUNCTION_HOOK='sampling'" in degraded[0], degraded
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 1  # edited")
+    run(pytester).assert_outcomes(passed=3)

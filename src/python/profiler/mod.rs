@@ -1,4 +1,4 @@
-//! The profile hook behind function-level keys, installed in C: for every
+//! The hook behind function-level keys, installed in C: for every
 //! call of Python code it notes which function of the repository ran (into
 //! the innermost open window: a test, a wide-scoped fixture, a collector)
 //! and which repository function called it (the session's call graph, which
@@ -13,20 +13,19 @@
 //! the imports of the initial conftests) is noted as called by `<session>`,
 //! on which every test depends.
 //!
-//! A C profile function (`PyEval_SetProfile`, in every CPython since 3.0)
-//! costs one C call per Python call and nothing per line; the hook returns
-//! at once for every event but a call. It is per thread: new threads get it
-//! through `threading.setprofile` (the plugin's `profile_thread`). Whoever
-//! replaces it (a profiler under test, say) makes the open windows
+//! The hook is CPython's frame evaluator on 3.11 and a C profile function
+//! elsewhere (`hooks`). Whoever replaces it (a profiler under test, a
+//! compiler that evaluates frames itself) makes the open windows
 //! incomplete, and their tests are not recorded at function level.
 //!
 //! The state is process-wide, behind a lock only the GIL holder takes: the
-//! hook runs with the GIL held and never re-enters (CPython does not profile
-//! its own profile function). A lock found taken all the same marks every
-//! open window incomplete rather than miss a call silently.
+//! hook runs with the GIL held, and re-enters only if noting a call runs
+//! Python code (a finalizer, during a garbage collection): a lock found
+//! taken marks every open window incomplete rather than miss a call.
+
+mod hooks;
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -37,24 +36,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::functions::{FunctionIndex, MODULE_LEVEL, SESSION_LEVEL};
 
-type TraceFunction =
-    unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void, c_int, *mut ffi::PyObject) -> c_int;
+use hooks::Hook;
 
-// Not in the limited API that abi3 builds see, but exported by every CPython
-// this package supports (3.9+) with these signatures.
-extern "C" {
-    fn PyEval_SetProfile(function: Option<TraceFunction>, object: *mut ffi::PyObject);
-    fn PyFrame_GetCode(frame: *mut c_void) -> *mut ffi::PyObject;
-    fn PyFrame_GetBack(frame: *mut c_void) -> *mut c_void;
-}
-
-const PY_TRACE_CALL: c_int = 0;
 /// The pseudo-function that "calls" whatever runs outside every window
 /// (`crate::functions::SESSION_LEVEL`): the first function interned.
 const SESSION_ID: u32 = 0;
-/// How many frames up a call's repository caller is looked for: far enough
-/// for decorators, `functools` wrappers and generated code in between.
-const MAX_CALLER_DEPTH: usize = 32;
 
 struct Function {
     /// `path::qualname`, handed to Python as is.
@@ -98,6 +84,9 @@ struct Profiler {
     /// `sys.getprofile`, looked up once (a C function: calling it from here
     /// runs no Python code, so no profile event).
     getprofile: Py<PyAny>,
+    hook: Hook,
+    /// This start's number (`Hook::next_generation`).
+    generation: u32,
 }
 
 static PROFILER: Mutex<Option<Profiler>> = Mutex::new(None);
@@ -113,7 +102,13 @@ impl Profiler {
         }
         // SAFETY: `code` is a live code object (a borrowed reference).
         let code = unsafe { Bound::from_borrowed_ptr(py, code) };
+        // A generator resumed by `throw()` is evaluated with its exception
+        // set: kept aside while the code object's attributes are read.
+        let pending = PyErr::take(py);
         let resolved = self.resolve(&code);
+        if let Some(pending) = pending {
+            pending.restore(py);
+        }
         self.codes.insert(key, resolved);
         self.held.push(code.unbind());
         resolved
@@ -211,72 +206,19 @@ fn index_file(root: &str, rel: &str) -> Option<FunctionIndex> {
     FunctionIndex::parse(&source).ok()
 }
 
-/// Called by CPython, with the GIL held, for every profile event of a
-/// thread the hook is installed on.
-unsafe extern "C" fn hook(
-    _object: *mut ffi::PyObject,
-    frame: *mut c_void,
-    what: c_int,
-    _arg: *mut ffi::PyObject,
-) -> c_int {
-    if what != PY_TRACE_CALL || frame.is_null() {
-        return 0;
-    }
+/// Runs `note` on the profiler, when there is one; called by the hooks with
+/// the GIL held. A profiler found locked (a hook re-entered, which only the
+/// code a garbage collection runs could do) marks the open windows
+/// incomplete rather than miss a call silently.
+fn with_profiler<R>(note: impl FnOnce(&mut Profiler, Python<'_>) -> R) -> Option<R> {
     let Ok(mut guard) = PROFILER.try_lock() else {
         MISSED.store(true, Ordering::Relaxed);
-        return 0;
+        return None;
     };
-    let Some(profiler) = guard.as_mut() else {
-        return 0;
-    };
-    // SAFETY: the GIL is held (CPython calls profile functions with it).
+    let profiler = guard.as_mut()?;
+    // SAFETY: the GIL is held (CPython calls the hooks with it).
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: `frame` is the frame being entered; PyFrame_GetCode returns a
-    // new reference, released once the code object is resolved (the
-    // profiler holds its own).
-    let code = unsafe { PyFrame_GetCode(frame) };
-    if code.is_null() {
-        return 0;
-    }
-    let callee = profiler.function_of(py, code);
-    unsafe { ffi::Py_DECREF(code) };
-    let Some(callee) = callee else {
-        return 0;
-    };
-    note_caller(profiler, py, frame, callee);
-    0
-}
-
-/// Notes that `callee` ran, called from the frame `frame` is (or, when it
-/// is not the repository's, the closest repository frame up the stack).
-fn note_caller(profiler: &mut Profiler, py: Python<'_>, frame: *mut c_void, callee: u32) {
-    profiler.executed(callee);
-    // The closest repository function up the stack is the caller.
-    // SAFETY: `frame` is a live frame; PyFrame_GetBack returns a new reference.
-    let mut back = unsafe { PyFrame_GetBack(frame) };
-    for _ in 0..MAX_CALLER_DEPTH {
-        if back.is_null() {
-            break;
-        }
-        let code = unsafe { PyFrame_GetCode(back) };
-        let caller = if code.is_null() {
-            None
-        } else {
-            let caller = profiler.function_of(py, code);
-            unsafe { ffi::Py_DECREF(code) };
-            caller
-        };
-        if let Some(caller) = caller {
-            profiler.called(caller, callee);
-            break;
-        }
-        let next = unsafe { PyFrame_GetBack(back) };
-        unsafe { ffi::Py_DECREF(back as *mut ffi::PyObject) };
-        back = next;
-    }
-    if !back.is_null() {
-        unsafe { ffi::Py_DECREF(back as *mut ffi::PyObject) };
-    }
+    Some(note(profiler, py))
 }
 
 /// Notes a call of the function whose code is `code` that ran no Python
@@ -292,15 +234,10 @@ pub fn note_call(py: Python<'_>, code: &Bound<'_, PyAny>) {
     let Some(callee) = profiler.function_of(py, code.as_ptr()) else {
         return;
     };
-    // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed reference
-    // to the running frame (the trampoline's), alive while it runs.
-    let frame = unsafe { ffi::PyEval_GetFrame() } as *mut c_void;
-    if frame.is_null() {
-        profiler.executed(callee);
-        return;
+    profiler.executed(callee);
+    if let Some(caller) = profiler.hook.current_caller(py, profiler) {
+        profiler.called(caller, callee);
     }
-    // PyFrame_GetBack in `note_caller` takes its own reference.
-    note_caller(profiler, py, frame, callee);
 }
 
 fn state() -> std::sync::MutexGuard<'static, Option<Profiler>> {
@@ -309,23 +246,19 @@ fn state() -> std::sync::MutexGuard<'static, Option<Profiler>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn install(_py: Python<'_>, sentinel: &Py<PyAny>) {
-    // SAFETY: the GIL is held; CPython keeps its own reference to the object.
-    unsafe { PyEval_SetProfile(Some(hook), sentinel.as_ptr()) };
-}
-
-/// Whether the hook is this thread's profile function.
-fn installed(py: Python<'_>, profiler: &Profiler) -> bool {
-    profiler
-        .getprofile
-        .call0(py)
-        .is_ok_and(|current| current.is(profiler.sentinel.bind(py)))
-}
-
-/// Starts noting the repository's functions, on this thread; `root` and the
-/// `ignored` folders inside it are absolute. Calling it again starts afresh.
+/// Starts noting the repository's functions with the `requested` hook
+/// ("auto", "frame" or "profile", `hooks::Hook::choose`), and returns the
+/// hook's name; `root` and the `ignored` folders inside it are absolute.
+/// The profile function is installed on this thread only. Calling it again
+/// starts afresh.
 #[pyfunction]
-pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String>) -> PyResult<()> {
+pub fn start_function_profiler(
+    py: Python<'_>,
+    root: String,
+    ignored: Vec<String>,
+    requested: &str,
+) -> PyResult<&'static str> {
+    let hook = Hook::choose(py, requested)?;
     let with_separator = |path: String| {
         if path.ends_with('/') {
             path
@@ -337,7 +270,7 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
     let sentinel: Py<PyAny> = PyString::new(py, "dryci function profiler")
         .into_any()
         .unbind();
-    install(py, &sentinel);
+    hook.install(py, &sentinel);
     MISSED.store(false, Ordering::Relaxed);
     let mut profiler = Profiler {
         root: with_separator(root),
@@ -354,6 +287,8 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
         new_calls: Vec::new(),
         sentinel,
         getprofile,
+        hook,
+        generation: Hook::next_generation(),
     };
     let session = PyString::new(py, SESSION_LEVEL).unbind();
     profiler.functions.push(Function {
@@ -361,28 +296,28 @@ pub fn start_function_profiler(py: Python<'_>, root: String, ignored: Vec<String
         mark: 0,
     });
     *state() = Some(profiler);
-    Ok(())
+    Ok(hook.name())
 }
 
-/// Installs the hook on the calling thread (a thread started by a test).
+/// Installs the profile function on the calling thread (a thread started by
+/// a test); the frame evaluator covers every thread already.
 #[pyfunction]
 pub fn profile_thread(py: Python<'_>) {
     let guard = state();
     if let Some(profiler) = guard.as_ref() {
-        install(py, &profiler.sentinel);
+        if profiler.hook == Hook::ProfileFunction {
+            profiler.hook.install(py, &profiler.sentinel);
+        }
     }
 }
 
-/// Stops noting: the hook is removed from this thread (other threads'
-/// hooks return at once from now on).
+/// Stops noting: the hook is removed (the profile function from this
+/// thread; other threads' return at once from now on).
 #[pyfunction]
 pub fn stop_function_profiler(py: Python<'_>) {
     let taken = state().take();
     if let Some(profiler) = taken {
-        if installed(py, &profiler) {
-            // SAFETY: the GIL is held.
-            unsafe { PyEval_SetProfile(None, std::ptr::null_mut()) };
-        }
+        profiler.hook.remove(py, &profiler);
     }
 }
 
@@ -451,13 +386,13 @@ pub fn take_function_calls(py: Python<'_>) -> Vec<(Py<PyString>, Py<PyString>)> 
 }
 
 /// Whether the hook still notes this thread's calls, re-installing it when
-/// something replaced it; every open window is incomplete once it was not
-/// (or once a call went unnoted).
+/// something replaced it and is gone; every open window is incomplete once
+/// it was not (or once a call went unnoted).
 fn ensure_installed(py: Python<'_>, profiler: &mut Profiler) -> bool {
     let missed = MISSED.swap(false, Ordering::Relaxed);
-    let working = installed(py, profiler);
+    let working = profiler.hook.installed(py, profiler);
     if !working {
-        install(py, &profiler.sentinel);
+        profiler.hook.reinstall(py, &profiler.sentinel);
     }
     if missed || !working {
         for window in &mut profiler.windows {

@@ -1,0 +1,301 @@
+//! The two ways CPython is made to call the profiler for every call of
+//! Python code.
+//!
+//! - The frame evaluator (PEP 523), on CPython 3.11: the interpreter hands
+//!   every frame it evaluates (a call, a generator or coroutine resumed, a
+//!   module body) to `evaluate`, which notes the frame's function and has
+//!   CPython's own evaluator run it. It is per interpreter, so every thread
+//!   is covered, those already running included. The specialising
+//!   interpreter keeps its specialised instructions; only calls between
+//!   Python functions stop being inlined (each one recurses in C, as before
+//!   3.11). The caller of a call is the innermost repository function being
+//!   evaluated on the same thread (a stack kept beside the interpreter's).
+//! - The profile function (`PyEval_SetProfile`), everywhere else (3.9,
+//!   3.10, 3.12+), and on 3.11 on request (`DRYCI_FUNCTION_HOOK=profile`,
+//!   for a project whose own tools replace the frame evaluator). On 3.11 it
+//!   costs several times more: a frame object per call, and every
+//!   instruction goes through the tracing path, unspecialised
+//!   (BENCHMARKS.md). The caller is the closest repository frame up to
+//!   `MAX_CALLER_DEPTH` frames. Per thread: new threads get it through
+//!   `threading.setprofile` (the plugin's `profile_thread`).
+//!
+//! The evaluator reads the code object out of CPython 3.11's internal frame
+//! layout, which is why it is used on 3.11 only (`Hook::choose`); 3.12 moved
+//! the field, and has `sys.monitoring` for this.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::{with_profiler, Profiler};
+
+type TraceFunction =
+    unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void, c_int, *mut ffi::PyObject) -> c_int;
+type EvalFrame =
+    unsafe extern "C" fn(*mut ffi::PyThreadState, *mut c_void, c_int) -> *mut ffi::PyObject;
+
+// Not in the limited API that abi3 builds see, but exported by every CPython
+// this package supports (3.9+) with these signatures; the frame evaluator's
+// three are CPython's PEP 523 interface, only called on 3.11.
+extern "C" {
+    fn PyEval_SetProfile(function: Option<TraceFunction>, object: *mut ffi::PyObject);
+    fn PyFrame_GetCode(frame: *mut c_void) -> *mut ffi::PyObject;
+    fn PyFrame_GetBack(frame: *mut c_void) -> *mut c_void;
+    fn _PyInterpreterState_SetEvalFrameFunc(
+        interpreter: *mut ffi::PyInterpreterState,
+        function: EvalFrame,
+    );
+    fn _PyInterpreterState_GetEvalFrameFunc(interpreter: *mut ffi::PyInterpreterState)
+        -> EvalFrame;
+    fn _PyEval_EvalFrameDefault(
+        thread: *mut ffi::PyThreadState,
+        frame: *mut c_void,
+        throwing: c_int,
+    ) -> *mut ffi::PyObject;
+}
+
+const PY_TRACE_CALL: c_int = 0;
+/// How many frames up a call's repository caller is looked for by the
+/// profile function: far enough for decorators, `functools` wrappers and
+/// generated code in between.
+const MAX_CALLER_DEPTH: usize = 32;
+/// The index of `f_code` among the leading pointer fields of CPython 3.11's
+/// `_PyInterpreterFrame` (f_func, f_globals, f_builtins, f_locals, f_code).
+const CODE_FIELD_3_11: usize = 4;
+
+/// Numbers each start of the profiler, so that a function id left on a
+/// thread's stack by an earlier one is never taken for a caller.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// The repository functions this thread is evaluating, innermost last,
+    /// each with the generation of the profiler that named it.
+    static EVALUATING: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Hook {
+    FrameEvaluator,
+    ProfileFunction,
+}
+
+impl Hook {
+    /// The hook for `requested` ("auto", "frame" or "profile") on this
+    /// interpreter.
+    pub fn choose(py: Python<'_>, requested: &str) -> PyResult<Hook> {
+        let version = py.version_info();
+        let evaluator_fits = (version.major, version.minor) == (3, 11);
+        match requested {
+            "auto" if evaluator_fits => Ok(Hook::FrameEvaluator),
+            "auto" | "profile" => Ok(Hook::ProfileFunction),
+            "frame" if evaluator_fits => Ok(Hook::FrameEvaluator),
+            "frame" => Err(PyValueError::new_err(format!(
+                "the frame hook needs CPython 3.11, this is {}.{}",
+                version.major, version.minor
+            ))),
+            other => Err(PyValueError::new_err(format!(
+                "unknown function hook {other:?}: expected auto, frame or profile"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::FrameEvaluator => "frame",
+            Hook::ProfileFunction => "profile",
+        }
+    }
+
+    /// A fresh generation: ids noted before it are no one's caller.
+    pub fn next_generation() -> u32 {
+        GENERATION.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Installs the hook (the profile function on the calling thread only);
+    /// `sentinel` is what `sys.getprofile()` then returns.
+    pub fn install(self, _py: Python<'_>, sentinel: &Py<PyAny>) {
+        match self {
+            // SAFETY: the GIL is held; 3.11 was checked by `choose`.
+            Hook::FrameEvaluator => unsafe {
+                _PyInterpreterState_SetEvalFrameFunc(ffi::PyInterpreterState_Get(), evaluate)
+            },
+            // SAFETY: the GIL is held; CPython keeps its own reference.
+            Hook::ProfileFunction => unsafe { PyEval_SetProfile(Some(profile), sentinel.as_ptr()) },
+        }
+    }
+
+    /// Installs the hook again after something replaced it, unless that
+    /// is a frame evaluator still in place (replacing it would break the
+    /// tool that installed it; until it is gone, calls go unnoted).
+    pub fn reinstall(self, py: Python<'_>, sentinel: &Py<PyAny>) {
+        if self == Hook::ProfileFunction
+            || current_evaluator() == _PyEval_EvalFrameDefault as EvalFrame as usize
+        {
+            self.install(py, sentinel);
+        }
+    }
+
+    /// Whether the hook is still in place (for the profile function: on
+    /// the calling thread).
+    pub fn installed(self, py: Python<'_>, profiler: &Profiler) -> bool {
+        match self {
+            // SAFETY: the GIL is held.
+            Hook::FrameEvaluator => current_evaluator() == evaluate as EvalFrame as usize,
+            Hook::ProfileFunction => profiler
+                .getprofile
+                .call0(py)
+                .is_ok_and(|current| current.is(profiler.sentinel.bind(py))),
+        }
+    }
+
+    /// Removes the hook when it is still the one in place.
+    pub fn remove(self, py: Python<'_>, profiler: &Profiler) {
+        if !self.installed(py, profiler) {
+            return;
+        }
+        match self {
+            // SAFETY: the GIL is held.
+            Hook::FrameEvaluator => unsafe {
+                _PyInterpreterState_SetEvalFrameFunc(
+                    ffi::PyInterpreterState_Get(),
+                    _PyEval_EvalFrameDefault,
+                )
+            },
+            // SAFETY: the GIL is held.
+            Hook::ProfileFunction => unsafe { PyEval_SetProfile(None, std::ptr::null_mut()) },
+        }
+    }
+
+    /// The repository function that is calling, from Python, the code now
+    /// being noted by hand (`note_call`): the innermost one being evaluated,
+    /// or the closest repository frame up from the running one.
+    pub fn current_caller(self, py: Python<'_>, profiler: &mut Profiler) -> Option<u32> {
+        match self {
+            Hook::FrameEvaluator => innermost_evaluated(profiler.generation),
+            Hook::ProfileFunction => {
+                // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed
+                // reference to the running frame, alive while it runs.
+                let frame = unsafe { ffi::PyEval_GetFrame() } as *mut c_void;
+                (!frame.is_null())
+                    .then(|| repository_caller(profiler, py, frame))
+                    .flatten()
+            }
+        }
+    }
+}
+
+/// The address of the interpreter's frame evaluator (CPython's own when no
+/// hook is installed). Only called on 3.11, with the GIL held.
+fn current_evaluator() -> usize {
+    // SAFETY: the GIL is held; both functions exist on every CPython 3.9+.
+    unsafe { _PyInterpreterState_GetEvalFrameFunc(ffi::PyInterpreterState_Get()) as usize }
+}
+
+/// Called by CPython 3.11, with the GIL held, to evaluate every frame.
+unsafe extern "C" fn evaluate(
+    thread: *mut ffi::PyThreadState,
+    frame: *mut c_void,
+    throwing: c_int,
+) -> *mut ffi::PyObject {
+    // SAFETY: `frame` is a live 3.11 `_PyInterpreterFrame`; its code object
+    // is borrowed, alive while the frame is.
+    let code = unsafe { *(frame as *const *mut ffi::PyObject).add(CODE_FIELD_3_11) };
+    let depth = if code.is_null() { None } else { enter(code) };
+    // SAFETY: what CPython would have called without a hook.
+    let result = unsafe { _PyEval_EvalFrameDefault(thread, frame, throwing) };
+    if let Some(depth) = depth {
+        EVALUATING.with(|stack| stack.borrow_mut().truncate(depth));
+    }
+    result
+}
+
+/// Notes that the function of `code` is evaluated, called by the innermost
+/// repository function being evaluated; returns the depth to unwind this
+/// thread's stack to once it returns, when it was pushed.
+fn enter(code: *mut ffi::PyObject) -> Option<usize> {
+    with_profiler(|profiler, py| {
+        let callee = profiler.function_of(py, code)?;
+        if let Some(caller) = innermost_evaluated(profiler.generation) {
+            profiler.called(caller, callee);
+        }
+        profiler.executed(callee);
+        EVALUATING.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            stack.push((profiler.generation, callee));
+            Some(stack.len() - 1)
+        })
+    })
+    .flatten()
+}
+
+fn innermost_evaluated(generation: u32) -> Option<u32> {
+    EVALUATING.with(|stack| {
+        stack
+            .borrow()
+            .last()
+            .filter(|(named_by, _)| *named_by == generation)
+            .map(|(_, id)| *id)
+    })
+}
+
+/// Called by CPython, with the GIL held, for every profile event of a
+/// thread the profile function is installed on.
+unsafe extern "C" fn profile(
+    _object: *mut ffi::PyObject,
+    frame: *mut c_void,
+    what: c_int,
+    _arg: *mut ffi::PyObject,
+) -> c_int {
+    if what != PY_TRACE_CALL || frame.is_null() {
+        return 0;
+    }
+    // SAFETY: `frame` is the frame being entered; PyFrame_GetCode returns a
+    // new reference, released once the code object is resolved (the
+    // profiler holds its own).
+    let code = unsafe { PyFrame_GetCode(frame) };
+    if code.is_null() {
+        return 0;
+    }
+    with_profiler(|profiler, py| {
+        if let Some(callee) = profiler.function_of(py, code) {
+            profiler.executed(callee);
+            if let Some(caller) = repository_caller(profiler, py, frame) {
+                profiler.called(caller, callee);
+            }
+        }
+    });
+    unsafe { ffi::Py_DECREF(code) };
+    0
+}
+
+/// The closest repository function up the stack from `frame`, exclusive.
+fn repository_caller(profiler: &mut Profiler, py: Python<'_>, frame: *mut c_void) -> Option<u32> {
+    // SAFETY: `frame` is a live frame; PyFrame_GetBack and PyFrame_GetCode
+    // return new references, each released here.
+    let mut back = unsafe { PyFrame_GetBack(frame) };
+    let mut found = None;
+    for _ in 0..MAX_CALLER_DEPTH {
+        if back.is_null() {
+            break;
+        }
+        let code = unsafe { PyFrame_GetCode(back) };
+        if !code.is_null() {
+            found = profiler.function_of(py, code);
+            unsafe { ffi::Py_DECREF(code) };
+        }
+        if found.is_some() {
+            break;
+        }
+        let next = unsafe { PyFrame_GetBack(back) };
+        unsafe { ffi::Py_DECREF(back as *mut ffi::PyObject) };
+        back = next;
+    }
+    if !back.is_null() {
+        unsafe { ffi::Py_DECREF(back as *mut ffi::PyObject) };
+    }
+    found
+}
