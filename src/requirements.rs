@@ -12,12 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::files::state::StateCache;
 use crate::files::{read_facts, Digest, FileDigest, Needs};
-use crate::functions::{FunctionIndex, MODULE_LEVEL};
+use crate::functions::{recent, FunctionIndex, MODULE_LEVEL};
 use crate::hash::DependencyHash;
 use crate::hashing::hash_field;
 
@@ -132,13 +133,18 @@ struct CodeNow {
     file: Digest,
     /// Its module-level code; the whole file when its functions cannot be delimited.
     skeleton: Digest,
-    index: Option<FunctionIndex>,
+    index: Option<Arc<FunctionIndex>>,
 }
 
 impl CodeNow {
-    fn of(bytes: &[u8]) -> Self {
+    /// `bytes`' code, delimited once per content: the state cache keeps
+    /// what the analysis (or an earlier run) found.
+    fn of(bytes: &[u8], state: &StateCache) -> Self {
         let file = Digest::of(bytes);
-        match FunctionIndex::parse(bytes) {
+        let outcome = state
+            .functions(&file)
+            .unwrap_or_else(|| recent::index(bytes));
+        match outcome {
             Ok(index) => CodeNow {
                 file,
                 skeleton: index.skeleton,
@@ -233,7 +239,7 @@ impl<'a> Probe<'a> {
         if !self.code.contains_key(stored) {
             let now = std::fs::read(self.absolute(stored))
                 .ok()
-                .map(|bytes| CodeNow::of(&bytes));
+                .map(|bytes| CodeNow::of(&bytes, self.state));
             self.code.insert(stored.to_string(), now);
         }
         self.code.get(stored)?.as_ref()

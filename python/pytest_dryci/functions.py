@@ -22,9 +22,10 @@ What it cannot see, and how that stays sound:
   own, loaded from an entry point or `-p`): the files of the modules
   imported by then are keyed by their whole content (`pre_imported`), so no
   edit of them is missed; they only lose the precision.
-- A test whose hook was replaced (a profiler under test) or a call that went
-  unnoted: its record is not made at function level, and it runs next time.
-- Threads that were running before the hook was installed.
+- A test whose hook was replaced (a profiler under test, for the profile
+  function; another frame evaluator) or a call that went unnoted: its record is not made at function level, and it runs next time.
+- Under the profile function, threads that were running before the hook
+  was installed (the frame evaluator covers every thread).
 - State that one test leaves for another without a call between them that
   the hook sees. A lookup through a repository function is seen (it was
   seen to call what computes the result), and so is a hit of a repository

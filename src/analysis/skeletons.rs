@@ -7,13 +7,12 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::files::state::StateCache;
 use crate::files::{Digest, FileDigest};
-use crate::functions::{FunctionIndex, FunctionsOutcome};
+use crate::functions::{recent, FunctionsOutcome};
 use crate::graph::DepGraph;
 use crate::walk::relative;
 
@@ -54,6 +53,7 @@ pub(super) fn skeletons(
                 return (None, None);
             };
             if let Some(known) = state.functions(&digest) {
+                recent::remember(digest, &known);
                 return (known.ok().map(|index| index.skeleton), None);
             }
             let Ok(bytes) = std::fs::read(root.join(&node.path)) else {
@@ -62,7 +62,7 @@ pub(super) fn skeletons(
             if Digest::of(&bytes) != digest {
                 return (None, None); // changed since it was hashed
             }
-            let outcome = FunctionIndex::parse(&bytes).map(Arc::new);
+            let outcome = recent::index(&bytes);
             let skeleton = outcome.as_ref().ok().map(|index| index.skeleton);
             (skeleton, Some((digest, outcome)))
         })

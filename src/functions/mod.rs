@@ -77,6 +77,8 @@ use tree_sitter::{Node, Parser, Tree};
 
 use crate::files::Digest;
 
+pub mod recent;
+
 /// How module-level code is named where functions are (`path::<module>`):
 /// the name CPython gives a module's code object.
 pub const MODULE_LEVEL: &str = "<module>";

@@ -27,14 +27,14 @@ mod hooks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::functions::{FunctionIndex, MODULE_LEVEL, SESSION_LEVEL};
+use crate::functions::{recent, FunctionIndex, MODULE_LEVEL, SESSION_LEVEL};
 
 use hooks::Hook;
 
@@ -73,7 +73,7 @@ struct Profiler {
     ids: HashMap<(String, String), u32>,
     /// Path relative to the root -> its functions, None when they cannot be
     /// delimited (all its code is then module-level).
-    indexes: HashMap<String, Option<FunctionIndex>>,
+    indexes: HashMap<String, Option<Arc<FunctionIndex>>>,
     windows: Vec<Window>,
     serial: u32,
     calls: FxHashSet<(u32, u32)>,
@@ -201,9 +201,9 @@ impl Profiler {
 
 /// The functions of the file at `root` + `rel`, None when they cannot be
 /// delimited or the file cannot be read.
-fn index_file(root: &str, rel: &str) -> Option<FunctionIndex> {
+fn index_file(root: &str, rel: &str) -> Option<Arc<FunctionIndex>> {
     let source = std::fs::read(format!("{root}{rel}")).ok()?;
-    FunctionIndex::parse(&source).ok()
+    recent::index(&source).ok()
 }
 
 /// Runs `note` on the profiler, when there is one; called by the hooks with
