@@ -465,3 +465,30 @@ def test_an_unknown_function_hook_degrades_to_file_level_keys_with_one_line(
     assert len(degraded) == 1 and "DRYCI_FUNCTION_HOOK='sampling'" in degraded[0], degraded
     replace(pytester, "app/ops.py", "return x - 1", "return x - 1  # edited")
     run(pytester).assert_outcomes(passed=3)
+
+
+def test_recursion_deeper_than_the_c_stack_allows_runs_and_is_not_recorded(
+    pytester: pytest.Pytester,
+) -> None:
+    # 3.11 runs Python recursion in no C stack; under the frame evaluator
+    # each call recurses in C, so the deep calls are handed back to CPython
+    # (unnoted) instead of overflowing the stack.
+    write(pytester, SMALL)
+    (pytester.path / "app/deep.py").write_text(
+        "def down(n):\n    return 0 if n == 0 else 1 + down(n - 1)\n"
+    )
+    (pytester.path / "tests/test_deep.py").write_text(
+        "import sys\nfrom app.deep import down\n\n"
+        "def test_deep():\n"
+        "    limit = sys.getrecursionlimit()\n"
+        "    sys.setrecursionlimit(100_000)\n"
+        "    try:\n        assert down(60_000) == 60_000\n"
+        "    finally:\n        sys.setrecursionlimit(limit)\n"
+    )
+    run(pytester).assert_outcomes(passed=4)
+    again = run(pytester)
+    if FRAME_EVALUATOR:
+        again.assert_outcomes(passed=1, skipped=3)
+        assert ran(again) == {"tests/test_deep.py::test_deep"}
+    else:
+        again.assert_outcomes(skipped=4)

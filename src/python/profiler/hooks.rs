@@ -23,7 +23,7 @@
 //! layout, which is why it is used on 3.11 only (`Hook::choose`); 3.12 moved
 //! the field, and has `sys.monitoring` for this.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -31,7 +31,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::{with_profiler, Profiler};
+use super::{with_profiler, Profiler, MISSED, PROFILER};
 
 type TraceFunction =
     unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void, c_int, *mut ffi::PyObject) -> c_int;
@@ -67,6 +67,13 @@ const MAX_CALLER_DEPTH: usize = 32;
 /// `_PyInterpreterFrame` (f_func, f_globals, f_builtins, f_locals, f_code).
 const CODE_FIELD_3_11: usize = 4;
 
+/// How much C stack nested evaluations may take on a thread before the
+/// deeper calls are handed back to CPython, which then inlines them (3.11
+/// runs deep recursion in no C stack; with a frame evaluator each call
+/// recurses in C, and a test that raised the recursion limit would
+/// overflow the stack). Far above what the default limit of 1,000 calls takes.
+const STACK_BUDGET: usize = 2 << 20;
+
 /// Numbers each start of the profiler, so that a function id left on a
 /// thread's stack by an earlier one is never taken for a caller.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
@@ -75,6 +82,8 @@ thread_local! {
     /// The repository functions this thread is evaluating, innermost last,
     /// each with the generation of the profiler that named it.
     static EVALUATING: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+    /// The stack address of the outermost evaluation seen on this thread.
+    static OUTERMOST: Cell<usize> = const { Cell::new(0) };
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -204,11 +213,58 @@ unsafe extern "C" fn evaluate(
     // SAFETY: `frame` is a live 3.11 `_PyInterpreterFrame`; its code object
     // is borrowed, alive while the frame is.
     let code = unsafe { *(frame as *const *mut ffi::PyObject).add(CODE_FIELD_3_11) };
+    if stack_used() > STACK_BUDGET {
+        // SAFETY: the arguments CPython passed.
+        return unsafe { evaluate_handed_back(thread, frame, throwing) };
+    }
     let depth = if code.is_null() { None } else { enter(code) };
     // SAFETY: what CPython would have called without a hook.
     let result = unsafe { _PyEval_EvalFrameDefault(thread, frame, throwing) };
     if let Some(depth) = depth {
         EVALUATING.with(|stack| stack.borrow_mut().truncate(depth));
+    }
+    result
+}
+
+/// The C stack taken below the outermost evaluation on this thread (stacks
+/// grow down on every platform CPython runs on).
+fn stack_used() -> usize {
+    let marker = 0u8;
+    let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    OUTERMOST.with(|outermost| {
+        if here > outermost.get() {
+            outermost.set(here);
+        }
+        outermost.get() - here
+    })
+}
+
+/// Evaluates `frame` with CPython's own evaluator in place, so that the
+/// calls it makes are inlined again and take no C stack; they go unnoted,
+/// which makes the open windows incomplete. The hook is put back once the
+/// frame returns.
+unsafe fn evaluate_handed_back(
+    thread: *mut ffi::PyThreadState,
+    frame: *mut c_void,
+    throwing: c_int,
+) -> *mut ffi::PyObject {
+    MISSED.store(true, Ordering::Relaxed);
+    // SAFETY: the GIL is held; this is 3.11 (the hook is installed).
+    unsafe {
+        _PyInterpreterState_SetEvalFrameFunc(
+            ffi::PyInterpreterState_Get(),
+            _PyEval_EvalFrameDefault,
+        )
+    };
+    let result = unsafe { _PyEval_EvalFrameDefault(thread, frame, throwing) };
+    let running = PROFILER.try_lock().is_ok_and(|profiler| {
+        profiler
+            .as_ref()
+            .is_some_and(|p| p.hook == Hook::FrameEvaluator)
+    });
+    if running && current_evaluator() == _PyEval_EvalFrameDefault as EvalFrame as usize {
+        // SAFETY: as above.
+        unsafe { _PyInterpreterState_SetEvalFrameFunc(ffi::PyInterpreterState_Get(), evaluate) };
     }
     result
 }
