@@ -23,7 +23,9 @@ What it cannot see, and how that stays sound:
   imported by then are keyed by their whole content (`pre_imported`), so no
   edit of them is missed; they only lose the precision.
 - A test whose hook was replaced (a profiler under test, for the profile
-  function; another frame evaluator) or a call that went unnoted: its record is not made at function level, and it runs next time.
+  function; another frame evaluator), or a call that went unnoted (deep
+  recursion handed back to CPython): its record is not made at function
+  level, and it runs next time.
 - Under the profile function, threads that were running before the hook
   was installed (the frame evaluator covers every thread).
 - State that one test leaves for another without a call between them that
