@@ -63,14 +63,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--dryci-precision",
         choices=("file", "function"),
         default=None,
-        help="what a test's key holds of the code it depends on: every file of its static "
-        "closure whole (file, the default), or their module-level code and the bodies of "
-        "the functions the test was seen to run (function: an edit of one function runs "
-        "only the tests that ran it)",
+        help="what a test's key holds of the code it depends on: the module-level code of "
+        "the files of its static closure and the bodies of the functions the test was seen "
+        "to run (function, the default: an edit of one function runs only the tests that "
+        "ran it), or every file of its closure whole (file)",
     )
     parser.addini("dryci", type="bool", default=False, help="turn DryCI on (like --dryci)")
     parser.addini(
-        "dryci_precision", default="file", help="file or function (like --dryci-precision)"
+        "dryci_precision",
+        default="",
+        help="function (the default) or file (like --dryci-precision)",
     )
     parser.addini("dryci_config", default="", help="DryCI rules file (like --dryci-config)")
     parser.addini(
@@ -148,4 +150,5 @@ def _function_level(config: pytest.Config) -> bool:
     if enabled is None:
         enabled = config.getini("dryci")
     precision = getattr(options, "dryci_precision", None) or config.getini("dryci_precision")
-    return bool(enabled) and precision == "function" and bool(config.getini("dryci_observe"))
+    function_level = precision in ("", "function")  # function is the default
+    return bool(enabled) and function_level and bool(config.getini("dryci_observe"))

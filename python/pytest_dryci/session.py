@@ -127,9 +127,12 @@ class DryciSession:
         if settings.precision != "function":
             return None
         if not settings.observe:
-            self.degradations.add(
-                "function-level keys need observation (dryci_observe = true); file-level keys"
-            )
+            # Observation switched off keeps the default's keys file-level;
+            # asking for function-level keys as well cannot be met.
+            if settings.precision_requested:
+                self.degradations.add(
+                    "function-level keys need observation (dryci_observe = true); file-level keys"
+                )
             return None
         try:
             return functions.start(self.config)

@@ -37,8 +37,9 @@ class Settings:
     # observe what each test reads at run time (`observe`)
     observe: bool
     observe_ignore: list[str]
-    # "file" or "function" (`functions`)
+    # "file" or "function" (`functions`), and whether it was asked for (or is the default)
     precision: str
+    precision_requested: bool
     # whether a test that started a subprocess, or connected to the network, may be served
     serve_subprocess: bool
     serve_network: bool
@@ -61,6 +62,7 @@ class Settings:
             observe=config.getini("dryci_observe"),
             observe_ignore=list(config.getini("dryci_observe_ignore")),
             precision=_precision(config),
+            precision_requested=bool(_requested_precision(config)),
             serve_subprocess=config.getini("dryci_serve_subprocess"),
             serve_network=config.getini("dryci_serve_network"),
             server=os.environ.get("DRYCI_SERVER") or None,
@@ -69,8 +71,12 @@ class Settings:
         )
 
 
+def _requested_precision(config: pytest.Config) -> str:
+    return config.getoption("dryci_precision") or config.getini("dryci_precision")
+
+
 def _precision(config: pytest.Config) -> str:
-    precision = config.getoption("dryci_precision") or config.getini("dryci_precision")
+    precision = _requested_precision(config) or "function"
     if precision not in ("file", "function"):
         raise pytest.UsageError(
             f"dryci_precision = {precision!r} in the ini file: expected file or function"

@@ -15,6 +15,7 @@
 //! A pass recorded with the inputs its test read at run time is served only
 //! while every one of them still holds (`observed`).
 
+use crate::files::FileDigest;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -706,6 +707,14 @@ impl Session {
                 analysis
                     .closure(input)
                     .into_iter()
+                    // A file that does not exist (an `__init__.py` the key
+                    // holds the absence of) has no code.
+                    .filter(|node| {
+                        matches!(
+                            analysis.graph.nodes[*node as usize].digest,
+                            FileDigest::Content(_)
+                        )
+                    })
                     .map(|node| analysis.graph.path(node))
                     .filter(|path| path.ends_with(".py"))
                     .collect()

@@ -293,10 +293,11 @@ def test_an_edit_of_a_function_no_test_runs_runs_nothing(project: pytest.Pyteste
 
 
 def test_file_precision_runs_every_test_after_the_same_edit(project: pytest.Pytester) -> None:
-    recorded_file = project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider")
+    file_level = ("--dryci", "--dryci-precision=file", "-p", "no:cacheprovider")
+    recorded_file = project.runpytest_subprocess(*file_level)
     recorded_file.assert_outcomes(passed=ALL_TESTS)
     replace(project, "lib/core.py", "'nobody runs me'", "'still nobody'")
-    result = project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider")
+    result = project.runpytest_subprocess(*file_level)
     result.assert_outcomes(passed=ALL_TESTS)
 
 

@@ -279,8 +279,9 @@ def test_a_corrupt_requirement_set_is_ignored_and_its_tests_run(project):
         store.execute("UPDATE requirement_sets SET body = x'00ff'")
     store.close()
     result = run(project, "--dryci-explain")
-    # The four tests that read something run; the one that read nothing is served.
-    result.assert_outcomes(passed=4, skipped=1)
+    # Under function-level keys (the default) every test's record has a set:
+    # all run.
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["*dryci: degraded:*requirement sets could not be read*"])
     result.stdout.fnmatch_lines(
         ["dryci: ran tests/test_env.py::test_mode: its record of observed inputs could not be read"]
@@ -406,6 +407,17 @@ def test_explain_says_why_each_test_ran(project):
         [
             "dryci: ran tests/test_file.py::test_reads_a_computed_name: "
             "an observed input changed: file tests/res/greeting.txt",
+            # function-level keys (the default) name the function
+            "dryci: ran tests/test_static.py::test_nothing_read: a function it ran or "
+            "could reach changed: tests/test_static.py::test_nothing_read",
+        ]
+    )
+    # file-level keys name the file
+    run(project, "--dryci-precision=file").assert_outcomes(passed=4, failed=1)
+    edit(project, "tests/test_static.py", "def test_nothing_read():\n    assert 2\n")
+    result = run(project, "--dryci-precision=file", "--dryci-explain")
+    result.stdout.fnmatch_lines(
+        [
             "dryci: ran tests/test_static.py::test_nothing_read: changed since its tests "
             "last passed here: tests/test_static.py",
         ]
