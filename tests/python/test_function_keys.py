@@ -13,7 +13,7 @@ from test_observed_inputs import edit, ran
 
 PROJECT = {
     "lib/__init__.py": (
-        "from . import core, memo, cached, registry, shapes, util, deco, gen, names, work\n"
+        "from . import core, memo, cached, registry, shapes, util, deco, gen, names, work, scoped\n"
     ),
     "lib/core.py": (
         "def double(x):\n    return helper(x) * 2\n\n"
@@ -85,6 +85,22 @@ PROJECT = {
         "class Dog:\n    def name(self):\n        return 'dog'\n"
     ),
     "lib/work.py": "def work(out):\n    out.append(42)\n",
+    "lib/scoped.py": (
+        "def module_value():\n    return 'module'\n\ndef class_value():\n    return 'class'\n"
+    ),
+    # The second test of each scope uses a fixture value set up for the first.
+    "tests/test_scoped.py": (
+        "import pytest\nfrom lib.scoped import module_value, class_value\n\n"
+        "@pytest.fixture(scope='module')\n"
+        "def per_module():\n    return module_value()\n\n"
+        "def test_module_first(per_module):\n    assert per_module == 'module'\n\n"
+        "def test_module_second(per_module):\n    assert per_module == 'module'\n\n"
+        "class TestScoped:\n"
+        "    @pytest.fixture(scope='class')\n"
+        "    def per_class(self):\n        return class_value()\n\n"
+        "    def test_class_first(self, per_class):\n        assert per_class == 'class'\n\n"
+        "    def test_class_second(self, per_class):\n        assert per_class == 'class'\n"
+    ),
     "tests/conftest.py": (
         "import pytest\nfrom lib.util import load_settings\n\n"
         "@pytest.fixture(scope='session')\n"
@@ -139,7 +155,7 @@ PROJECT = {
         "    assert asyncio.run(fetch()) == 'data'\n"
     ),
 }
-ALL_TESTS = 19  # with the doctest of lib/core.py
+ALL_TESTS = 23  # with the doctest of lib/core.py
 
 
 def write(pytester: pytest.Pytester, files: dict[str, str]) -> None:
@@ -213,6 +229,14 @@ BREAKING_EDITS = [
     ),
     # a session-scoped fixture
     ("lib/util.py", "{'level': 1}", "{'level': 2}", "tests/test_misc.py::test_settings"),
+    # module- and class-scoped fixtures, for a test that did not set them up
+    ("lib/scoped.py", "'module'", "'mod'", "tests/test_scoped.py::test_module_second"),
+    (
+        "lib/scoped.py",
+        "'class'",
+        "'cls'",
+        "tests/test_scoped.py::TestScoped::test_class_second",
+    ),
     # import-time code and a class attribute
     ("lib/util.py", "return 4\n", "return 5\n", "tests/test_misc.py::test_sides"),
     ("lib/shapes.py", "corners = 4", "corners = 5", "tests/test_misc.py::test_corners"),
@@ -354,7 +378,9 @@ def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
 ) -> None:
     write(pytester, SMALL)
     (pytester.path / "tests/test_spawn.py").write_text(
-        "import subprocess, sys\n\n"
+        # The child's code is in the closure (reads by the child itself are
+        # not seen); none of it runs in the test's own process.
+        "import subprocess, sys\nimport app.ops\n\n"
         "def test_child():\n"
         "    code = 'from app.ops import dec; assert dec(2) == 1'\n"
         "    subprocess.run([sys.executable, '-c', code], check=True)\n"
