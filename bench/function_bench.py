@@ -5,9 +5,9 @@ static closure is the whole package, as in many real libraries.
 
 Each round, interleaved:
   plain           pytest -q (no DryCI)                                        the baseline
-  first-file      pytest --dryci, .dryci/ removed first                       file-level keys
-  edit-file       pytest --dryci after editing the body of one function       (then restored)
-  first-function  pytest --dryci --dryci-precision=function, .dryci/ removed  (its overhead)
+  first-file      pytest --dryci --dryci-precision=file, .dryci/ removed      file-level keys
+  edit-file       the same after editing the body of one function             (then restored)
+  first-function  pytest --dryci --dryci-precision=function, .dryci/ removed  (the default)
   cached-function the same again, nothing changed
   edit-function   the same after the same edit                                (then restored)
 After each edit run the tree is restored and recorded again (not timed), so every round
@@ -41,6 +41,7 @@ SECTION = "## pytest plugin (pytest --dryci vs plain pytest vs pytest-testmon)"
 TITLE = "### Function-level keys (issue 11): overhead and precision on an eager package"
 BASE = ["-q", "-p", "no:cacheprovider", "-p", "no:testmon", "-p", "no:randomly"]
 FUNCTION = ["--dryci", "--dryci-precision=function"]
+FILE = ["--dryci", "--dryci-precision=file"]
 EDITED = "    return total\n"
 
 
@@ -106,8 +107,8 @@ def one_round(edited: Path, total: int, runs: dict[str, list[pb.Run]]) -> None:
 
     timed("plain", [], expect_ran=total)
     shutil.rmtree(SUITE / ".dryci", ignore_errors=True)
-    timed("first-file", ["--dryci"], expect_ran=total)
-    edit_run("edit-file", ["--dryci"])
+    timed("first-file", FILE, expect_ran=total)
+    edit_run("edit-file", FILE)
     shutil.rmtree(SUITE / ".dryci", ignore_errors=True)
     timed("first-function", FUNCTION, expect_ran=total)
     timed("cached-function", FUNCTION, expect_ran=0)
