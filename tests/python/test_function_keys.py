@@ -519,3 +519,15 @@ def test_recursion_deeper_than_the_c_stack_allows_runs_and_is_not_recorded(
         assert ran(again) == {"tests/test_deep.py::test_deep"}
     else:
         again.assert_outcomes(skipped=4)
+
+
+def test_observation_off_keeps_the_default_keys_file_level_without_a_degraded_line(
+    pytester: pytest.Pytester,
+) -> None:
+    write(pytester, SMALL)
+    args = ("--dryci", "-p", "no:cacheprovider", "-o", "dryci_observe=false")
+    first = pytester.runpytest_subprocess(*args)
+    first.assert_outcomes(passed=3)
+    assert not [line for line in first.outlines if line.startswith("dryci: degraded:")]
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 1  # edited")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=3)
