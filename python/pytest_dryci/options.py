@@ -41,17 +41,33 @@ OUTCOME_NEUTRAL_OPTIONS = frozenset(
 
 NEUTRAL_PREFIXES = ("dryci", "randomly_", "testmon")
 
+# ini values that only change how results are shown, for `-o name=value`
+# (a value in the ini file itself is keyed with the file's content).
+OUTCOME_NEUTRAL_INI = frozenset(
+    {
+        "console_output_style", "log_cli", "log_cli_level", "log_cli_format",
+        "log_cli_date_format", "junit_suite_name", "junit_family", "junit_logging",
+        "junit_log_passing_tests", "junit_duration_report",
+    }
+)  # fmt: skip
+
+
+def _neutral_override(entry: object) -> bool:
+    name = str(entry).split("=", 1)[0].strip()
+    return name in OUTCOME_NEUTRAL_INI or name.startswith("dryci")
+
 
 def options_fingerprint(config: pytest.Config) -> str:
     """blake2b over every option that may change an outcome, by name. An
     `-o` override of one of DryCI's own ini values is left out, like its
     options: those that change what is served are salted where they act
-    (`dryci_observe`, `dryci_hash_environment`, `dryci_config`)."""
+    (`dryci_observe`, `dryci_hash_environment`, `dryci_config`); so is one of
+    an ini value that only changes how results are shown."""
     parts = []
     for name, value in sorted(vars(config.option).items()):
         if name in OUTCOME_NEUTRAL_OPTIONS or name.startswith(NEUTRAL_PREFIXES):
             continue
         if name == "override_ini" and isinstance(value, list):
-            value = [entry for entry in value if not str(entry).startswith("dryci")] or None
+            value = [entry for entry in value if not _neutral_override(entry)] or None
         parts.append(f"{name}={value!r}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()

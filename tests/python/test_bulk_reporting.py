@@ -68,7 +68,8 @@ def served(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def first_run(project: pytest.Pytester, *args: str) -> None:
-    # `-o` overrides are part of the key, display ones included.
+    # `-o` overrides are part of the key (those that only change the display
+    # are not: recording again is then a no-op).
     result = project.runpytest_subprocess(*BASE, *args)
     result.assert_outcomes(passed=147, skipped=5, xfailed=3)
 

@@ -366,6 +366,9 @@ def test_options_that_may_change_outcomes_are_part_of_the_key(project):
     run(project).assert_outcomes(passed=6)
     run(project, "-q", "-n", "2", "-p", "no:randomly", "--tb=line").assert_outcomes(skipped=6)
     run(project, "-v", "-rA", "--durations=3").assert_outcomes(skipped=6)
+    display = ("-o", "console_output_style=count", "-o", "log_cli=true")
+    run(project, *display).assert_outcomes(skipped=6)
+    run(project, "-o", "xfail_strict=true").assert_outcomes(passed=6)
     run(project, "-W", "error::DeprecationWarning").assert_outcomes(passed=6)
     run(project, "-W", "error::DeprecationWarning").assert_outcomes(skipped=6)
 
