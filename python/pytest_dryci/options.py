@@ -29,8 +29,8 @@ OUTCOME_NEUTRAL_OPTIONS = frozenset(
         "no_summary", "force_short_summary", "fold_skipped", "xfail_tb", "debug",
         "traceconfig", "help", "version", "markers", "showfixtures",
         "show_fixtures_per_test", "setupshow", "pastebin", "xmlpath", "junitprefix",
-        "log_cli_level", "log_cli_format", "log_cli_date_format", "log_file",
-        "log_file_level", "log_file_format", "log_file_date_format", "log_file_mode",
+        "log_cli_format", "log_cli_date_format", "log_file",
+        "log_file_format", "log_file_date_format", "log_file_mode",
         "usepdb", "usepdb_cls", "trace",
         # reruns only decide whether a flaky test is retried; retried tests are never published
         "reruns", "reruns_delay", "reruns_delay_backoff_factor", "reruns_mode", "only_rerun",
@@ -42,12 +42,14 @@ OUTCOME_NEUTRAL_OPTIONS = frozenset(
 NEUTRAL_PREFIXES = ("dryci", "randomly_", "testmon")
 
 # ini values that only change how results are shown, for `-o name=value`
-# (a value in the ini file itself is keyed with the file's content).
+# (a value in the ini file itself is keyed with the file's content). Not the
+# live log's or the log file's level (nor their options): each lowers the
+# root logger's level, which the code under test and `caplog` then see.
 OUTCOME_NEUTRAL_INI = frozenset(
     {
-        "console_output_style", "log_cli", "log_cli_level", "log_cli_format",
-        "log_cli_date_format", "junit_suite_name", "junit_family", "junit_logging",
-        "junit_log_passing_tests", "junit_duration_report",
+        "console_output_style", "log_cli", "log_cli_format", "log_cli_date_format",
+        "junit_suite_name", "junit_family", "junit_logging", "junit_log_passing_tests",
+        "junit_duration_report",
     }
 )  # fmt: skip
 

@@ -369,6 +369,8 @@ def test_options_that_may_change_outcomes_are_part_of_the_key(project):
     display = ("-o", "console_output_style=count", "-o", "log_cli=true")
     run(project, *display).assert_outcomes(skipped=6)
     run(project, "-o", "xfail_strict=true").assert_outcomes(passed=6)
+    # the live log's level lowers the root logger's: what `caplog` sees
+    run(project, "--log-cli-level=DEBUG").assert_outcomes(passed=6)
     run(project, "-W", "error::DeprecationWarning").assert_outcomes(passed=6)
     run(project, "-W", "error::DeprecationWarning").assert_outcomes(skipped=6)
 
