@@ -316,6 +316,18 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
+fn sigterm_right_after_the_port_is_announced_stops_the_server_cleanly() {
+    // The handlers are installed before the announcement, not when the
+    // serve loop first waits for a signal.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&sqlite(&dir), dir.path(), &[]);
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn bad_configuration_is_refused_at_start() {
     let out = std::process::Command::new(BIN)
         .args(["server", "--db", "mysql://x", "--listen", "127.0.0.1:0"])

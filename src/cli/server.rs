@@ -239,6 +239,7 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
     init_logs(args.log_format);
     let rt = runtime(args.worker_threads)?;
     rt.block_on(async move {
+        let shutdown = shutdown_signal();
         let store = store::open(&args.db, args.db_connections)
             .await
             .map_err(|e| db_error(&args.db, e))?;
@@ -264,7 +265,7 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
         tracing::info!(%addr, backend = store.backend(), "listening");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        srv::launch_with_listener(config, store, listener, shutdown_signal())
+        srv::launch_with_listener(config, store, listener, shutdown)
             .await
             .map_err(|e| CliError::new("the server stopped with an error").with_source(e))?;
         Ok(ExitStatus::Success)
@@ -272,27 +273,44 @@ pub fn run_server(args: ServerArgs) -> Result<ExitStatus, CliError> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C; the server then stops accepting and
-/// finishes what it has read, within --shutdown-grace-secs.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// finishes what it has read, within --shutdown-grace-secs. The handlers are
+/// installed when this is called, before the port is announced: a signal
+/// that came before the serve loop first polled the future would otherwise
+/// kill the process with the default action, mid-write.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = received(term.as_mut()) => {},
+                _ = received(interrupt.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Resolves when `stream` delivers its signal; never without a stream.
+#[cfg(unix)]
+async fn received(stream: Option<&mut tokio::signal::unix::Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 fn fmt_time(t: Option<i64>) -> String {
