@@ -8,8 +8,9 @@
 //!   is covered, those already running included. The specialising
 //!   interpreter keeps its specialised instructions; only calls between
 //!   Python functions stop being inlined (each one recurses in C, as before
-//!   3.11). The caller of a call is the innermost repository function being
-//!   evaluated on the same thread (a stack kept beside the interpreter's).
+//!   3.11). The caller of a call is the closest repository frame up the
+//!   thread's chain of frames, read where the interpreter keeps it (so
+//!   greenlets, which swap that chain, are followed too).
 //! - The profile function (`PyEval_SetProfile`), everywhere else (3.9,
 //!   3.10, 3.12+), and on 3.11 on request (`DRYCI_FUNCTION_HOOK=profile`,
 //!   for a project whose own tools replace the frame evaluator). On 3.11 it
@@ -19,13 +20,13 @@
 //!   `MAX_CALLER_DEPTH` frames. Per thread: new threads get it through
 //!   `threading.setprofile` (the plugin's `profile_thread`).
 //!
-//! The evaluator reads the code object out of CPython 3.11's internal frame
-//! layout, which is why it is used on 3.11 only (`Hook::choose`); 3.12 moved
-//! the field, and has `sys.monitoring` for this.
+//! The evaluator reads CPython 3.11's internal layouts (`ThreadState311`,
+//! `Frame311`), which is why it is used on 3.11 only (`Hook::choose`); 3.12
+//! moved their fields, and has `sys.monitoring` for this.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -59,13 +60,49 @@ extern "C" {
 }
 
 const PY_TRACE_CALL: c_int = 0;
-/// How many frames up a call's repository caller is looked for by the
-/// profile function: far enough for decorators, `functools` wrappers and
-/// generated code in between.
+/// How many frames up a call's repository caller is looked for: far enough
+/// for decorators, `functools` wrappers and generated code in between.
 const MAX_CALLER_DEPTH: usize = 32;
-/// The index of `f_code` among the leading pointer fields of CPython 3.11's
-/// `_PyInterpreterFrame` (f_func, f_globals, f_builtins, f_locals, f_code).
-const CODE_FIELD_3_11: usize = 4;
+
+/// The leading fields of CPython 3.11's `PyThreadState`, up to `cframe`
+/// (Include/cpython/pystate.h).
+#[repr(C)]
+struct ThreadState311 {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    initialized: c_int,
+    is_static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    tracing_what: c_int,
+    cframe: *const CFrame311,
+}
+
+/// CPython 3.11's `_PyCFrame` (Include/cpython/pystate.h).
+#[repr(C)]
+struct CFrame311 {
+    use_tracing: u8,
+    /// The frame executing on this thread: the caller, when a frame is
+    /// handed to the evaluator.
+    current_frame: *const Frame311,
+    previous: *const CFrame311,
+}
+
+/// The leading fields of CPython 3.11's `_PyInterpreterFrame`
+/// (Include/internal/pycore_frame.h).
+#[repr(C)]
+struct Frame311 {
+    f_func: *mut ffi::PyObject,
+    f_globals: *mut ffi::PyObject,
+    f_builtins: *mut ffi::PyObject,
+    f_locals: *mut ffi::PyObject,
+    f_code: *mut ffi::PyObject,
+    frame_obj: *mut ffi::PyObject,
+    previous: *const Frame311,
+}
 
 /// How much C stack nested evaluations may take on a thread before the
 /// deeper calls are handed back to CPython, which then inlines them (3.11
@@ -74,14 +111,7 @@ const CODE_FIELD_3_11: usize = 4;
 /// overflow the stack). Far above what the default limit of 1,000 calls takes.
 const STACK_BUDGET: usize = 2 << 20;
 
-/// Numbers each start of the profiler, so that a function id left on a
-/// thread's stack by an earlier one is never taken for a caller.
-static GENERATION: AtomicU32 = AtomicU32::new(0);
-
 thread_local! {
-    /// The repository functions this thread is evaluating, innermost last,
-    /// each with the generation of the profiler that named it.
-    static EVALUATING: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
     /// The stack address of the outermost evaluation seen on this thread.
     static OUTERMOST: Cell<usize> = const { Cell::new(0) };
 }
@@ -117,11 +147,6 @@ impl Hook {
             Hook::FrameEvaluator => "frame",
             Hook::ProfileFunction => "profile",
         }
-    }
-
-    /// A fresh generation: ids noted before it are no one's caller.
-    pub fn next_generation() -> u32 {
-        GENERATION.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Installs the hook (the profile function on the calling thread only);
@@ -184,7 +209,14 @@ impl Hook {
     /// or the closest repository frame up from the running one.
     pub fn current_caller(self, py: Python<'_>, profiler: &mut Profiler) -> Option<u32> {
         match self {
-            Hook::FrameEvaluator => innermost_evaluated(profiler.generation),
+            // SAFETY: the GIL is held: this thread's state is current.
+            Hook::FrameEvaluator => unsafe {
+                caller_3_11(
+                    profiler,
+                    py,
+                    ffi::PyThreadState_Get() as *const ThreadState311,
+                )
+            },
             Hook::ProfileFunction => {
                 // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed
                 // reference to the running frame, alive while it runs.
@@ -210,20 +242,60 @@ unsafe extern "C" fn evaluate(
     frame: *mut c_void,
     throwing: c_int,
 ) -> *mut ffi::PyObject {
-    // SAFETY: `frame` is a live 3.11 `_PyInterpreterFrame`; its code object
-    // is borrowed, alive while the frame is.
-    let code = unsafe { *(frame as *const *mut ffi::PyObject).add(CODE_FIELD_3_11) };
     if stack_used() > STACK_BUDGET {
         // SAFETY: the arguments CPython passed.
         return unsafe { evaluate_handed_back(thread, frame, throwing) };
     }
-    let depth = if code.is_null() { None } else { enter(code) };
-    // SAFETY: what CPython would have called without a hook.
-    let result = unsafe { _PyEval_EvalFrameDefault(thread, frame, throwing) };
-    if let Some(depth) = depth {
-        EVALUATING.with(|stack| stack.borrow_mut().truncate(depth));
+    // SAFETY: `frame` is a live 3.11 `_PyInterpreterFrame` and `thread` the
+    // running thread's state; the code object is borrowed, alive while the
+    // frame is.
+    let code = unsafe { (*(frame as *const Frame311)).f_code };
+    if !code.is_null() {
+        with_profiler(|profiler, py| {
+            if let Some(callee) = profiler.function_of(py, code) {
+                profiler.executed(callee);
+                // SAFETY: as above.
+                let caller = unsafe { caller_3_11(profiler, py, thread as *const ThreadState311) };
+                if let Some(caller) = caller {
+                    profiler.called(caller, callee);
+                }
+            }
+        });
     }
-    result
+    // SAFETY: what CPython would have called without a hook.
+    unsafe { _PyEval_EvalFrameDefault(thread, frame, throwing) }
+}
+
+/// The closest repository function up the frames `thread` is executing,
+/// inclusive: the caller of a frame about to be evaluated (CPython links
+/// that frame in only once it evaluates it), or of a call noted by hand.
+///
+/// # Safety
+/// `thread` is the running thread's state, on CPython 3.11, with the GIL held.
+unsafe fn caller_3_11(
+    profiler: &mut Profiler,
+    py: Python<'_>,
+    thread: *const ThreadState311,
+) -> Option<u32> {
+    // SAFETY: the frames of a running thread are alive while it holds the GIL.
+    let cframe = unsafe { (*thread).cframe };
+    if cframe.is_null() {
+        return None;
+    }
+    let mut frame = unsafe { (*cframe).current_frame };
+    for _ in 0..MAX_CALLER_DEPTH {
+        if frame.is_null() {
+            return None;
+        }
+        let code = unsafe { (*frame).f_code };
+        if !code.is_null() {
+            if let Some(found) = profiler.function_of(py, code) {
+                return Some(found);
+            }
+        }
+        frame = unsafe { (*frame).previous };
+    }
+    None
 }
 
 /// The C stack taken below the outermost evaluation on this thread (stacks
@@ -267,35 +339,6 @@ unsafe fn evaluate_handed_back(
         unsafe { _PyInterpreterState_SetEvalFrameFunc(ffi::PyInterpreterState_Get(), evaluate) };
     }
     result
-}
-
-/// Notes that the function of `code` is evaluated, called by the innermost
-/// repository function being evaluated; returns the depth to unwind this
-/// thread's stack to once it returns, when it was pushed.
-fn enter(code: *mut ffi::PyObject) -> Option<usize> {
-    with_profiler(|profiler, py| {
-        let callee = profiler.function_of(py, code)?;
-        if let Some(caller) = innermost_evaluated(profiler.generation) {
-            profiler.called(caller, callee);
-        }
-        profiler.executed(callee);
-        EVALUATING.with(|stack| {
-            let mut stack = stack.borrow_mut();
-            stack.push((profiler.generation, callee));
-            Some(stack.len() - 1)
-        })
-    })
-    .flatten()
-}
-
-fn innermost_evaluated(generation: u32) -> Option<u32> {
-    EVALUATING.with(|stack| {
-        stack
-            .borrow()
-            .last()
-            .filter(|(named_by, _)| *named_by == generation)
-            .map(|(_, id)| *id)
-    })
 }
 
 /// Called by CPython, with the GIL held, for every profile event of a

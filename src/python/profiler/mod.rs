@@ -85,8 +85,6 @@ struct Profiler {
     /// runs no Python code, so no profile event).
     getprofile: Py<PyAny>,
     hook: Hook,
-    /// This start's number (`Hook::next_generation`).
-    generation: u32,
 }
 
 static PROFILER: Mutex<Option<Profiler>> = Mutex::new(None);
@@ -288,7 +286,6 @@ pub fn start_function_profiler(
         sentinel,
         getprofile,
         hook,
-        generation: Hook::next_generation(),
     };
     let session = PyString::new(py, SESSION_LEVEL).unbind();
     profiler.functions.push(Function {
