@@ -554,3 +554,34 @@ def test_pytest_randomly_orders_change_nothing_that_is_served(project: pytest.Py
     replace(project, "lib/memo.py", "return key * 10", "return key * 11")
     result = shuffled(3)
     assert "FAILED tests/test_b_later.py::test_memo_hit" in result.stdout.str()
+
+
+def test_a_call_unnoted_outside_every_window_leaves_every_test_unrecorded(
+    pytester: pytest.Pytester,
+) -> None:
+    # What runs outside every window (a conftest hook) counts for every
+    # test: deep recursion handed back to CPython there went unnoted, and the
+    # window that opens next (the session's collector, which holds every
+    # test file's) is incomplete.
+    write(pytester, SMALL)
+    (pytester.path / "app/deep.py").write_text(
+        "def down(n):\n    return 0 if n == 0 else 1 + down(n - 1)\n"
+    )
+    (pytester.path / "conftest.py").write_text(
+        "import sys\nfrom app.deep import down\n\n"
+        "def pytest_configure(config):\n"
+        "    limit = sys.getrecursionlimit()\n"
+        "    sys.setrecursionlimit(100_000)\n"
+        "    try:\n        down(60_000)\n"
+        "    finally:\n        sys.setrecursionlimit(limit)\n"
+    )
+    # A second test file: its window opens well after the miss.
+    (pytester.path / "tests/test_more.py").write_text(
+        "from app.ops import inc\n\ndef test_more():\n    assert inc(0) == 1\n"
+    )
+    run(pytester).assert_outcomes(passed=4)
+    again = run(pytester)
+    if FRAME_EVALUATOR:
+        again.assert_outcomes(passed=4)
+    else:
+        again.assert_outcomes(skipped=4)
