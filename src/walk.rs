@@ -32,9 +32,24 @@ const SKIPPED_DIR_NAMES: &[&str] = &[
     "site-packages",
 ];
 
+/// The file that makes its folder a virtual environment.
+const VENV_MARKER: &str = "pyvenv.cfg";
+
 pub fn is_skipped_dir(path: &Path) -> bool {
+    has_skipped_name(path) || path.join(VENV_MARKER).is_file()
+}
+
+fn has_skipped_name(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    SKIPPED_DIR_NAMES.contains(&name) || path.join("pyvenv.cfg").is_file()
+    SKIPPED_DIR_NAMES.contains(&name)
+}
+
+/// Forgets folder `dir`, and every file and folder below it, walked before
+/// it was known to be skipped.
+fn drop_folder(dir: &str, paths: &mut Vec<String>, dirs: &mut HashSet<String>) {
+    let prefix = format!("{dir}/");
+    paths.retain(|p| !p.starts_with(&prefix));
+    dirs.retain(|d| d != dir && !d.starts_with(&prefix));
 }
 
 #[derive(Debug, Default)]
@@ -54,15 +69,22 @@ impl RepoIndex {
         let mut paths = Vec::new();
         let mut dirs = HashSet::default();
         let mut warnings = Vec::new();
+        let mut venvs = Vec::new();
+        // Each folder's path relative to the root, by depth: an entry's path
+        // is its parent's joined with its name. Stripping the root from each
+        // absolute path, and a stat of `pyvenv.cfg` in each folder (below),
+        // cost a no-change run on Django's sdist 8 of its 41 ms of CPU.
+        let mut dir_stack: Vec<String> = vec![String::new()];
         // Links are followed (a linked data folder is a real input); walkdir
         // detects loops and reports them as errors, which become warnings.
-        let walker = walkdir::WalkDir::new(root)
+        let mut walker = walkdir::WalkDir::new(root)
             .follow_links(true)
             .into_iter()
             .filter_entry(|entry| {
-                entry.depth() == 0 || !(entry.file_type().is_dir() && is_skipped_dir(entry.path()))
+                entry.depth() == 0
+                    || !(entry.file_type().is_dir() && has_skipped_name(entry.path()))
             });
-        for entry in walker {
+        while let Some(entry) = walker.next() {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(err) => {
@@ -70,14 +92,27 @@ impl RepoIndex {
                     continue;
                 }
             };
-            let Some(rel) = relative(root, entry.path()) else {
+            let depth = entry.depth();
+            if depth == 0 {
                 continue;
-            };
+            }
+            dir_stack.truncate(depth);
+            let name = entry.file_name().to_string_lossy();
+            let rel = join(&dir_stack[depth - 1], &name);
             if entry.file_type().is_dir() {
+                dir_stack.push(rel.clone());
                 dirs.insert(rel);
+            } else if depth >= 2 && name == VENV_MARKER && entry.file_type().is_file() {
+                // A virtual environment: found in its folder's listing rather
+                // than by a stat of `pyvenv.cfg` in every folder walked.
+                walker.skip_current_dir();
+                venvs.push(dir_stack[depth - 1].clone());
             } else if !exclude.is_match(&rel) {
                 paths.push(rel);
             }
+        }
+        for venv in &venvs {
+            drop_folder(venv, &mut paths, &mut dirs);
         }
         Self::from_paths(root, paths, dirs, warnings)
     }
@@ -268,11 +303,51 @@ mod tests {
         let idx = RepoIndex::build(root, &GlobSet::empty());
         let paths: Vec<&str> = idx.paths().map(|(_, p)| p).collect();
         assert_eq!(paths, ["pkg/a.py"]);
+        assert!(idx.is_dir("pkg") && !idx.is_dir("env") && !idx.is_dir("env/lib"));
         #[cfg(unix)]
         assert!(
             idx.warnings.iter().any(|w| w.contains("symlink loop")),
             "{:?}",
             idx.warnings
         );
+    }
+
+    /// A venv is known by its `pyvenv.cfg` only when the walk lists it, maybe
+    /// after its subfolders: whatever came before is forgotten, deep or not.
+    #[test]
+    fn venv_found_after_its_subfolders_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["a", "b/c", "d"] {
+            std::fs::create_dir_all(root.join("proj/.env").join(sub)).unwrap();
+            std::fs::write(root.join("proj/.env").join(sub).join("m.py"), "").unwrap();
+        }
+        std::fs::write(root.join("proj/.env/pyvenv.cfg"), "").unwrap();
+        std::fs::write(root.join("proj/.envrc"), "").unwrap();
+        std::fs::write(root.join("pyvenv.cfg"), "").unwrap();
+        let idx = RepoIndex::build(root, &GlobSet::empty());
+        let paths: Vec<&str> = idx.paths().map(|(_, p)| p).collect();
+        assert_eq!(
+            paths,
+            ["proj/.envrc", "pyvenv.cfg"],
+            "the root is never a venv"
+        );
+        let mut dirs: Vec<&str> = idx.dirs.iter().map(String::as_str).collect();
+        dirs.sort_unstable();
+        assert_eq!(dirs, ["proj"]);
+    }
+
+    #[test]
+    fn paths_are_relative_with_slashes_at_every_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        for file in ["top.txt", "a/x.py", "a/b/y.po", "a/b/c/z.json"] {
+            std::fs::write(root.join(file), "").unwrap();
+        }
+        let idx = RepoIndex::build(root, &GlobSet::empty());
+        let paths: Vec<&str> = idx.paths().map(|(_, p)| p).collect();
+        assert_eq!(paths, ["a/b/c/z.json", "a/b/y.po", "a/x.py", "top.txt"]);
+        assert!(idx.is_dir("a/b/c") && idx.is_dir("a/b") && !idx.is_dir("a/x.py"));
     }
 }

@@ -76,7 +76,7 @@ pub(super) fn remembered_run(
         .collect::<Result<_, ()>>()
         .ok()?;
     let mut warnings = prepared.index.warnings.clone();
-    warnings.extend(prepared.state.load_warning.clone());
+    warnings.extend(prepared.state.load_warning());
     warnings.extend(slot.warnings.iter().cloned());
     let fresh: Vec<_> = fresh.into_iter().flatten().collect();
     let mut timings = prepared.timings;

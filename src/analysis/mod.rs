@@ -356,7 +356,7 @@ fn analyze_prepared(request: &Request, prepared: Prepared, key: [u8; 32]) -> Ana
     });
 
     let mut all_warnings = index.warnings.clone();
-    all_warnings.extend(state.load_warning.clone());
+    all_warnings.extend(state.load_warning());
     all_warnings.extend(built.visit_cache.load_warning.clone());
     all_warnings.extend(memo.load_warning.clone());
     all_warnings.extend(graph.warnings.iter().cloned());

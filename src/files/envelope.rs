@@ -29,6 +29,11 @@ impl Envelope {
     }
 
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
+        decode_body(self.verified_body(bytes)?)
+    }
+
+    /// The postcard body of `bytes`, once its tag, version and checksum are checked.
+    fn verified_body<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], String> {
         if bytes.len() < HEADER_LEN || &bytes[..8] != self.magic {
             return Err("not a DryCI cache file of this kind".into());
         }
@@ -40,25 +45,61 @@ impl Envelope {
         if blake3::hash(body).as_bytes() != checksum {
             return Err("checksum mismatch (truncated or corrupt)".into());
         }
-        postcard::from_bytes(body).map_err(|err| format!("cannot decode: {err}"))
+        Ok(body)
     }
 
     /// The value stored at `path`: `Ok(None)` when there is no file, `Err`
     /// (a message naming the file) when it cannot be used.
     pub fn load<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, String> {
+        self.load_body(path)?
+            .map(|body| {
+                decode_body(body.bytes())
+                    .map_err(|reason| format!("{}: {reason}; starting afresh", path.display()))
+            })
+            .transpose()
+    }
+
+    /// The checked body stored at `path`, for a caller that decodes it in
+    /// parts (`postcard::take_from_bytes`), some only when needed.
+    pub fn load_body(&self, path: &Path) -> Result<Option<Body>, String> {
+        let afresh = |reason: String| format!("{}: {reason}; starting afresh", path.display());
         match std::fs::read(path) {
-            Ok(bytes) => self
-                .decode(&bytes)
-                .map(Some)
-                .map_err(|reason| format!("{}: {reason}; starting afresh", path.display())),
+            Ok(bytes) => {
+                self.verified_body(&bytes).map_err(afresh)?;
+                Ok(Some(Body { bytes }))
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(format!("{}: {err}; starting afresh", path.display())),
+            Err(err) => Err(afresh(err.to_string())),
         }
     }
 
     pub fn save<T: Serialize>(&self, path: &Path, value: &T) -> std::io::Result<()> {
         write_atomically(path, &self.encode(value)?)
     }
+}
+
+/// A cache file's body whose envelope was checked: postcard bytes.
+#[derive(Default)]
+pub struct Body {
+    /// The whole file; the body starts after the header.
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(HEADER_LEN..).unwrap_or_default()
+    }
+}
+
+/// Its size, not its megabytes of bytes.
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Body({} bytes)", self.bytes().len())
+    }
+}
+
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(body).map_err(|err| format!("cannot decode: {err}"))
 }
 
 /// Writes to a temporary file in the same folder, then renames it into place,

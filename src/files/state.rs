@@ -9,7 +9,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::functions::{FunctionIndex, FunctionsError, FunctionsOutcome};
 use crate::imports::scan::{ImportKind, ImportRef, ModuleString, ScanFallback, ScanResult};
 
-use super::envelope::Envelope;
+use super::envelope::{decode_body, Body, Envelope};
 use super::Digest;
 
 /// The version is bumped whenever the format, the scanner's output or the
@@ -76,10 +76,57 @@ impl FileStamp {
 pub struct StateCache {
     path: Option<PathBuf>,
     files: HashMap<String, (FileStamp, Digest)>,
+    /// Scans and functions, decoded on first use: a re-run replayed from the
+    /// hash memo needs only `files`, and decoding every file's scanned
+    /// imports cost such a run on Django's sdist 6 of its 47 ms of CPU (much
+    /// of it the kernel zeroing the pages they filled).
+    analyses: LazyAnalyses,
+    /// Why the stored cache was not used, if it was not.
+    load_warning: Option<String>,
+}
+
+/// What the cache knows by content digest.
+#[derive(Debug, Default)]
+struct Analyses {
     scans: HashMap<Digest, Arc<ScanResult>>,
     functions: HashMap<Digest, FunctionsOutcome>,
-    /// Why the stored cache was not used, if it was not.
-    pub load_warning: Option<String>,
+    /// Why the stored analyses could not be decoded, if they could not.
+    decode_warning: Option<String>,
+}
+
+/// The stored analyses as postcard bytes (`body` from `at`) until first needed.
+#[derive(Debug, Default)]
+struct LazyAnalyses {
+    body: Body,
+    at: usize,
+    decoded: OnceLock<Analyses>,
+}
+
+impl LazyAnalyses {
+    fn get(&self) -> &Analyses {
+        self.decoded.get_or_init(|| {
+            let Some(encoded) = self.body.bytes().get(self.at..).filter(|b| !b.is_empty()) else {
+                return Analyses::default();
+            };
+            match decode_body::<StoredAnalyses>(encoded) {
+                Ok(stored) => Analyses {
+                    scans: stored
+                        .scans
+                        .into_iter()
+                        .map(|(d, s)| (d, Arc::new(s.into())))
+                        .collect(),
+                    functions: stored.functions.into_iter().collect(),
+                    decode_warning: None,
+                },
+                // Its checksum held, so only a bug gets here: scans and
+                // functions are recomputed, as for a file never seen.
+                Err(reason) => Analyses {
+                    decode_warning: Some(format!("state cache: {reason}; scanning afresh")),
+                    ..Analyses::default()
+                },
+            }
+        })
+    }
 }
 
 impl StateCache {
@@ -88,30 +135,47 @@ impl StateCache {
         StateCache::default()
     }
 
-    /// Loads the cache at `path`; a missing file is an empty cache, a corrupt one a warning.
+    /// Loads the cache at `path`; a missing file is an empty cache, a corrupt
+    /// one a warning. Only the stamps are decoded here (see `analyses`).
     pub fn load(path: &Path) -> Self {
         let mut cache = StateCache {
             path: Some(path.to_path_buf()),
             ..StateCache::default()
         };
-        match FILE.load::<Stored>(path) {
-            Ok(Some(stored)) => {
-                cache.files = stored
-                    .files
-                    .into_iter()
-                    .map(|(p, s, d)| (p, (s, d)))
-                    .collect();
-                cache.scans = stored
-                    .scans
-                    .into_iter()
-                    .map(|(d, s)| (d, Arc::new(s.into())))
-                    .collect();
-                cache.functions = stored.functions.into_iter().collect();
+        let body = match FILE.load_body(path) {
+            Ok(Some(body)) => body,
+            Ok(None) => return cache,
+            Err(warning) => {
+                cache.load_warning = Some(warning);
+                return cache;
             }
-            Ok(None) => {}
-            Err(warning) => cache.load_warning = Some(warning),
+        };
+        match postcard::take_from_bytes::<Vec<(String, FileStamp, Digest)>>(body.bytes()) {
+            Ok((files, rest)) => {
+                cache.files = files.into_iter().map(|(p, s, d)| (p, (s, d))).collect();
+                let at = body.bytes().len() - rest.len();
+                cache.analyses = LazyAnalyses {
+                    body,
+                    at,
+                    decoded: OnceLock::new(),
+                };
+            }
+            Err(err) => {
+                cache.load_warning = Some(format!(
+                    "{}: cannot decode: {err}; starting afresh",
+                    path.display()
+                ))
+            }
         }
         cache
+    }
+
+    /// Why the stored cache, or the part of it used so far, was not used.
+    pub fn load_warning(&self) -> Option<String> {
+        let decoded = self.analyses.decoded.get();
+        self.load_warning
+            .clone()
+            .or_else(|| decoded.and_then(|a| a.decode_warning.clone()))
     }
 
     pub fn digest(&self, rel: &str, stamp: &FileStamp) -> Option<Digest> {
@@ -122,14 +186,14 @@ impl StateCache {
     }
 
     pub fn scan(&self, digest: &Digest) -> Option<Arc<ScanResult>> {
-        self.scans.get(digest).cloned()
+        self.analyses.get().scans.get(digest).cloned()
     }
 
     /// The functions of the file whose content has `digest`, as
     /// `FunctionIndex::parse` gave them (an `Err` is remembered too, so an
     /// unparseable file is not parsed again).
     pub fn functions(&self, digest: &Digest) -> Option<FunctionsOutcome> {
-        self.functions.get(digest).cloned()
+        self.analyses.get().functions.get(digest).cloned()
     }
 
     /// Records what this run learned (`fresh`: files read this run with their
@@ -175,8 +239,9 @@ impl StateCache {
         // Keep only scans and functions of digests still referenced, so the
         // file does not grow forever.
         let live: std::collections::HashSet<&Digest> = files.iter().map(|(_, _, d)| *d).collect();
+        let analyses = self.analyses.get();
         let new_scans: HashMap<Digest, Arc<ScanResult>> = scans.into_iter().collect();
-        let scans = self
+        let scans = analyses
             .scans
             .iter()
             .filter(|(digest, _)| !new_scans.contains_key(*digest))
@@ -185,7 +250,7 @@ impl StateCache {
             .map(|(digest, scan)| (digest, StoredScanRef::from(scan.as_ref())))
             .collect();
         let new_functions: HashMap<Digest, FunctionsOutcome> = functions.into_iter().collect();
-        let functions = self
+        let functions = analyses
             .functions
             .iter()
             .filter(|(digest, _)| !new_functions.contains_key(*digest))
@@ -210,7 +275,9 @@ impl StateCache {
     }
 }
 
-/// `Stored` as written: the same encoding, borrowing instead of owning.
+/// The cache as written. postcard writes a struct as its fields one after
+/// the other, so this reads back as the files (decoded on load) followed by
+/// `StoredAnalyses` (decoded when first needed).
 #[derive(Serialize)]
 struct StoredRef<'a> {
     files: Vec<(&'a str, &'a FileStamp, &'a Digest)>,
@@ -225,15 +292,15 @@ struct StoredScanRef<'a> {
     fallback: Option<(u32, &'a str)>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    files: Vec<(String, FileStamp, Digest)>,
+/// The part of `StoredRef` after the files.
+#[derive(Deserialize)]
+struct StoredAnalyses {
     scans: Vec<(Digest, StoredScan)>,
     functions: Vec<(Digest, FunctionsOutcome)>,
 }
 
 /// ScanResult in a serializable form (the scanner's types stay serde-free).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredScan {
     imports: Vec<(String, u32, Vec<String>, u32, u8)>,
     strings: Vec<(String, u32)>,
@@ -313,7 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.bin");
         let cache = StateCache::load(&path);
-        assert!(cache.load_warning.is_none());
+        assert!(cache.load_warning().is_none());
         let old = stamp(1_000_000);
         let now_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -370,7 +437,7 @@ mod tests {
             )
             .unwrap();
         let loaded = StateCache::load(&path);
-        assert!(loaded.load_warning.is_none());
+        assert!(loaded.load_warning().is_none());
         let found = loaded.functions(&parsed).unwrap().unwrap();
         assert_eq!(*found, *index);
         assert_eq!(found.function_at(5), Some("A.x"));
@@ -395,6 +462,35 @@ mod tests {
     }
 
     #[test]
+    fn stamps_are_answered_without_decoding_the_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.bin");
+        let digest = Digest::of(b"import os\n");
+        let scan = Arc::new(ScanResult {
+            imports: vec![ImportRef {
+                module: "os".into(),
+                level: 0,
+                names: vec![],
+                line: 1,
+                kind: ImportKind::Import,
+            }],
+            ..ScanResult::default()
+        });
+        StateCache::load(&path)
+            .save(
+                vec![("a.py".into(), stamp(5), digest)],
+                vec![(digest, scan)],
+            )
+            .unwrap();
+        let loaded = StateCache::load(&path);
+        assert_eq!(loaded.digest("a.py", &stamp(5)), Some(digest));
+        assert!(loaded.analyses.decoded.get().is_none(), "decoded too early");
+        let found = loaded.scan(&digest).unwrap();
+        assert_eq!(found.imports[0].module, "os");
+        assert!(loaded.load_warning().is_none());
+    }
+
+    #[test]
     fn corrupt_cache_starts_afresh_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.bin");
@@ -407,7 +503,7 @@ mod tests {
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let loaded = StateCache::load(&path);
-        assert!(loaded.load_warning.as_deref().unwrap().contains("checksum"));
+        assert!(loaded.load_warning().unwrap().contains("checksum"));
         assert_eq!(loaded.digest("a.py", &stamp(5)), None);
     }
 }
