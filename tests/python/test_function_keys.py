@@ -503,23 +503,26 @@ def test_an_unknown_function_hook_degrades_to_file_level_keys_with_one_line(
     run(pytester).assert_outcomes(passed=3)
 
 
+DEEP = "def down(n):\n    return 0 if n == 0 else 1 + down(n - 1)\n"
+# A function body running `{}` under a recursion limit far above the default.
+RECURSING = (
+    "    limit = sys.getrecursionlimit()\n"
+    "    sys.setrecursionlimit(100_000)\n"
+    "    try:\n        {}\n"
+    "    finally:\n        sys.setrecursionlimit(limit)\n"
+)
+
+
 def test_recursion_deeper_than_the_c_stack_allows_runs_and_is_not_recorded(
     pytester: pytest.Pytester,
 ) -> None:
     # 3.11 runs Python recursion in no C stack; under the frame evaluator
     # each call recurses in C, so the deep calls are handed back to CPython
     # (unnoted) instead of overflowing the stack.
-    write(pytester, SMALL)
-    (pytester.path / "app/deep.py").write_text(
-        "def down(n):\n    return 0 if n == 0 else 1 + down(n - 1)\n"
-    )
+    write(pytester, {**SMALL, "app/deep.py": DEEP})
     (pytester.path / "tests/test_deep.py").write_text(
         "import sys\nfrom app.deep import down\n\n"
-        "def test_deep():\n"
-        "    limit = sys.getrecursionlimit()\n"
-        "    sys.setrecursionlimit(100_000)\n"
-        "    try:\n        assert down(60_000) == 60_000\n"
-        "    finally:\n        sys.setrecursionlimit(limit)\n"
+        "def test_deep():\n" + RECURSING.format("assert down(60_000) == 60_000")
     )
     run(pytester).assert_outcomes(passed=4)
     again = run(pytester)
@@ -563,17 +566,10 @@ def test_a_call_unnoted_outside_every_window_leaves_every_test_unrecorded(
     # test: deep recursion handed back to CPython there went unnoted, and the
     # window that opens next (the session's collector, which holds every
     # test file's) is incomplete.
-    write(pytester, SMALL)
-    (pytester.path / "app/deep.py").write_text(
-        "def down(n):\n    return 0 if n == 0 else 1 + down(n - 1)\n"
-    )
+    write(pytester, {**SMALL, "app/deep.py": DEEP})
     (pytester.path / "conftest.py").write_text(
         "import sys\nfrom app.deep import down\n\n"
-        "def pytest_configure(config):\n"
-        "    limit = sys.getrecursionlimit()\n"
-        "    sys.setrecursionlimit(100_000)\n"
-        "    try:\n        down(60_000)\n"
-        "    finally:\n        sys.setrecursionlimit(limit)\n"
+        "def pytest_configure(config):\n" + RECURSING.format("down(60_000)")
     )
     # A second test file: its window opens well after the miss.
     (pytester.path / "tests/test_more.py").write_text(
