@@ -682,7 +682,7 @@ def run_shapes(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         shape = SHAPES[name]
         suite, expected = build_shape(shape, args.shape_scale, args.modules, args.seed)
         print(f"shape {shape.key} {name}: {suite}, {expected}", flush=True)
-        scen_args = pb.scenario_args(plugins, hypothesis=shape.hypothesis_plugin)
+        scen_args = pb.scenario_args(plugins, hypothesis=shape.hypothesis_plugin, precision=None)
         for scenario in ("tm-first", "tm-rerun"):
             scen_args[scenario] += shape.testmon_flags
         print("  warm-up run (bytecode caches)", flush=True)

@@ -96,7 +96,7 @@ def main() -> int:
     for name in ps.parse_shapes(args.shapes):
         shape = ps.SHAPES[name]
         suite, expected = ps.build_shape(shape, 1.0, args.modules, args.seed)
-        scen_args = pb.scenario_args(plugins, hypothesis=shape.hypothesis_plugin)
+        scen_args = pb.scenario_args(plugins, hypothesis=shape.hypothesis_plugin, precision=None)
         print(f"shape {shape.key} {name}", flush=True)
         # a store for this build's keys, and warm bytecode for every variant
         pb.run_pytest(scen_args["first"], cwd=suite)
