@@ -298,10 +298,12 @@ class PytestRun:
     outcomes: dict[str, str]  # node id (or test file, for a collection error) -> word
 
 
-def run_pytest(python: Path, root: Path, args: Sequence[str], timeout: float) -> PytestRun:
-    """`python -m pytest ARGS` in `root`, its -rA summary read into node id -> outcome."""
-    proc = subprocess.run(
-        [str(python), "-m", "pytest", *args],
+def run_module(
+    python: Path, root: Path, argv: Sequence[str], timeout: float
+) -> subprocess.CompletedProcess:
+    """`python -m ARGV` in `root`, stderr folded into stdout."""
+    return subprocess.run(
+        [str(python), "-m", *argv],
         cwd=root,
         env=child_env(),
         stdout=subprocess.PIPE,
@@ -309,6 +311,11 @@ def run_pytest(python: Path, root: Path, args: Sequence[str], timeout: float) ->
         text=True,
         timeout=timeout,
     )
+
+
+def run_pytest(python: Path, root: Path, args: Sequence[str], timeout: float) -> PytestRun:
+    """`python -m pytest ARGS` in `root`, its -rA summary read into node id -> outcome."""
+    proc = run_module(python, root, ["pytest", *args], timeout)
     return PytestRun(proc.returncode, proc.stdout, summary_outcomes(proc.stdout))
 
 
@@ -408,16 +415,7 @@ def tree_is_pristine(root: Path) -> bool:
 def explain_misses(python: Path, root: Path, misses: list[str], timeout: float) -> str:
     """`python -m pytest_dryci explain` for the missed tests, from the run just made: what
     DryCI says about them (a served test has no reason to run, so mostly: nothing)."""
-    proc = subprocess.run(
-        [str(python), "-m", "pytest_dryci", "explain", *misses],
-        cwd=root,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
-    return proc.stdout
+    return run_module(python, root, ["pytest_dryci", "explain", *misses], timeout).stdout
 
 
 def try_mutation(target: Target, body: Body, python: Path, timeout: float) -> Mutation:

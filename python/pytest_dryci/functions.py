@@ -49,7 +49,6 @@ import pytest
 from pytest_dryci import _native
 from pytest_dryci.observe import ignored_paths
 
-PRECISIONS = ("file", "function")
 HOOKS = ("auto", "frame", "profile")
 # On teardown reports: the calls between repository functions first seen
 # since the last report (caller, callee), for the session's call graph.

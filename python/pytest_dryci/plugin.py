@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+# What a test's key holds of its code (`--dryci-precision`, ini `dryci_precision`).
+PRECISIONS = ("function", "file")
+DEFAULT_PRECISION = "function"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dryci", "DryCI: skip tests that already passed with identical inputs")
@@ -61,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--dryci-precision",
-        choices=("file", "function"),
+        choices=PRECISIONS,
         default=None,
         help="what a test's key holds of the code it depends on: the module-level code of "
         "the files of its static closure and the bodies of the functions the test was seen "
@@ -150,5 +154,5 @@ def _function_level(config: pytest.Config) -> bool:
     if enabled is None:
         enabled = config.getini("dryci")
     precision = getattr(options, "dryci_precision", None) or config.getini("dryci_precision")
-    function_level = precision in ("", "function")  # function is the default
+    function_level = (precision or DEFAULT_PRECISION) == "function"
     return bool(enabled) and function_level and bool(config.getini("dryci_observe"))

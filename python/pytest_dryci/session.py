@@ -136,7 +136,7 @@ class DryciSession:
             return None
         try:
             return functions.start(self.config)
-        except Exception as err:  # an interpreter without the C profile API, say
+        except Exception as err:  # a bad DRYCI_FUNCTION_HOOK, an interpreter without the C API
             self.degradations.add(f"cannot note the functions tests run ({err}); file-level keys")
             return None
 

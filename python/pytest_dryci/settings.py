@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dryci.plugin import DEFAULT_PRECISION, PRECISIONS
+
 DEFAULT_TIMEOUT_SECONDS = 3.0
 
 
@@ -76,8 +78,8 @@ def _requested_precision(config: pytest.Config) -> str:
 
 
 def _precision(config: pytest.Config) -> str:
-    precision = _requested_precision(config) or "function"
-    if precision not in ("file", "function"):
+    precision = _requested_precision(config) or DEFAULT_PRECISION
+    if precision not in PRECISIONS:
         raise pytest.UsageError(
             f"dryci_precision = {precision!r} in the ini file: expected file or function"
         )
