@@ -120,7 +120,21 @@ impl RequirementSet {
 
     /// What the set is stored under: blake3 of its encoding, hex.
     pub fn id(&self) -> String {
-        blake3::hash(&self.encode()).to_hex().to_string()
+        Self::id_of(&self.encode())
+    }
+
+    /// The id of a set whose encoding is `bytes`: a stored body is checked
+    /// against its id without encoding the decoded set again.
+    pub fn id_of(bytes: &[u8]) -> String {
+        blake3::hash(bytes).to_hex().to_string()
+    }
+
+    /// The set stored as `body` under `id`, if the body is intact.
+    pub fn decode_stored(id: &str, body: &[u8]) -> Option<Self> {
+        if Self::id_of(body) != id {
+            return None;
+        }
+        Self::decode(body)
     }
 }
 
@@ -416,6 +430,14 @@ mod tests {
         assert_eq!(set.0.len(), 3);
         assert!(matches!(&set.0[0], Requirement::File { path, .. } if path == "res/a.txt"));
         assert_eq!(RequirementSet::decode(&set.encode()), Some(set.clone()));
+        let body = set.encode();
+        assert_eq!(
+            RequirementSet::decode_stored(&set.id(), &body),
+            Some(set.clone())
+        );
+        let mut damaged = body.clone();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert_eq!(RequirementSet::decode_stored(&set.id(), &damaged), None);
         assert_eq!(Probe::new(&root, &state, &modules).first_unmet(&set), None);
 
         std::fs::write(root.join("res/b.txt"), "b").unwrap();

@@ -65,7 +65,7 @@ impl Inputs {
         let mut sets = HashMap::new();
         let mut corrupt = 0;
         for (id, body) in found {
-            match RequirementSet::decode(&body).filter(|set| set.id() == id) {
+            match RequirementSet::decode_stored(&id, &body) {
                 Some(set) => {
                     sets.insert(id, set);
                 }
