@@ -329,9 +329,10 @@ class Observer:
     def inputs(self, reads: Reads) -> dict:
         """`reads` as a report attribute: only files that exist and that the
         run did not write, executables among them, and modules by their file
-        (built-ins have none). An empty dict when nothing was read."""
-        if not reads:
-            return {"functions": []} if self.functions and self.functions_trusted else {}
+        (built-ins have none). An empty dict when nothing was read, unless
+        the functions run are recorded (then every kind, each empty)."""
+        if not reads and not (self.functions and self.functions_trusted):
+            return {}
         executables = {p for p in reads.get("subprocesses") if os.path.isabs(p)}
         candidates = (reads.get("files") | executables) - self.written
         files = sorted(p for p in candidates if not self._is_ignored(p) and os.path.isfile(p))

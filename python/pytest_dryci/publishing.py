@@ -161,17 +161,21 @@ def publish(
     # Only what read something crosses: no entry means no requirement.
     observed = {n: o for n in publishable if (o := record.observed.get(n))}
     outcomes = {n: result for n, result in record.tracker.results().items() if n in publishable}
-    publication = decisions.native.publish(
-        dict(passes),
-        outcomes,
-        observed,
-        collections,
-        calls=record.calls,
-        total=total + served,
-        failed=failed,
-        skipped=skipped,
-        served=served,
-    )
+    try:
+        publication = decisions.native.publish(
+            dict(passes),
+            outcomes,
+            observed,
+            collections,
+            calls=record.calls,
+            total=total + served,
+            failed=failed,
+            skipped=skipped,
+            served=served,
+        )
+    except Exception as err:  # a record the native side cannot take: the run stands
+        degradations.add(f"cannot publish this run's results ({err!r}); they run again next time")
+        return 0
     for warning in publication.warnings:
         degradations.add(warning)
     return publication.published

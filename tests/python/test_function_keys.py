@@ -581,3 +581,56 @@ def test_a_call_unnoted_outside_every_window_leaves_every_test_unrecorded(
         again.assert_outcomes(passed=4)
     else:
         again.assert_outcomes(skipped=4)
+
+
+def test_modules_imported_before_the_hook_are_found_through_links(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pre_imported` names the repository's files among the modules
+    already imported, whatever path they were imported by: through a linked
+    folder or as a linked file outside the repository."""
+    from pytest_dryci.functions import pre_imported
+
+    root = tmp_path / "repo"
+    (root / "pkg").mkdir(parents=True)
+    for name in ("by_folder.py", "by_file.py", "plain.py"):
+        (root / "pkg" / name).write_text("")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "linked_pkg").symlink_to(root / "pkg")
+    (outside / "alias.py").symlink_to(root / "pkg" / "by_file.py")
+    (outside / "foreign.py").write_text("")
+    modules = {
+        "dryci_t_folder": outside / "linked_pkg" / "by_folder.py",
+        "dryci_t_file": outside / "alias.py",
+        "dryci_t_plain": root / "pkg" / "plain.py",
+        "dryci_t_foreign": outside / "foreign.py",
+    }
+    for name, path in modules.items():
+        module = type(sys)(name)
+        module.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, name, module)
+    found = pre_imported(root.resolve(), [])
+    pkg = root.resolve() / "pkg"
+    assert [p for p in found if p.startswith(str(root.resolve()))] == [
+        str(pkg / "by_file.py"),
+        str(pkg / "by_folder.py"),
+        str(pkg / "plain.py"),
+    ]
+
+
+def test_a_test_that_runs_no_repository_function_and_reads_nothing_is_recorded(
+    pytester: pytest.Pytester,
+) -> None:
+    """A doctest text file runs code of no repository function and may read
+    nothing in its window: its record (no input, no function) is published
+    like any other; it once reached the native side incomplete and ended the run."""
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.path.joinpath("test_notes.txt").write_text(">>> 1 + 1\n2\n")
+    for _ in range(3):
+        result = run(pytester)
+        assert result.ret == 0, result.stdout.str() + result.stderr.str()
+        outcomes = result.parseoutcomes()
+        assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 2
+        assert "cannot publish" not in result.stdout.str()
+    assert ran(result) == set()
