@@ -23,9 +23,16 @@ from pathlib import Path
 import pytest
 
 from pytest_dryci import _native, functions
-from pytest_dryci.collection import ServedFile, report_served, settle_garbage
+from pytest_dryci.collection import (
+    ServedFile,
+    freeze_startup_objects,
+    report_served,
+    settle_garbage,
+    thaw_startup_objects,
+)
 from pytest_dryci.decisions import Decisions
 from pytest_dryci.discovery import NodeIdParts, discover_test_files, explicit_files, file_part
+from pytest_dryci.folders import FolderServing
 from pytest_dryci.hermeticity import safe_observed_report, write_report
 from pytest_dryci.last_run import write_last_run
 from pytest_dryci.observe import Observer, ignored_paths
@@ -87,6 +94,8 @@ class DryciSession:
         self.may_elide = may_elide(config, self.settings)
         # node-id part -> what is served of it without collecting it
         self.elisions: dict[str, Elision] = {}
+        # Serves whole folders of elided files (made at the first folder pytest walks).
+        self.folders: FolderServing | None = None
         # Why -k, -m or node ids were not answered from records, if they were not.
         self.not_selected: str | None = None
         # Whether what collection produces is recorded with its matchers.
@@ -117,6 +126,8 @@ class DryciSession:
         self.worker_items: int | None = None
         self.workers_serve = 0
         self.session: pytest.Session | None = None
+        # Whether pytest's own objects are hidden from the collector until the run loop.
+        self.startup_frozen = False
 
     def start_functions(self) -> list[str] | None:
         """Under function-level keys, installs the hook that notes the
@@ -179,6 +190,7 @@ class DryciSession:
         started when every test will be served."""
         if self.workerinput is not None or config.option.help:
             return
+        self.startup_frozen = freeze_startup_objects()
         conftests: list[str] = []
         files = discover_test_files(config, self.parts, conftests)
         selecting = selects(config)
@@ -211,6 +223,12 @@ class DryciSession:
             self.not_selected = selection
             return None
         return selection
+
+    def thaw_startup_objects(self) -> None:
+        """Before any test runs, or at the latest when the session ends."""
+        if self.startup_frozen:
+            self.startup_frozen = False
+            thaw_startup_objects()
 
     def rewrite_node_ids(self) -> None:
         """Node ids into files served without collection name the files
@@ -247,14 +265,31 @@ class DryciSession:
     @pytest.hookimpl(trylast=True)  # after --ignore, collect_ignore and the like have spoken
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
         """Serves a complete file found while walking a folder without even
-        creating a collector for it (the cheapest way past pytest's collection)."""
-        if not self.elisions or collection_path.suffix != ".py":
+        creating a collector for it (the cheapest way past pytest's
+        collection), and a folder all of whose files it would serve (`folders`)."""
+        if not self.elisions:
             return None
+        if collection_path.suffix != ".py":
+            return self.serve_folder(collection_path)
         part = self.parts.of(collection_path)
         if part in self.elisions and part not in self.explicit_files:
             self.serve(part)
             return True
         return None
+
+    def serve_folder(self, path: Path) -> bool | None:
+        if not path.is_dir():
+            return None
+        if self.folders is None:
+            self.folders = FolderServing(
+                self.config, self.parts, self.elisions, self.explicit_files, own_plugins=[self]
+            )
+        served = self.folders.files_to_serve(path)
+        if served is None:
+            return None
+        for part in served:
+            self.serve(part)
+        return True
 
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
         """Serves a complete file named on the command line instead of importing it."""
@@ -360,6 +395,7 @@ class DryciSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
+        self.thaw_startup_objects()
         result = yield
         # After the loop: under xdist, the workers have said which files they served.
         served_files = self.record.served_files
@@ -417,6 +453,7 @@ class DryciSession:
         self.record.record(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.thaw_startup_objects()  # collection failed or was interrupted: no run loop
         if self.workerinput is not None:
             record = self.record
             self.config.workeroutput[WORKER_INPUT_KEY] = {
