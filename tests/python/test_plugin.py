@@ -460,6 +460,29 @@ def test_garbage_left_by_the_tests_that_ran_is_still_finalised(project):
     assert "boom in __del__" in result.stdout.str() + result.stderr.str()
 
 
+def test_garbage_left_before_dryci_decides_is_still_finalised(project):
+    """While DryCI decides and pytest collects, pytest's own objects are
+    hidden from the collector (`freeze_startup_objects`); garbage among them,
+    made by a conftest at import, is still collected in a fully served run."""
+    (project.path / "tests/conftest.py").write_text(
+        "import gc, pathlib\n"
+        "class Cycle:\n"
+        "    def __init__(self):\n"
+        "        self.me = self\n"
+        "    def __del__(self):\n"
+        "        pathlib.Path(__file__).with_name('finalised').write_text('yes')\n"
+        "KEEP = [Cycle()]\n"
+        "for _ in range(3):\n"
+        "    gc.collect()  # old now: only a full collection finds it\n"
+        "KEEP.clear()\n"
+    )
+    run(project).assert_outcomes(passed=6)
+    marker = project.path / "tests/finalised"
+    marker.unlink()
+    run(project).assert_outcomes(skipped=6)
+    assert marker.read_text() == "yes"
+
+
 def test_graph_warnings_are_summarised(project):
     (project.path / "repo_dagger.yaml").write_text(
         (project.path / "repo_dagger.yaml").read_text() + "global_deps: [missing.lock]\n"
