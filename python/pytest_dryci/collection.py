@@ -187,12 +187,13 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def freeze_startup_objects() -> bool:
     """Moves the objects pytest, its plugins and the initial conftests made
-    out of the cyclic collector's sight while DryCI decides and pytest
-    collects (`gc.freeze`): the tens of thousands of small objects deciding
-    and serving create trigger collections, and each full one walked all of
-    pytest again (9 ms of a cached run). Nothing is collected here, so no
-    garbage of theirs is lost: `thaw_startup_objects` gives them back before
-    any test runs. Returns whether they were frozen."""
+    out of the cyclic collector's sight while DryCI decides and, when it
+    serves every file, while pytest walks the folders (`gc.freeze`): the tens
+    of thousands of small objects deciding and serving create trigger
+    collections, and each full one walked all of pytest again (9 ms of a
+    cached run). Nothing is collected here, so no garbage of theirs is lost:
+    `thaw_startup_objects` gives them back before any test runs. Returns
+    whether they were frozen."""
     if not gc.isenabled() or gc.get_freeze_count():
         return False
     gc.freeze()

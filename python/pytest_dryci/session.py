@@ -208,6 +208,10 @@ class DryciSession:
                 # Nothing it foresaw will run: the hook would only slow the
                 # run down. A test it did not foresee runs unrecorded.
                 functions.stop()
+        else:
+            # Test files will be imported: with pytest's objects hidden, the
+            # collector's full passes came oftener (1% of a first run).
+            self.thaw_startup_objects()
 
     def selection(self, config: pytest.Config, conftests: list[str]) -> Selection | None:
         """The run's -k, -m and node ids, when records may answer them: no
