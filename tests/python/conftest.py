@@ -74,12 +74,17 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     return pytester
 
 
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    for path, text in PROJECT.items():
+def write_files(pytester: pytest.Pytester, files: dict[str, str]) -> None:
+    """Writes `files` (path relative to pytester's folder -> text), with their folders."""
+    for path, text in files.items():
         target = pytester.path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    write_files(pytester, PROJECT)
     return pytester
 
 

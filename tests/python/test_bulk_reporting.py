@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import write_files
 
 # Several files, of lengths that wrap the progress at any width, with
 # results served as they were: skips with their own reasons, xfails; the
@@ -59,10 +60,7 @@ SECONDS = re.compile(r"\d+\.\d+s\b")
 @pytest.fixture
 def served(pytester: pytest.Pytester) -> pytest.Pytester:
     """The project, run once so that every test is served whole next time."""
-    for path, text in {**FILES, **PLUGINS}.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    write_files(pytester, {**FILES, **PLUGINS})
     first_run(pytester)
     return pytester
 

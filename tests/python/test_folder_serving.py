@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import summary
+from conftest import summary, write_files
 
 # Names the folders pytest walked (each gives a collect report), at the end of the run.
 RECORDER = (
@@ -35,10 +35,7 @@ LAYOUT = {
 
 @pytest.fixture
 def layout(pytester: pytest.Pytester) -> pytest.Pytester:
-    for path, text in LAYOUT.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    write_files(pytester, LAYOUT)
     return pytester
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from conftest import write_files
 from test_observed_inputs import edit, ran
 
 PROJECT = {
@@ -164,16 +165,9 @@ PROJECT = {
 ALL_TESTS = 24  # with the doctest of lib/core.py
 
 
-def write(pytester: pytest.Pytester, files: dict[str, str]) -> None:
-    for path, text in files.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    write(pytester, PROJECT)
+    write_files(pytester, PROJECT)
     pytester.makeini("[pytest]\naddopts = --doctest-modules\ntestpaths = tests lib\n")
     return pytester
 
@@ -367,7 +361,7 @@ SMALL = {
 def test_parametrised_and_unittest_tests_under_a_keyword_selection(
     pytester: pytest.Pytester,
 ) -> None:
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     run(pytester).assert_outcomes(passed=3)
     replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
     # Selected from the records, without importing the test file: the
@@ -385,7 +379,7 @@ def test_parametrised_and_unittest_tests_under_a_keyword_selection(
 def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
     pytester: pytest.Pytester,
 ) -> None:
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     (pytester.path / "tests/test_spawn.py").write_text(
         # The child's code is in the closure (reads by the child itself are
         # not seen); none of it runs in the test's own process.
@@ -401,7 +395,7 @@ def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
 
 
 def test_what_a_conftest_hook_ran_counts_for_every_test(pytester: pytest.Pytester) -> None:
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     (pytester.path / "app/settings.py").write_text(
         "LEVEL = 0\n\ndef configure():\n    global LEVEL\n    LEVEL = 1\n"
     )
@@ -426,7 +420,7 @@ def test_what_a_module_imported_by_name_ran_at_import_counts_for_each_test_loadi
         "    importlib.import_module('app.plugins.' + 'csv')  # no static edge\n"
         "    assert REGISTRY['csv'] == 'Csv'\n"
     )
-    write(
+    write_files(
         pytester,
         {
             **SMALL,
@@ -456,7 +450,7 @@ def test_what_a_module_imported_by_name_ran_at_import_counts_for_each_test_loadi
 def test_without_observation_the_keys_stay_file_level_with_one_degraded_line(
     pytester: pytest.Pytester,
 ) -> None:
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     first = run(pytester, "-o", "dryci_observe=false")
     first.assert_outcomes(passed=3)
     degraded = [line for line in first.outlines if line.startswith("dryci: degraded:")]
@@ -471,7 +465,7 @@ def test_a_test_that_sets_its_own_profile_function_is_recorded_when_the_hook_sur
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, hook: str
 ) -> None:
     monkeypatch.setenv("DRYCI_FUNCTION_HOOK", hook)
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     (pytester.path / "tests/test_profiled.py").write_text(
         "import sys\nfrom app.ops import dec\n\n"
         "def test_profiled():\n"
@@ -494,7 +488,7 @@ def test_an_unknown_function_hook_degrades_to_file_level_keys_with_one_line(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DRYCI_FUNCTION_HOOK", "sampling")
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     first = run(pytester)
     first.assert_outcomes(passed=3)
     degraded = [line for line in first.outlines if line.startswith("dryci: degraded:")]
@@ -519,7 +513,7 @@ def test_recursion_deeper_than_the_c_stack_allows_runs_and_is_not_recorded(
     # 3.11 runs Python recursion in no C stack; under the frame evaluator
     # each call recurses in C, so the deep calls are handed back to CPython
     # (unnoted) instead of overflowing the stack.
-    write(pytester, {**SMALL, "app/deep.py": DEEP})
+    write_files(pytester, {**SMALL, "app/deep.py": DEEP})
     (pytester.path / "tests/test_deep.py").write_text(
         "import sys\nfrom app.deep import down\n\n"
         "def test_deep():\n" + RECURSING.format("assert down(60_000) == 60_000")
@@ -536,7 +530,7 @@ def test_recursion_deeper_than_the_c_stack_allows_runs_and_is_not_recorded(
 def test_observation_off_keeps_the_default_keys_file_level_without_a_degraded_line(
     pytester: pytest.Pytester,
 ) -> None:
-    write(pytester, SMALL)
+    write_files(pytester, SMALL)
     args = ("--dryci", "-p", "no:cacheprovider", "-o", "dryci_observe=false")
     first = pytester.runpytest_subprocess(*args)
     first.assert_outcomes(passed=3)
@@ -566,7 +560,7 @@ def test_a_call_unnoted_outside_every_window_leaves_every_test_unrecorded(
     # test: deep recursion handed back to CPython there went unnoted, and the
     # window that opens next (the session's collector, which holds every
     # test file's) is incomplete.
-    write(pytester, {**SMALL, "app/deep.py": DEEP})
+    write_files(pytester, {**SMALL, "app/deep.py": DEEP})
     (pytester.path / "conftest.py").write_text(
         "import sys\nfrom app.deep import down\n\n"
         "def pytest_configure(config):\n" + RECURSING.format("down(60_000)")

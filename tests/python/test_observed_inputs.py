@@ -9,7 +9,7 @@ import json
 import sys
 
 import pytest
-from conftest import summary
+from conftest import summary, write_files
 
 # No repo_dagger.yaml: nothing names the data files, the graph cannot see them.
 PROJECT = {
@@ -49,10 +49,7 @@ PROJECT = {
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    for path, text in PROJECT.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    write_files(pytester, PROJECT)
     return pytester
 
 
