@@ -585,7 +585,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {describe_machine(m)}, Python {m['python']}; {m['date']}; 1-minute load "
         f"{result['load_start']:.1f} at the start, {result['load_end']:.1f} at the end (2 "
-        "cores shared with other work, a Rust build among it: wall times are noisy, CPU time "
+        "cores, shared with whatever else runs: wall times are noisy, CPU time "
         f"steadier). DryCI {b['source']} {b['commit'][:10]} built in release mode; pytest "
         f"{result['versions'].get('pytest')}, pytest-testmon "
         f"{result['versions'].get('pytest-testmon')}, hypothesis "
