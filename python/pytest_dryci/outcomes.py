@@ -47,22 +47,28 @@ class OutcomeTracker:
         self.outcomes: dict[str, TestOutcome] = {}
 
     def record(self, report: pytest.TestReport) -> None:
-        outcome = self.outcomes.setdefault(report.nodeid, TestOutcome())
+        # Called for each of three reports per test: the report's outcome is
+        # read once, rather than through its `passed`/`failed`/`skipped` properties.
+        nodeid = report.nodeid
+        outcome = self.outcomes.get(nodeid)
+        if outcome is None:
+            outcome = self.outcomes[nodeid] = TestOutcome()
         outcome.duration += report.duration
-        if report.outcome == "rerun":
+        result = report.outcome
+        if result == "rerun":
             # A flaky test (failed, then passed on rerun) gets another chance next time.
             outcome.spoiled = True
-        elif report.failed:
+        elif result == "failed":
             outcome.failed = True
         elif hasattr(report, "wasxfail"):
-            if report.skipped:
+            if result == "skipped":
                 outcome.xfail_reason = str(report.wasxfail)
             else:
                 outcome.spoiled = True  # a non-strict xfail that passed is never published
-        elif report.skipped:
+        elif result == "skipped":
             outcome.skipped = True
             outcome.skip_reason = skip_reason(report)
-        elif report.passed:
+        elif result == "passed":
             outcome.phases_passed += 1
 
     def results(self) -> dict[str, tuple[str, str]]:
