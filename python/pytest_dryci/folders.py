@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dryci.discovery import NodeIdParts, any_of
+from pytest_dryci.discovery import NodeIdParts, any_of, file_part
 
 # The plugins whose collection hooks are known, besides DryCI's: pytest's own,
 # and hypothesis's, which only ignores folders named `.hypothesis`.
@@ -57,9 +57,7 @@ class FolderServing:
         self.is_test_file = _patterns_on_names(config.getini("python_files"))
         self.is_doctest = _doctest_files(config)
         invocation_dir = Path(config.invocation_params.dir)
-        self.arguments = [
-            os.path.normpath(invocation_dir / arg.split("::", 1)[0]) for arg in config.args
-        ]
+        self.arguments = [os.path.normpath(invocation_dir / file_part(arg)) for arg in config.args]
         # Whether pytest's private helper for conftest settings is there (pytest 8 and 9).
         self.conftest_settings = getattr(config, "_getconftest_pathlist", None)
         # While a folder is scanned, pytest's hook is asked about its subfolders: not DryCI's.
