@@ -77,12 +77,14 @@ TESTSTATUS_PURE = frozenset(
     }
 )
 # Implementations of logstart and logfinish that do nothing for a test that
-# logged nothing (the live-logging handler's reset); the per-test path
-# leaves them out too (`collection._has_visible_impl`).
+# logged nothing (the live-logging handler's reset) or that does not run
+# (DryCI's observation window); the per-test path leaves them out too
+# (`collection._has_visible_impl`).
 LOG_INVISIBLE = frozenset(
     {
         ("_pytest.logging", "LoggingPlugin.pytest_runtest_logstart"),
         ("_pytest.logging", "LoggingPlugin.pytest_runtest_logfinish"),
+        ("pytest_dryci.observing", "ObservingPlugin.pytest_runtest_logstart"),
     }
 )
 

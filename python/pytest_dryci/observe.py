@@ -30,6 +30,12 @@ its module or a conftest.py above it was imported counts for each of its
 tests; the rootdir's conftest.py is imported before observation starts). They travel on the
 teardown report, so pytest-xdist workers send them to the controller.
 
+A test and a collector each open a window (`observing`); a fixture of a
+wider scope than a test does not: it is set up inside the window of the
+first test that uses it, and a read made meanwhile is told apart by pytest's
+`FixtureDef.execute` frame on the stack (`Observer.window`). Reads are
+rare and fixture set-ups are not, so the stack is walked only for a read.
+
 Reads made by the import system (module sources and folders it lists) and
 by pytest, pluggy, pytest-xdist and DryCI themselves (the first caller
 outside the standard library decides) are not the test's.
@@ -52,6 +58,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from _pytest.fixtures import FixtureDef
+
 from pytest_dryci import _native
 
 # Installed in C, it calls `Observer._on_event` only for the events read
@@ -71,6 +79,12 @@ STANDARD_LIBRARY = (os.path.join(sysconfig.get_paths()["stdlib"], ""), "<frozen 
 # os.open flags that make an open a write.
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 REPORT_ATTRIBUTE = "dryci_observed"
+# The attribute of a test that read nothing: one dict for all of them (read,
+# never changed). A new one per test would outlive the test, and each
+# allocation of a container counts towards the cyclic collector's next pass.
+NOTHING_READ: dict = {}
+# The frame of a fixture's set-up: its `self` is the FixtureDef.
+FIXTURE_EXECUTE = FixtureDef.execute.__code__
 
 
 class Reads:
@@ -172,7 +186,14 @@ class Observer:
             p for p in self.ignored if p.startswith(self.root) and p != self.root
         )
         self.machinery = _machinery_folders()
+        # The open windows, innermost last: a collector's, or the running test's.
         self.stack: list[Reads] = []
+        self.test_window: Reads | None = None
+        # FixtureDef -> what its set-ups read, for a fixture of a wider scope
+        # than a test (a definition lives all session), and how many reads
+        # were added to them: what tests inherit is merged again after one.
+        self.fixtures: dict[object, Reads] = {}
+        self.fixture_reads = 0
         self.written: set[str] = set()
         self.open = False
         # While starting: the first watched event proves the audit hook works.
@@ -225,7 +246,7 @@ class Observer:
         def gcd_import(name, package=None, level=0):
             module = original_gcd_import(name, package, level)
             if observer.stack and observer._by_the_test(2):
-                observer.stack[-1].add("modules", module.__name__)
+                observer.window().add("modules", module.__name__)
             return module
 
         self._gcd_import = original_gcd_import
@@ -234,6 +255,7 @@ class Observer:
     def close(self) -> None:
         self.open = False
         self.stack.clear()
+        self.test_window = None
         if self._environ_getitem is not None:
             type(os.environ).__getitem__ = self._environ_getitem
         if self._gcd_import is not None:
@@ -251,13 +273,13 @@ class Observer:
         if not self.stack or not self._by_the_test(2):
             return
         if event in SUBPROCESS_EVENTS:
-            self.stack[-1].add("subprocesses", _executable(event, args))
+            self.window().add("subprocesses", _executable(event, args))
         elif event == "socket.connect":
-            self.stack[-1].add("network", _address(args[1] if len(args) > 1 else None))
+            self.window().add("network", _address(args[1] if len(args) > 1 else None))
         else:  # os.listdir, os.scandir
             path = self._path(args[0] if args else None)
             if path is not None and not self._is_ignored(path):
-                self.stack[-1].add("listings", path)
+                self.window().add("listings", path)
 
     def _on_open(self, args: tuple) -> None:
         path_arg, mode, flags = args
@@ -280,7 +302,7 @@ class Observer:
             return
         path = self._path(path_arg)
         if path is not None and "__pycache__" not in path and not self._is_ignored(path):
-            self.stack[-1].add("files", path)
+            self.window().add("files", path)
 
     def _env_read(self, environ, key, value) -> None:
         if (
@@ -290,7 +312,28 @@ class Observer:
             and not key.startswith(OWN_ENV_PREFIXES)
             and self._by_the_test(3)
         ):
-            self.stack[-1].add_env(key, value)
+            self.window().add_env(key, value)
+
+    def window(self) -> Reads:
+        """Where a read made now goes: the innermost open window, unless it
+        is a test's and a fixture of a wider scope than a test is being set
+        up in it (for the first test that uses it): then that fixture's
+        reads, which count for every test that uses it."""
+        window = self.stack[-1]
+        if window is not self.test_window:
+            return window
+        fixturedef = _wider_fixture_set_up_now()
+        if fixturedef is None:
+            return window
+        self.fixture_reads += 1
+        return self.fixture(fixturedef)
+
+    def fixture(self, fixturedef: object) -> Reads:
+        """What `fixturedef`'s set-ups read (and ran)."""
+        reads = self.fixtures.get(fixturedef)
+        if reads is None:
+            reads = self.fixtures[fixturedef] = Reads()
+        return reads
 
     def _by_the_test(self, depth: int) -> bool:
         """Whether the read being audited, made by the function `depth`
@@ -332,7 +375,7 @@ class Observer:
         (built-ins have none). An empty dict when nothing was read, unless
         the functions run are recorded (then every kind, each empty)."""
         if not reads and not (self.functions and self.functions_trusted):
-            return {}
+            return NOTHING_READ
         executables = {p for p in reads.get("subprocesses") if os.path.isabs(p)}
         candidates = (reads.get("files") | executables) - self.written
         files = sorted(p for p in candidates if not self._is_ignored(p) and os.path.isfile(p))
@@ -352,6 +395,19 @@ class Observer:
         if self.functions and self.functions_trusted and not reads.functions_missed:
             inputs["functions"] = sorted(reads.functions or ())
         return inputs
+
+
+def _wider_fixture_set_up_now() -> object | None:
+    """The FixtureDef being set up innermost on the stack, when its scope
+    is wider than a test's. (A fixture that a wider one requests is set up
+    inside it, and a function-scoped one cannot be.)"""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is FIXTURE_EXECUTE:
+            fixturedef = frame.f_locals["self"]
+            return None if fixturedef.scope == "function" else fixturedef
+        frame = frame.f_back
+    return None
 
 
 def _executable(event: str, args: tuple) -> str:
@@ -400,20 +456,18 @@ class Attribution:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
         self.collectors: dict[str, Reads] = {}
-        # FixtureDef -> everything its setups read (a definition lives all session)
-        self.fixtures: dict[object, Reads] = {}
+        # FixtureDef -> everything its setups read (the observer's)
+        self.fixtures = observer.fixtures
         # What a test inherits from its collectors and fixtures, merged once for
-        # all the tests of one parent with one fixture closure (the parametrised
-        # tests of a function share theirs): (id of the parent, id of the
-        # fixture info) -> `_Inherited`. Emptied whenever a window is kept.
-        self._inherited: dict[tuple[int, int], _Inherited] = {}
+        # all the tests of one parent that used the same wide fixtures that
+        # read something: (id of the parent, ids of those fixtures' reads) ->
+        # `_Inherited`. Emptied whenever a collector's window is kept or a
+        # fixture read more (`_fixture_reads` then differs).
+        self._inherited: dict[tuple[int, ...], _Inherited] = {}
+        self._fixture_reads = 0
 
     def keep_collector(self, nodeid: str, reads: Reads) -> None:
         self.collectors.setdefault(nodeid, Reads()).update(reads)
-        self._inherited.clear()
-
-    def keep_fixture(self, fixturedef: object, reads: Reads) -> None:
-        self.fixtures.setdefault(fixturedef, Reads()).update(reads)
         self._inherited.clear()
 
     def test_inputs(self, item, own: Reads | None) -> dict:
@@ -422,6 +476,9 @@ class Attribution:
         kept, so a test that read nothing, whose fixtures and collectors read
         nothing, costs a few checks."""
         if self.collectors or self.fixtures:
+            if self._fixture_reads != self.observer.fixture_reads:
+                self._fixture_reads = self.observer.fixture_reads
+                self._inherited.clear()
             inherited = self._inherited_by(item)
             if inherited.reads:
                 if not own:
@@ -434,8 +491,8 @@ class Attribution:
 
     def _inherited_by(self, item) -> _Inherited:
         parent = item.parent
-        fixture_info = getattr(item, "_fixtureinfo", None)
-        key = (id(parent), id(fixture_info))
+        fixture_reads = self._fixture_reads_of(item) if self.fixtures else ()
+        key = (id(parent), *map(id, fixture_reads))
         known = self._inherited.get(key)
         if known is not None:
             return known
@@ -445,26 +502,37 @@ class Attribution:
                 collected = self.collectors.get(node.nodeid)
                 if collected is not None:
                     reads.update(collected)
-        if self.fixtures:
-            definitions = getattr(fixture_info, "name2fixturedefs", {})
-            for name in getattr(fixture_info, "names_closure", ()):
-                for fixturedef in definitions.get(name, ()):
-                    fixture_reads = self.fixtures.get(fixturedef)
-                    if fixture_reads is not None:
-                        reads.update(fixture_reads)
-        known = self._inherited[key] = _Inherited((parent, fixture_info), reads)
+        for read in fixture_reads:
+            reads.update(read)
+        known = self._inherited[key] = _Inherited((parent, *fixture_reads), reads)
         return known
+
+    def _fixture_reads_of(self, item) -> tuple[Reads, ...]:
+        """The reads of the wide fixtures `item` used: those its signature
+        and its fixtures name, and those it asked for at run time
+        (`request.getfixturevalue`), which pytest's request of the test
+        holds until the test's protocol ends."""
+        info = getattr(item, "_fixtureinfo", None)
+        definitions = getattr(info, "name2fixturedefs", {})
+        names = getattr(info, "names_closure", ())
+        used = [fixturedef for name in names for fixturedef in definitions.get(name, ())]
+        activated = getattr(getattr(item, "_request", None), "_fixture_defs", None)
+        if isinstance(activated, dict):
+            used += activated.values()
+        fixtures = self.fixtures
+        found = {id(r): r for fd in used if (r := fixtures.get(fd)) is not None}
+        return tuple(found.values())
 
 
 class _Inherited:
-    """What the tests of one parent with one fixture closure inherit, and,
+    """What the tests of one parent that used the same wide fixtures inherit, and,
     for those that read nothing themselves, their report attribute, made
     again only when the run has written more files since (the files it wrote
     are no inputs)."""
 
     __slots__ = ("_inputs", "_written", "owners", "reads")
 
-    def __init__(self, owners: tuple[object, object], reads: Reads) -> None:
+    def __init__(self, owners: tuple[object, ...], reads: Reads) -> None:
         self.owners = owners  # held, so that the ids in the key stay theirs
         self.reads = reads
         self._inputs: dict | None = None

@@ -25,6 +25,7 @@ import pytest
 from pytest_dryci import _native, functions
 from pytest_dryci.collection import (
     ServedFile,
+    cyclic_gc_paused,
     freeze_startup_objects,
     report_served,
     settle_garbage,
@@ -36,7 +37,8 @@ from pytest_dryci.folders import FolderServing
 from pytest_dryci.hermeticity import safe_observed_report, write_report
 from pytest_dryci.last_run import write_last_run
 from pytest_dryci.observe import Observer, ignored_paths
-from pytest_dryci.observing import ObservingPlugin
+from pytest_dryci.observing import PLUGIN_NAME as OBSERVING_PLUGIN
+from pytest_dryci.observing import FixtureFunctionWindows, ObservingPlugin
 from pytest_dryci.publishing import RunRecord, publish
 from pytest_dryci.selection import (
     Elision,
@@ -179,7 +181,10 @@ class DryciSession:
             self.degradations.add(f"cannot observe what tests read ({err}); static keys only")
             return None
         plugin = ObservingPlugin(observer, functions=self.function_level is not None)
-        self.config.pluginmanager.register(plugin, "dryci-observing")
+        self.config.pluginmanager.register(plugin, OBSERVING_PLUGIN)
+        if plugin.functions:
+            fixtures = FixtureFunctionWindows(observer)
+            self.config.pluginmanager.register(fixtures, "dryci-fixture-functions")
         return plugin
 
     # -- deciding -------------------------------------------------------------
@@ -439,7 +444,11 @@ class DryciSession:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call):
         report = yield
-        if call.when == "setup" and item.stash.get(SERVED, False):
+        when = call.when
+        if when == "teardown":
+            if self.observing is not None:
+                self.observing.attach(item, report)  # before pytest-xdist sends it
+        elif when == "setup" and item.stash.get(SERVED, False):
             setattr(report, SERVED_ATTRIBUTE, True)  # a skip or xfail served as before
         if self.workerinput is not None and not self.told_served_count:
             self.told_served_count = True
@@ -448,8 +457,6 @@ class DryciSession:
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal shows the progress
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.observing is not None and report.when == "teardown":
-            self.observing.attach(report)  # before pytest-xdist sends it
         if self.workerinput is not None:
             return
         if self.worker_items is not None:
@@ -479,11 +486,12 @@ class DryciSession:
             self.record.calls.extend(_native.take_function_calls())
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.record.served_count():
             session.exitstatus = pytest.ExitCode.OK  # every test was served from the cache
-        self.leave_last_run()
-        if self.settings.publish:
-            self.published = publish(
-                self.record, self.decisions, self.degradations, self.collections_to_record()
-            )
+        with cyclic_gc_paused():
+            self.leave_last_run()
+            if self.settings.publish:
+                self.published = publish(
+                    self.record, self.decisions, self.degradations, self.collections_to_record()
+                )
 
     def leave_last_run(self) -> None:
         """Records for `dryci explain` and `dryci observed` why each test ran

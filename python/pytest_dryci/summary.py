@@ -32,7 +32,7 @@ def saved_seconds(record: RunRecord, decisions: Decisions) -> float:
 def why_ran(record: RunRecord, decisions: Decisions, skip: bool) -> dict[str, str]:
     """For each test that ran: why it was not served. Made before this run
     publishes, which replaces what the reasons compare with."""
-    ran = sorted(record.tracker.outcomes)
+    ran = record.tracker.ran()
     if not ran:
         return {}
     if not skip:

@@ -398,7 +398,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(profiler::stop_function_profiler, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::profile_thread, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::open_function_window, m)?)?;
-    m.add_function(wrap_pyfunction!(profiler::window_functions, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::close_function_window, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::take_function_calls, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::note_call, m)?)?;

@@ -194,6 +194,61 @@ def test_a_function_fixtures_read_counts_for_its_own_test_only(pytester: pytest.
     assert ran(result) == {"test_level.py::test_level[a]"}
 
 
+def test_a_fixture_requested_at_run_time_counts_for_the_test(pytester: pytest.Pytester):
+    # `request.getfixturevalue` sets up a fixture no signature names; a later
+    # test reuses it as set up for the first.
+    pytester.makeconftest(
+        "import pathlib, pytest\n"
+        "@pytest.fixture(scope='session')\n"
+        "def settings():\n"
+        "    return (pathlib.Path(__file__).parent / 'settings.ini').read_text()\n"
+    )
+    pytester.makepyfile(
+        test_dynamic=(
+            "def test_first(request):\n"
+            "    assert request.getfixturevalue('settings') == 'on'\n"
+            "def test_second(request):\n"
+            "    assert request.getfixturevalue('settings') == 'on'\n"
+            "def test_other():\n"
+            "    assert True\n"
+        )
+    )
+    (pytester.path / "settings.ini").write_text("on")
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
+    assert summary(run(pytester))["cached"] == 3
+    (pytester.path / "settings.ini").write_text("off")
+    result = run(pytester)
+    result.assert_outcomes(failed=2, skipped=1)
+    assert ran(result) == {"test_dynamic.py::test_first", "test_dynamic.py::test_second"}
+
+
+def test_each_parameter_of_a_wide_fixture_adds_its_own_reads(pytester: pytest.Pytester):
+    # The tests of one function share their parent and fixture closure; the
+    # session fixture is set up again for its second parameter, after the
+    # first parameter's tests got their inputs, and reads another file.
+    pytester.makeconftest(
+        "import pathlib, pytest\n"
+        "@pytest.fixture(scope='session', params=['a', 'b'])\n"
+        "def level(request):\n"
+        "    return (pathlib.Path(__file__).parent / (request.param + '.txt')).read_text()\n"
+    )
+    pytester.makepyfile(
+        test_level=(
+            "import pytest\n"
+            "@pytest.mark.parametrize('x', [1, 2])\n"
+            "def test_level(level, x):\n"
+            "    assert level == 'on'\n"
+        )
+    )
+    for name in ("a", "b"):
+        (pytester.path / f"{name}.txt").write_text("on")
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=4)
+    (pytester.path / "b.txt").write_text("off")
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(failed=2, skipped=2)
+    assert ran(result) == {"test_level.py::test_level[b-1]", "test_level.py::test_level[b-2]"}
+
+
 def test_a_module_fixtures_read_counts_for_the_tests_using_it_only(pytester: pytest.Pytester):
     # Tests of one module with different fixtures inherit different reads.
     pytester.makepyfile(

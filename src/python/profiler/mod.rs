@@ -336,19 +336,6 @@ pub fn open_function_window(py: Python<'_>) {
     });
 }
 
-/// The functions the innermost window ran so far, or None when some call
-/// may have gone unnoted.
-#[pyfunction]
-pub fn window_functions(py: Python<'_>) -> Option<Vec<Py<PyString>>> {
-    let mut guard = state();
-    let profiler = guard.as_mut()?;
-    ensure_installed(py, profiler);
-    let window = profiler.windows.last()?;
-    window
-        .complete
-        .then(|| profiler.names(py, &window.executed))
-}
-
 /// Closes the innermost window: the functions it ran, or None when some
 /// call may have gone unnoted.
 #[pyfunction]
