@@ -373,7 +373,12 @@ class Observer:
         """`reads` as a report attribute: only files that exist and that the
         run did not write, executables among them, and modules by their file
         (built-ins have none). An empty dict when nothing was read, unless
-        the functions run are recorded (then every kind, each empty)."""
+        the functions run are recorded (then every kind, each empty).
+
+        Each kind is a sorted tuple of strings, which the cyclic collector
+        stops tracking after one pass (a list it walks in every pass): the
+        run holds every test's inputs until it publishes, and under
+        function-level keys every test has its functions."""
         if not reads and not (self.functions and self.functions_trusted):
             return NOTHING_READ
         executables = {p for p in reads.get("subprocesses") if os.path.isabs(p)}
@@ -385,15 +390,15 @@ class Observer:
             if module_file and not self._is_ignored(os.path.normpath(module_file)):
                 modules.add(os.path.normpath(module_file))
         inputs = {
-            "files": files,
-            "listings": sorted(reads.get("listings") - self.written),
-            "modules": sorted(modules),
+            "files": tuple(files),
+            "listings": tuple(sorted(reads.get("listings") - self.written)),
+            "modules": tuple(sorted(modules)),
             "env": dict(sorted((reads.env or {}).items())),
-            "subprocesses": sorted(reads.get("subprocesses")),
-            "network": sorted(reads.get("network")),
+            "subprocesses": tuple(sorted(reads.get("subprocesses"))),
+            "network": tuple(sorted(reads.get("network"))),
         }
         if self.functions and self.functions_trusted and not reads.functions_missed:
-            inputs["functions"] = sorted(reads.functions or ())
+            inputs["functions"] = tuple(sorted(reads.functions or ()))
         return inputs
 
 
@@ -404,8 +409,8 @@ def _wider_fixture_set_up_now() -> object | None:
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code is FIXTURE_EXECUTE:
-            fixturedef = frame.f_locals["self"]
-            return None if fixturedef.scope == "function" else fixturedef
+            fixturedef = frame.f_locals.get("self")
+            return None if getattr(fixturedef, "scope", "function") == "function" else fixturedef
         frame = frame.f_back
     return None
 
