@@ -2,12 +2,13 @@
 a test's, from its start (`pytest_runtest_logstart`) to its teardown report
 (`attach`), and a collector's collection (a test file's import, a folder's
 conftest.py). Workers observe too; what a test read travels on its teardown
-report, attached by the session's `pytest_runtest_makereport` (`attach`).
+report, attached by the session's `pytest_runtest_logreport` (`attach`).
 
 Every test pays for this in Python calls, so they are as few as can be
 (counted with cProfile and cachegrind on suites made by
-bench/plugin_bench.py): one plain hook call per test opens its window, the
-report it closes on is one DryCI makes anyway, no fixture set-up is wrapped
+bench/plugin_bench.py): one plain hook call per test opens its window and
+one notes the test at teardown, the report it closes on is one DryCI handles
+anyway, no fixture set-up is wrapped
 (a fixture of a wider scope than a test is told apart only when it reads,
 `Observer.window`), and a test that read nothing, whose collectors and
 fixtures read nothing, gets its empty attribute without a call.
@@ -37,9 +38,10 @@ class ObservingPlugin:
         self.stack = observer.stack  # the windows, innermost last
         self.attribution = Attribution(observer)
         # The location of the test whose window is open (its teardown
-        # report gets its inputs), and the window.
+        # report gets its inputs), the window, and the test once torn down.
         self.running: tuple | None = None
         self.reads: Reads | None = None
+        self.item: pytest.Item | None = None
 
     def _open(self) -> Reads:
         reads = Reads()
@@ -77,16 +79,21 @@ class ObservingPlugin:
         self.reads = self.observer.test_window = self._open()
         self.running = location
 
-    def attach(self, item: pytest.Item, report: pytest.TestReport) -> None:
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        # After pytest's own: the test's fixtures are torn down.
+        self.item = item
+
+    def attach(self, report: pytest.TestReport) -> None:
         """Gives a test's teardown report what the test read and closes its
-        window. Called by the session's `pytest_runtest_makereport` for
+        window. Called by the session's `pytest_runtest_logreport` for
         teardown reports: before pytest-xdist sends the report and before
         DryCI records it. (A hook implementation of its own would be one
-        more call per test.)"""
-        own = self.reads
-        if own is None or item.location != self.running:
+        more call per report.)"""
+        own, item, running = self.reads, self.item, self.running
+        if own is None or item is None or not (report.location == item.location == running):
             return  # no window of this test's: no inputs, so never published
-        self.reads = self.observer.test_window = self.running = None
+        self.reads = self.observer.test_window = self.running = self.item = None
         functions = self._close(own)
         attribution = self.attribution
         if self.functions:

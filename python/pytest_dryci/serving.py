@@ -17,7 +17,6 @@ SKIP_REASON_PREFIX = "dryci: passed before with identical inputs"
 # On the report of a test served as the skip or the expected failure it was
 # before (its reason is the test's own, so the prefix cannot tell).
 SERVED_ATTRIBUTE = "dryci_served"
-SERVED = pytest.StashKey[bool]()
 
 
 def skip_reason(short_hash: str) -> str:
@@ -97,18 +96,21 @@ def serve_without_workers(manager: pytest.PytestPluginManager) -> None:
 
 def mark_passed(
     items: list[pytest.Item], decisions: Decisions, served_files: dict[str, list[str]]
-) -> None:
+) -> set[str]:
     """Marks every item with a result under its file's current hash, in one
     native call for all of them: a pass is skipped with DryCI's reason, a
-    skip is skipped with its own, an expected failure is xfailed unrun."""
+    skip is skipped with its own, an expected failure is xfailed unrun.
+    Returns the node ids of the skips and expected failures (their setup
+    reports carry `SERVED_ATTRIBUTE`)."""
     candidates = [
         item
         for item in items
         if (part := file_part(item.nodeid)) in decisions.passed_ms and part not in served_files
     ]
     passed = decisions.passed([item.nodeid for item in candidates])
+    served_results: set[str] = set()
     if not passed:
-        return
+        return served_results
     markers: dict[str, pytest.MarkDecorator] = {}
     for item in candidates:
         result = passed.get(item.nodeid)
@@ -128,4 +130,5 @@ def mark_passed(
                 )
             item.add_marker(marker)
             continue
-        item.stash[SERVED] = True
+        served_results.add(item.nodeid)
+    return served_results

@@ -51,7 +51,6 @@ from pytest_dryci.selection import (
     unsafe_hooks,
 )
 from pytest_dryci.serving import (
-    SERVED,
     SERVED_ATTRIBUTE,
     mark_passed,
     may_elide,
@@ -119,6 +118,8 @@ class DryciSession:
         self.workers_collection: dict | None = None
         # Under xdist, on a worker: whether it said how many tests it serves.
         self.told_served_count = False
+        # Node ids of the tests served as the skip or expected failure they were.
+        self.served_results: set[str] = set()
         if self.workerinput is not None:
             sent = self.workerinput.get(WORKER_INPUT_KEY) or {}
             self.elisions = {part: Elision(*e) for part, e in sent.get("elided", {}).items()}
@@ -355,7 +356,7 @@ class DryciSession:
             decisions.decide(unforeseen, self.degradations)
         for item in items:
             record.collected[file_part(item.nodeid)].append(item.nodeid)
-        mark_passed(items, self.decisions, record.served_files)
+        self.served_results |= mark_passed(items, self.decisions, record.served_files)
         self.report_deselected(config, unsafe)
         return result
 
@@ -441,23 +442,20 @@ class DryciSession:
 
     # -- recording and publishing -----------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call):
-        report = yield
-        when = call.when
+    # First: before the terminal shows the progress, and before pytest-xdist
+    # sends the report from a worker with the attributes set here.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        when = report.when
         if when == "teardown":
             if self.observing is not None:
-                self.observing.attach(item, report)  # before pytest-xdist sends it
-        elif when == "setup" and item.stash.get(SERVED, False):
+                self.observing.attach(report)
+        elif when == "setup" and report.nodeid in self.served_results:
             setattr(report, SERVED_ATTRIBUTE, True)  # a skip or xfail served as before
-        if self.workerinput is not None and not self.told_served_count:
-            self.told_served_count = True
-            setattr(report, SERVED_COUNT_ATTRIBUTE, self.record.served_count())
-        return report
-
-    @pytest.hookimpl(tryfirst=True)  # before the terminal shows the progress
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.workerinput is not None:
+            if not self.told_served_count:
+                self.told_served_count = True
+                setattr(report, SERVED_COUNT_ATTRIBUTE, self.record.served_count())
             return
         if self.worker_items is not None:
             self.count_served_tests(report)
