@@ -155,13 +155,17 @@ def test_a_file_read_while_collecting_counts_for_every_test_of_the_file(
     assert ran(result) == {"test_cases.py::test_case[0]", "test_cases.py::test_case[1]"}
 
 
+# A session fixture that reads settings.ini next to it.
+SESSION_SETTINGS_CONFTEST = (
+    "import pathlib, pytest\n"
+    "@pytest.fixture(scope='session')\n"
+    "def settings():\n"
+    "    return (pathlib.Path(__file__).parent / 'settings.ini').read_text()\n"
+)
+
+
 def test_a_session_fixtures_read_counts_for_every_test_using_it(pytester: pytest.Pytester):
-    pytester.makeconftest(
-        "import pathlib, pytest\n"
-        "@pytest.fixture(scope='session')\n"
-        "def settings():\n"
-        "    return (pathlib.Path(__file__).parent / 'settings.ini').read_text()\n"
-    )
+    pytester.makeconftest(SESSION_SETTINGS_CONFTEST)
     pytester.makepyfile(
         test_a="def test_a(settings):\n    assert settings == 'on'\n",
         test_b="def test_b(settings):\n    assert settings == 'on'\n",
@@ -197,12 +201,7 @@ def test_a_function_fixtures_read_counts_for_its_own_test_only(pytester: pytest.
 def test_a_fixture_requested_at_run_time_counts_for_the_test(pytester: pytest.Pytester):
     # `request.getfixturevalue` sets up a fixture no signature names; a later
     # test reuses it as set up for the first.
-    pytester.makeconftest(
-        "import pathlib, pytest\n"
-        "@pytest.fixture(scope='session')\n"
-        "def settings():\n"
-        "    return (pathlib.Path(__file__).parent / 'settings.ini').read_text()\n"
-    )
+    pytester.makeconftest(SESSION_SETTINGS_CONFTEST)
     pytester.makepyfile(
         test_dynamic=(
             "def test_first(request):\n"
