@@ -325,11 +325,12 @@ class Observer:
         fixturedef = _wider_fixture_set_up_now()
         if fixturedef is None:
             return window
-        self.fixture_reads += 1
         return self.fixture(fixturedef)
 
     def fixture(self, fixturedef: object) -> Reads:
-        """What `fixturedef`'s set-ups read (and ran)."""
+        """What `fixturedef`'s set-ups read (and ran), for the caller to add
+        to: counted in `fixture_reads`, so what tests inherit is merged again."""
+        self.fixture_reads += 1
         reads = self.fixtures.get(fixturedef)
         if reads is None:
             reads = self.fixtures[fixturedef] = Reads()

@@ -141,4 +141,3 @@ class FixtureFunctionWindows:
             functions = _native.close_function_window()
             if functions is None or functions:
                 self.observer.fixture(fixturedef).add_functions(functions)
-                self.observer.fixture_reads += 1
