@@ -64,7 +64,7 @@ from pytest_dryci import _native
 
 # Installed in C, it calls `Observer._on_event` only for the events read
 # here: open, os.listdir, os.scandir, the subprocess events and
-# socket.connect (the list is in src/python/audit.rs).
+# socket.connect (the list is in src/python/audit.rs), until released.
 _add_audit_hook = _native.add_audit_hook
 
 SUBPROCESS_EVENTS = frozenset(
@@ -172,8 +172,9 @@ def _pytest_temp_root() -> str:
 
 class Observer:
     """Routes the reads of the running window into its `Reads`. One per
-    process: an audit hook cannot be removed, so after `close` it only
-    returns at once."""
+    run: an audit hook cannot be removed, so `close` releases its callback
+    (this observer), which would otherwise keep all it holds alive until
+    the process ends."""
 
     def __init__(self, root: str, ignored: list[str]) -> None:
         self.root = os.path.join(root, "")
@@ -199,6 +200,7 @@ class Observer:
         # While starting: the first watched event proves the audit hook works.
         self._probing = False
         self._probed = False
+        self._hook: _native.AuditHook | None = None
         self._environ_getitem = None
         self._gcd_import = None
         # Under function-level keys: every test's inputs name the functions
@@ -213,11 +215,12 @@ class Observer:
         """Installs the hooks; raises when the audit hook is not working
         (another audit hook may refuse it silently, as CPython allows)."""
         self._probing = True
-        _add_audit_hook(self._on_event)
+        self._hook = _add_audit_hook(self._on_event)
         with open(os.devnull, "rb"):
             pass
         working, self._probing = self._probed, False
         if not working:
+            self.close()
             raise RuntimeError("the audit hook was not installed (another audit hook refused it)")
         self.open = True
         environ_class = type(os.environ)
@@ -254,6 +257,9 @@ class Observer:
 
     def close(self) -> None:
         self.open = False
+        if self._hook is not None:
+            self._hook.release()
+            self._hook = None
         self.stack.clear()
         self.test_window = None
         if self._environ_getitem is not None:

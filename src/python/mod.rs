@@ -392,6 +392,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decision>()?;
     m.add_class::<FileDecision>()?;
     m.add_class::<Publication>()?;
+    m.add_class::<audit::AuditHook>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(audit::add_audit_hook, m)?)?;
     m.add_function(wrap_pyfunction!(profiler::start_function_profiler, m)?)?;

@@ -542,3 +542,26 @@ def test_dryci_explain_without_a_run_says_what_to_do(project):
     result.stderr.fnmatch_lines(
         ["error: no .dryci/last-run.json in *", "hint: run `pytest --dryci`*"]
     )
+
+
+def test_a_finished_run_leaves_no_observer_alive(project):
+    # An audit hook cannot be removed: a callback it kept would keep the
+    # observer, and the session's fixtures it holds, alive for the rest of
+    # the process (each in-process run's, and through the interpreter's
+    # shutdown, whose collections walk it all again). (Assertion rewriting
+    # is off: pytest's import hook, kept by the modules it loaded, keeps
+    # the first run's configuration and plugins alive.)
+    script = project.path / "run_twice.py"
+    script.write_text(
+        "import gc, pytest\n"
+        "for _ in range(2):\n"
+        "    code = pytest.main(['--dryci', '-q', '-p', 'no:cacheprovider', '--assert=plain'])\n"
+        "    assert code == 0, code\n"
+        "from pytest_dryci.observe import Observer\n"
+        "gc.collect()\n"
+        "alive = sum(isinstance(o, Observer) for o in gc.get_objects())\n"
+        "print('observers alive:', alive)\n"
+    )
+    result = project.runpython(script)
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["observers alive: 0"])
