@@ -64,13 +64,55 @@ impl SaltParts {
         } else if self.python != now.python {
             Some("the Python environment changed (interpreter or installed distributions)")
         } else if self.user != now.user {
-            Some("an outcome-relevant pytest option or DRYCI_SALT changed")
+            Some(user_salt_change(&self.user, &now.user))
         } else if self.platform != now.platform {
             Some("the platform changed")
         } else {
             None
         }
     }
+}
+
+/// The sections the plugin appends to `DRYCI_SALT` in the user salt, in
+/// order (pytest_dryci.decisions), with what a change of each means.
+const USER_SALT_SECTIONS: [(&str, &str); 3] = [
+    ("\noptions:", "an outcome-relevant pytest option changed"),
+    ("\nobserve:", "observation was switched on or off"),
+    (
+        "\nprecision:",
+        "the repository files imported before DryCI's function profiler started \
+         (keyed by their whole content) changed, or the keys' precision",
+    ),
+];
+
+/// Which part of two different user salts differs, in words.
+fn user_salt_change(before: &str, now: &str) -> &'static str {
+    let (before, now) = (user_salt_parts(before), user_salt_parts(now));
+    if before[0] != now[0] {
+        return "DRYCI_SALT changed";
+    }
+    USER_SALT_SECTIONS
+        .iter()
+        .zip(before.iter().zip(now.iter()).skip(1))
+        .find(|(_, (b, n))| b != n)
+        .map_or(
+            "an outcome-relevant pytest option or DRYCI_SALT changed",
+            |((_, reason), _)| reason,
+        )
+}
+
+/// `DRYCI_SALT`, then each of `USER_SALT_SECTIONS` (empty when absent).
+fn user_salt_parts(salt: &str) -> [&str; 4] {
+    let mut parts = [""; 4];
+    let mut rest = salt;
+    for (index, (marker, _)) in USER_SALT_SECTIONS.iter().enumerate().rev() {
+        if let Some(at) = rest.rfind(marker) {
+            parts[index + 1] = &rest[at..];
+            rest = &rest[..at];
+        }
+    }
+    parts[0] = rest;
+    parts
 }
 
 /// One test file's record: the key its tests last passed under here.
@@ -160,6 +202,43 @@ mod tests {
     }
 
     #[test]
+    fn names_the_part_of_the_user_salt_that_changed() {
+        let user = |salt: &str, options: &str, observe: &str, precision: &str| {
+            format!("{salt}\noptions:{options}\nobserve:{observe}{precision}")
+        };
+        let base = user("s", "o1", "on", "\nprecision:function\na.py");
+        let cases = [
+            (
+                user("t", "o1", "on", "\nprecision:function\na.py"),
+                "DRYCI_SALT changed",
+            ),
+            (
+                user("s", "o2", "on", "\nprecision:function\na.py"),
+                "an outcome-relevant pytest option changed",
+            ),
+            (
+                user("s", "o1", "off", "\nprecision:function\na.py"),
+                "observation was switched on or off",
+            ),
+            (
+                user("s", "o1", "on", "\nprecision:function\na.py\nb.py"),
+                USER_SALT_SECTIONS[2].1,
+            ),
+            (user("s", "o1", "on", ""), USER_SALT_SECTIONS[2].1),
+        ];
+        for (now, reason) in cases {
+            assert_eq!(user_salt_change(&base, &now), reason, "{now:?}");
+        }
+        // A DRYCI_SALT that holds a marker of its own is still told apart.
+        let odd = user("x\noptions:y", "o1", "on", "");
+        assert_eq!(
+            user_salt_change(&odd, &user("x\noptions:z", "o1", "on", "")),
+            "DRYCI_SALT changed"
+        );
+        assert_eq!(user_salt_parts(&odd)[1], "\noptions:o1");
+    }
+
+    #[test]
     fn names_changed_and_new_files_then_the_salt() {
         let d = |b: u8| Digest([b; 32]);
         let before = Snapshot::new(vec![("a.py".into(), d(1)), ("b.py".into(), d(2))]);
@@ -175,7 +254,7 @@ mod tests {
         let same = vec![("a.py".to_string(), Some(d(1)))];
         assert_eq!(
             what_changed(&same, &before, &salt("x"), &salt("y")),
-            "an outcome-relevant pytest option or DRYCI_SALT changed"
+            "DRYCI_SALT changed"
         );
         let many: Vec<(String, Option<Digest>)> =
             (0..5).map(|i| (format!("m{i}.py"), Some(d(i)))).collect();

@@ -475,7 +475,9 @@ def test_explain_says_why_each_test_ran(project):
     )
 
 
-def test_explain_names_a_changed_dependency_an_option_and_a_failure(pytester: pytest.Pytester):
+def test_explain_names_a_changed_dependency_an_option_and_a_failure(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
     pytester.makepyfile(
         helper="def value():\n    return 1\n",
         test_one=(
@@ -499,11 +501,11 @@ def test_explain_names_a_changed_dependency_an_option_and_a_failure(pytester: py
     )
     result = run(pytester, "--dryci-explain", "-W", "error")
     result.stdout.fnmatch_lines(
-        [
-            "dryci: ran test_one.py::test_value: an outcome-relevant pytest option or "
-            "DRYCI_SALT changed"
-        ]
+        ["dryci: ran test_one.py::test_value: an outcome-relevant pytest option changed"]
     )
+    monkeypatch.setenv("DRYCI_SALT", "release-2")
+    result = run(pytester, "--dryci-explain")
+    result.stdout.fnmatch_lines(["dryci: ran test_one.py::test_value: DRYCI_SALT changed"])
 
 
 def dryci(project: pytest.Pytester, *args: str) -> pytest.RunResult:
