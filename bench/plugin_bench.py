@@ -1017,13 +1017,16 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     def over_off(key: str) -> float:
         return stats["first"][key] / stats["first-off"][key] - 1
 
-    first, first_cpu = ratio("first", "median_s") - 1, ratio("first", "cpu_median_s") - 1
+    # Issue 3's first run had no observation; issue 10 allows observation 3% on top of it.
+    first, first_cpu = ratio("first-off", "median_s") - 1, ratio("first-off", "cpu_median_s") - 1
+    default, default_cpu = ratio("first", "median_s") - 1, ratio("first", "cpu_median_s") - 1
     observing, observing_cpu = over_off("median_s"), over_off("cpu_median_s")
     cached, cached_cpu = ratio("cached", "median_s"), ratio("cached", "cpu_median_s")
     c, t = stats["cached"], stats["tm-rerun"]
     return [
         {
-            "goal": "first run costs at most 5% more than plain pytest",
+            "goal": "first run (observation off, as in issue 3) costs at most 5% more than "
+            "plain pytest",
             "value": f"{first * 100:+.1f}% (CPU {first_cpu * 100:+.1f}%)",
             "met": first <= 0.05,
         },
@@ -1031,6 +1034,12 @@ def goals(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "goal": "first run with observation costs at most 3% more than without (issue 10)",
             "value": f"{observing * 100:+.1f}% (CPU {observing_cpu * 100:+.1f}%)",
             "met": observing <= 0.03,
+        },
+        {
+            "goal": "first run with observation (the default) costs at most 8.15% more than "
+            "plain pytest (both budgets: 1.05 x 1.03)",
+            "value": f"{default * 100:+.1f}% (CPU {default_cpu * 100:+.1f}%)",
+            "met": default <= 0.0815,
         },
         {
             "goal": "fully cached run costs at most 10% of plain pytest",
@@ -1332,6 +1341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return plugin_shapes.run_shapes(args, argv)
     if args.render_only:
         result = json.loads((RESULTS / "plugin.json").read_text())
+        result["goals"] = goals(result["stats"])  # as judged now
         write_section(args.write, SECTION_TITLE, markdown_section(result))
         print(f"updated {args.write}")
         return 0
