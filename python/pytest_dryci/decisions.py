@@ -55,6 +55,8 @@ class Decisions:
         # Passes recorded with observed inputs must never meet a run without
         # them, nor function-level records a run that keys whole files.
         observing = "on" if settings.observe else "off"
+        # `explain` reads this layout back to name the part that changed
+        # (USER_SALT in src/session/history.rs).
         salt = f"{settings.salt}\noptions:{options_fingerprint(config)}\nobserve:{observing}"
         if function_level is not None:
             salt += "\nprecision:function\n" + "\n".join(function_level)

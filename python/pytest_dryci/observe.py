@@ -264,8 +264,10 @@ class Observer:
         self.test_window = None
         if self._environ_getitem is not None:
             type(os.environ).__getitem__ = self._environ_getitem
+            self._environ_getitem = None
         if self._gcd_import is not None:
             _bootstrap._gcd_import = self._gcd_import
+            self._gcd_import = None
 
     # -- events ------------------------------------------------------------------------
 

@@ -127,7 +127,8 @@ pub fn add_audit_hook(py: Python<'_>, callback: Py<PyAny>) -> PyResult<AuditHook
             pyo3::exceptions::PyRuntimeError::new_err("an audit hook refused DryCI's")
         }));
     }
-    // SAFETY: installed, so never freed: the hook may run until the process ends.
+    // SAFETY: installed (or refused silently, which CPython allows: then
+    // leaked unused), so never freed: the hook may run until the process ends.
     Ok(AuditHook {
         slot: unsafe { &*slot },
     })

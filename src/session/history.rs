@@ -5,7 +5,9 @@
 //! only, with plain paths: they never leave the machine.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::files::Digest;
@@ -73,46 +75,36 @@ impl SaltParts {
     }
 }
 
-/// The sections the plugin appends to `DRYCI_SALT` in the user salt, in
-/// order (pytest_dryci.decisions), with what a change of each means.
-const USER_SALT_SECTIONS: [(&str, &str); 3] = [
-    ("\noptions:", "an outcome-relevant pytest option changed"),
-    ("\nobserve:", "observation was switched on or off"),
-    (
-        "\nprecision:",
-        "the repository files imported before DryCI's function profiler started \
-         (keyed by their whole content) changed, or the keys' precision",
-    ),
-];
+/// The user salt as pytest_dryci.decisions builds it: `DRYCI_SALT` (any
+/// text), the options' fingerprint (32 hex digits), whether observation is
+/// on, and under function-level keys the files keyed whole. The last match
+/// is the plugin's: `DRYCI_SALT` may hold anything, a file path no newline.
+static USER_SALT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)\A(.*)\noptions:([0-9a-f]{32})\nobserve:(on|off)(\nprecision:.*)?\z")
+        .expect("a valid pattern")
+});
 
 /// Which part of two different user salts differs, in words.
 fn user_salt_change(before: &str, now: &str) -> &'static str {
-    let (before, now) = (user_salt_parts(before), user_salt_parts(now));
-    if before[0] != now[0] {
-        return "DRYCI_SALT changed";
-    }
-    USER_SALT_SECTIONS
-        .iter()
-        .zip(before.iter().zip(now.iter()).skip(1))
-        .find(|(_, (b, n))| b != n)
-        .map_or(
-            "an outcome-relevant pytest option or DRYCI_SALT changed",
-            |((_, reason), _)| reason,
-        )
-}
-
-/// `DRYCI_SALT`, then each of `USER_SALT_SECTIONS` (empty when absent).
-fn user_salt_parts(salt: &str) -> [&str; 4] {
-    let mut parts = [""; 4];
-    let mut rest = salt;
-    for (index, (marker, _)) in USER_SALT_SECTIONS.iter().enumerate().rev() {
-        if let Some(at) = rest.rfind(marker) {
-            parts[index + 1] = &rest[at..];
-            rest = &rest[..at];
-        }
-    }
-    parts[0] = rest;
-    parts
+    const UNKNOWN: &str = "an outcome-relevant pytest option or DRYCI_SALT changed";
+    let parts = |salt| {
+        USER_SALT
+            .captures(salt)
+            .map(|c| [1, 2, 3, 4].map(|i| c.get(i).map_or("", |m| m.as_str())))
+    };
+    let (Some(before), Some(now)) = (parts(before), parts(now)) else {
+        return UNKNOWN; // a record from before these sections
+    };
+    const REASONS: [&str; 4] = [
+        "DRYCI_SALT changed",
+        "an outcome-relevant pytest option changed",
+        "observation was switched on or off",
+        "the repository files imported before DryCI's function profiler started \
+         (keyed by their whole content) changed, or the keys' precision",
+    ];
+    (0..4)
+        .find(|&i| before[i] != now[i])
+        .map_or(UNKNOWN, |i| REASONS[i])
 }
 
 /// One test file's record: the key its tests last passed under here.
@@ -203,39 +195,53 @@ mod tests {
 
     #[test]
     fn names_the_part_of_the_user_salt_that_changed() {
+        let (a, b) = ("a".repeat(32), "b".repeat(32));
         let user = |salt: &str, options: &str, observe: &str, precision: &str| {
             format!("{salt}\noptions:{options}\nobserve:{observe}{precision}")
         };
-        let base = user("s", "o1", "on", "\nprecision:function\na.py");
-        let cases = [
-            (
-                user("t", "o1", "on", "\nprecision:function\na.py"),
-                "DRYCI_SALT changed",
-            ),
-            (
-                user("s", "o2", "on", "\nprecision:function\na.py"),
-                "an outcome-relevant pytest option changed",
-            ),
-            (
-                user("s", "o1", "off", "\nprecision:function\na.py"),
-                "observation was switched on or off",
-            ),
-            (
-                user("s", "o1", "on", "\nprecision:function\na.py\nb.py"),
-                USER_SALT_SECTIONS[2].1,
-            ),
-            (user("s", "o1", "on", ""), USER_SALT_SECTIONS[2].1),
+        let files = "\nprecision:function\na.py";
+        let precision = "the repository files imported before DryCI's function profiler \
+                         started (keyed by their whole content) changed, or the keys' precision";
+        // DRYCI_SALT values that hold the markers, or the whole shape, are told apart too.
+        let odd_salts = [
+            "s",
+            "x\nprecision:y",
+            "x\noptions:y",
+            &user("z", &b, "off", files),
         ];
-        for (now, reason) in cases {
-            assert_eq!(user_salt_change(&base, &now), reason, "{now:?}");
+        for salt in odd_salts {
+            let base = user(salt, &a, "on", files);
+            let cases = [
+                (user("t", &a, "on", files), "DRYCI_SALT changed"),
+                (
+                    user(salt, &b, "on", files),
+                    "an outcome-relevant pytest option changed",
+                ),
+                (
+                    user(salt, &a, "off", files),
+                    "observation was switched on or off",
+                ),
+                (
+                    user(salt, &a, "on", "\nprecision:function\na.py\nb.py"),
+                    precision,
+                ),
+                (user(salt, &a, "on", ""), precision),
+            ];
+            for (now, reason) in cases {
+                assert_eq!(user_salt_change(&base, &now), reason, "{base:?} -> {now:?}");
+            }
+            let without = user(salt, &a, "on", "");
+            assert_eq!(
+                user_salt_change(&without, &user(salt, &b, "on", "")),
+                "an outcome-relevant pytest option changed",
+                "{salt:?}"
+            );
         }
-        // A DRYCI_SALT that holds a marker of its own is still told apart.
-        let odd = user("x\noptions:y", "o1", "on", "");
+        // A record from before the sections: no guess.
         assert_eq!(
-            user_salt_change(&odd, &user("x\noptions:z", "o1", "on", "")),
-            "DRYCI_SALT changed"
+            user_salt_change(&format!("s\noptions:{a}"), &user("s", &a, "on", "")),
+            "an outcome-relevant pytest option or DRYCI_SALT changed"
         );
-        assert_eq!(user_salt_parts(&odd)[1], "\noptions:o1");
     }
 
     #[test]
@@ -254,7 +260,7 @@ mod tests {
         let same = vec![("a.py".to_string(), Some(d(1)))];
         assert_eq!(
             what_changed(&same, &before, &salt("x"), &salt("y")),
-            "DRYCI_SALT changed"
+            "an outcome-relevant pytest option or DRYCI_SALT changed"
         );
         let many: Vec<(String, Option<Digest>)> =
             (0..5).map(|i| (format!("m{i}.py"), Some(d(i)))).collect();

@@ -504,7 +504,7 @@ def test_explain_names_a_changed_dependency_an_option_and_a_failure(
         ["dryci: ran test_one.py::test_value: an outcome-relevant pytest option changed"]
     )
     monkeypatch.setenv("DRYCI_SALT", "release-2")
-    result = run(pytester, "--dryci-explain")
+    result = run(pytester, "--dryci-explain", "-W", "error")
     result.stdout.fnmatch_lines(["dryci: ran test_one.py::test_value: DRYCI_SALT changed"])
 
 
@@ -556,14 +556,18 @@ def test_a_finished_run_leaves_no_observer_alive(project):
     script = project.path / "run_twice.py"
     script.write_text(
         "import gc, pytest\n"
+        "from pytest_dryci.observe import Observer\n"
+        "started = []\n"
+        "start = Observer.start\n"
+        "Observer.start = lambda self: (start(self), started.append(1))[0]\n"
         "for _ in range(2):\n"
         "    code = pytest.main(['--dryci', '-q', '-p', 'no:cacheprovider', '--assert=plain'])\n"
         "    assert code == 0, code\n"
-        "from pytest_dryci.observe import Observer\n"
         "gc.collect()\n"
         "alive = sum(isinstance(o, Observer) for o in gc.get_objects())\n"
-        "print('observers alive:', alive)\n"
+        "print('observers started:', len(started), 'alive:', alive)\n"
     )
     result = project.runpython(script)
     assert result.ret == 0, result.stderr.str()
-    result.stdout.fnmatch_lines(["observers alive: 0"])
+    result.stdout.no_fnmatch_line("*dryci: degraded*")
+    result.stdout.fnmatch_lines(["observers started: 2 alive: 0"])
