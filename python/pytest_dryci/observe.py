@@ -20,8 +20,9 @@ records:
   DryCI set themselves;
 - subprocesses started (`subprocess`, `os.system`, `os.exec*`,
   `os.posix_spawn`, `os.fork`): the executable is a file input, and the start is
-  reported; network connections (`socket.connect`) are reported. Whether a
-  test that did either may be served is a policy (`Policy`).
+  reported; so is a subinterpreter created (whose reads the hook cannot pass
+  on); network connections (`socket.connect`) are reported. Whether a test
+  that did either may be served is a policy (ini `dryci_serve_subprocess`).
 
 A test's observed inputs are its own, those of every fixture it uses
 (whatever the fixture's scope, so a session fixture's reads count for every
@@ -43,7 +44,7 @@ outside the standard library decides) are not the test's.
 What it cannot see: reads by C code that bypasses Python's `open` and
 `os.environ` (C extensions, `getenv` in C, the C library's own files),
 iterating the whole environment, `__import__` with a computed name, reads
-by subprocesses, and state kept in memory from an earlier test (a
+by subprocesses and subinterpreters, and state kept in memory from an earlier test (a
 module-level cache filled by another test).
 """
 
@@ -67,11 +68,22 @@ from pytest_dryci import _native
 # socket.connect (the list is in src/python/audit.rs), until released.
 _add_audit_hook = _native.add_audit_hook
 
+SUBINTERPRETER_EVENT = "cpython.PyInterpreterState_New"
 SUBPROCESS_EVENTS = frozenset(
-    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork"}
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        SUBINTERPRETER_EVENT,
+    }
 )
 # What a fork (multiprocessing's default start on Linux, say) is reported as.
 FORK = "(fork)"
+# A subinterpreter's reads are unseen, like a subprocess's: its start is reported.
+SUBINTERPRETER = "(subinterpreter)"
 # Set by pytest, pytest-xdist and DryCI themselves: never outcome-relevant inputs.
 OWN_ENV_PREFIXES = ("PYTEST_", "DRYCI_")
 IMPORT_SYSTEM_FILES = ("<frozen importlib._bootstrap", "<frozen zipimport>")
@@ -429,6 +441,8 @@ def _executable(event: str, args: tuple) -> str:
     found, else the command as given."""
     if event == "os.fork":
         return FORK
+    if event == SUBINTERPRETER_EVENT:
+        return SUBINTERPRETER
     if event == "subprocess.Popen":
         executable, argv = args[0], args[1]
         if executable is None and argv:

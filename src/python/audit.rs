@@ -41,6 +41,7 @@ const WATCHED: &[&[u8]] = &[
     b"os.spawn",
     b"os.fork",
     b"socket.connect",
+    b"cpython.PyInterpreterState_New",
 ];
 
 /// Called by CPython, with the GIL held, for every audit event.
@@ -57,10 +58,19 @@ unsafe extern "C" fn hook(
     if !WATCHED.contains(&name) {
         return 0;
     }
+    // SAFETY: `user_data` is the leaked slot of `add_audit_hook`, alive for
+    // the rest of the process.
+    let slot = unsafe { &*(user_data as *const HookSlot) };
+    // A hook installed in C is called in every interpreter of the process;
+    // the callback belongs to one. Calling it from a subinterpreter would
+    // take the wrong GIL (a deadlock in 3.11, where they share one): what a
+    // subinterpreter reads is unseen, and its creation is reported instead
+    // (cpython.PyInterpreterState_New, raised in the creating interpreter).
+    // SAFETY: CPython calls audit hooks with a thread state attached.
+    if unsafe { ffi::PyInterpreterState_Get() } as usize != slot.interpreter {
+        return 0;
+    }
     Python::attach(|py| {
-        // SAFETY: `user_data` is the leaked slot of `add_audit_hook`, alive
-        // for the rest of the process.
-        let slot = unsafe { &*(user_data as *const HookSlot) };
         let Some(callback) = slot.callback(py) else {
             return; // released
         };
@@ -79,6 +89,8 @@ unsafe extern "C" fn hook(
 /// What an installed hook calls: its callback until it is released.
 struct HookSlot {
     callback: Mutex<Option<Py<PyAny>>>,
+    /// The interpreter the callback belongs to (its address).
+    interpreter: usize,
 }
 
 impl HookSlot {
@@ -115,6 +127,8 @@ impl AuditHook {
 pub fn add_audit_hook(py: Python<'_>, callback: Py<PyAny>) -> PyResult<AuditHook> {
     let slot = Box::into_raw(Box::new(HookSlot {
         callback: Mutex::new(Some(callback)),
+        // SAFETY: called from Python, so with a thread state attached.
+        interpreter: unsafe { ffi::PyInterpreterState_Get() } as usize,
     }));
     // SAFETY: `hook` has the signature CPython expects and `slot` stays
     // valid forever once the hook is installed (hooks cannot be removed).

@@ -5,6 +5,7 @@ change makes the test run (and fail), an unrelated change leaves it served."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -53,8 +54,10 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return project.runpytest_subprocess("--dryci", "-p", "no:cacheprovider", "-rA", *args)
+def run(project: pytest.Pytester, *args: str, timeout: float | None = None) -> pytest.RunResult:
+    return project.runpytest_subprocess(
+        "--dryci", "-p", "no:cacheprovider", "-rA", *args, timeout=timeout
+    )
 
 
 def ran(result: pytest.RunResult) -> set[str]:
@@ -388,6 +391,42 @@ def test_a_policy_keeps_subprocess_and_network_tests_running(pytester: pytest.Py
     result = run(pytester)
     result.assert_outcomes(passed=2, skipped=1)
     assert ran(result) == {"test_tools.py::test_runs_a_tool", "test_tools.py::test_connects"}
+
+
+SUBINTERPRETERS = next(
+    (name for name in ("_interpreters", "_xxsubinterpreters") if importlib.util.find_spec(name)),
+    None,
+)
+
+
+@pytest.mark.skipif(SUBINTERPRETERS is None, reason="no subinterpreters in this Python")
+def test_a_subinterpreter_does_not_hang_the_run_and_counts_as_a_subprocess(
+    pytester: pytest.Pytester,
+):
+    # The audit hook runs in every interpreter; the observer lives in one.
+    # Calling it from a subinterpreter deadlocked the test: its reads are
+    # unseen, so its start is reported and the subprocess policy applies.
+    pytester.makepyfile(
+        test_sub=(
+            f"import {SUBINTERPRETERS} as interpreters\n"
+            "def test_reads_in_a_subinterpreter():\n"
+            "    interp = interpreters.create()\n"
+            "    interpreters.run_string(interp, 'open(\"data.txt\").read()')\n"
+            "    interpreters.destroy(interp)\n"
+            "def test_other():\n"
+            "    assert True\n"
+        )
+    )
+    (pytester.path / "data.txt").write_text("1\n")
+    (pytester.path / "pytest.ini").write_text("[pytest]\ndryci_serve_subprocess = false\n")
+    result = run(pytester, "--dryci-observed", "observed.json", timeout=120)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["dryci: 1 tests started subprocesses*"])
+    report = (pytester.path / "observed.json").read_text()
+    assert "(subinterpreter)" in report
+    result = run(pytester, timeout=120)
+    result.assert_outcomes(passed=1, skipped=1)
+    assert ran(result) == {"test_sub.py::test_reads_in_a_subinterpreter"}
 
 
 def test_the_hermeticity_report_names_what_the_graph_misses(project):
