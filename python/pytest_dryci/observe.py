@@ -19,9 +19,12 @@ records:
   `os.environ.get`, `[]`, `in`), with their value, except those pytest and
   DryCI set themselves;
 - subprocesses started (`subprocess`, `os.system`, `os.exec*`,
-  `os.posix_spawn`, `os.fork`): the executable is a file input, and the start is
-  reported; so is a subinterpreter created (whose reads the hook cannot pass
-  on); network connections (`socket.connect`) are reported. Whether a test
+  `os.posix_spawn`, `os.fork`, `os.forkpty`, and multiprocessing's spawn and
+  forkserver, which call `_posixsubprocess.fork_exec` unaudited): the
+  executable is a file input, and the start is reported; so is a
+  subinterpreter created (whose reads the hook cannot pass on), and a
+  connection to a process multiprocessing started earlier (a forkserver, a
+  manager); network connections (`socket.connect`) are reported. Whether a test
   that did either may be served is a policy (ini `dryci_serve_subprocess`).
 
 A test's observed inputs are its own, those of every fixture it uses
@@ -61,6 +64,11 @@ from pathlib import Path
 
 from _pytest.fixtures import FixtureDef
 
+try:
+    import _posixsubprocess
+except ImportError:  # not POSIX: subprocesses start through audited calls only
+    _posixsubprocess = None
+
 from pytest_dryci import _native
 
 # Installed in C, it calls `Observer._on_event` only for the events read
@@ -77,6 +85,7 @@ SUBPROCESS_EVENTS = frozenset(
         "os.posix_spawn",
         "os.spawn",
         "os.fork",
+        "os.forkpty",
         SUBINTERPRETER_EVENT,
     }
 )
@@ -84,6 +93,8 @@ SUBPROCESS_EVENTS = frozenset(
 FORK = "(fork)"
 # A subinterpreter's reads are unseen, like a subprocess's: its start is reported.
 SUBINTERPRETER = "(subinterpreter)"
+# A connection to a process multiprocessing started (a forkserver, a manager).
+MULTIPROCESSING = "(multiprocessing)"
 # Set by pytest, pytest-xdist and DryCI themselves: never outcome-relevant inputs.
 OWN_ENV_PREFIXES = ("PYTEST_", "DRYCI_")
 IMPORT_SYSTEM_FILES = ("<frozen importlib._bootstrap", "<frozen zipimport>")
@@ -215,6 +226,7 @@ class Observer:
         self._hook: _native.AuditHook | None = None
         self._environ_getitem = None
         self._gcd_import = None
+        self._fork_exec = None
         # Under function-level keys: every test's inputs name the functions
         # it ran (`functions`), an empty list included, unless they cannot
         # be trusted (a worker that ran code its controller's key left out).
@@ -266,6 +278,19 @@ class Observer:
 
         self._gcd_import = original_gcd_import
         _bootstrap._gcd_import = gcd_import
+        # multiprocessing's spawn and forkserver start methods (the default
+        # on macOS, and on Linux from 3.14) start a process with this,
+        # raising no audit event; subprocess calls it too.
+        original_fork_exec = getattr(_posixsubprocess, "fork_exec", None)
+        if original_fork_exec is not None:
+
+            def fork_exec(*args, **kwargs):
+                if observer.stack and observer._by_the_test(2):
+                    observer.window().add("subprocesses", _forked_program(args))
+                return original_fork_exec(*args, **kwargs)
+
+            self._fork_exec = original_fork_exec
+            _posixsubprocess.fork_exec = fork_exec
 
     def close(self) -> None:
         self.open = False
@@ -280,6 +305,9 @@ class Observer:
         if self._gcd_import is not None:
             _bootstrap._gcd_import = self._gcd_import
             self._gcd_import = None
+        if self._fork_exec is not None:
+            _posixsubprocess.fork_exec = self._fork_exec
+            self._fork_exec = None
 
     # -- events ------------------------------------------------------------------------
 
@@ -295,7 +323,12 @@ class Observer:
         if event in SUBPROCESS_EVENTS:
             self.window().add("subprocesses", _executable(event, args))
         elif event == "socket.connect":
-            self.window().add("network", _address(args[1] if len(args) > 1 else None))
+            address = args[1] if len(args) > 1 else None
+            self.window().add("network", _address(address))
+            if _is_multiprocessing_listener(address):
+                # A forkserver started by an earlier test, or a manager: its
+                # processes run code for this test.
+                self.window().add("subprocesses", MULTIPROCESSING)
         else:  # os.listdir, os.scandir
             path = self._path(args[0] if args else None)
             if path is not None and not self._is_ignored(path):
@@ -439,7 +472,7 @@ def _wider_fixture_set_up_now() -> object | None:
 def _executable(event: str, args: tuple) -> str:
     """The program a subprocess event starts: a resolved path when it can be
     found, else the command as given."""
-    if event == "os.fork":
+    if event in ("os.fork", "os.forkpty"):
         return FORK
     if event == SUBINTERPRETER_EVENT:
         return SUBINTERPRETER
@@ -458,6 +491,27 @@ def _executable(event: str, args: tuple) -> str:
     text = os.fsdecode(executable)
     found = shutil.which(text) if not os.path.isabs(text) else text
     return os.path.normpath(found) if found else text
+
+
+def _forked_program(args: tuple) -> str:
+    """The program `_posixsubprocess.fork_exec(argv, executables, ...)`
+    starts: the first of its candidate paths that exists."""
+    try:
+        candidates = [os.fsdecode(path) for path in args[1] or ()]
+        found = next((path for path in candidates if os.path.isfile(path)), None)
+        program = found or (os.fsdecode(args[0][0]) if args[0] else "?")
+    except (IndexError, TypeError, ValueError):
+        return "?"
+    return os.path.normpath(program) if os.path.isabs(program) else program
+
+
+def _is_multiprocessing_listener(address) -> bool:
+    """Whether `address` is a Unix socket multiprocessing listens on: in a
+    folder of its own, `pymp-*` (`multiprocessing.util.get_temp_dir`)."""
+    if not isinstance(address, (str, bytes)) or not address:
+        return False
+    folder = os.path.basename(os.path.dirname(os.fsdecode(address)))
+    return folder.startswith("pymp-")
 
 
 def _address(address) -> str:

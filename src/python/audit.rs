@@ -40,6 +40,7 @@ const WATCHED: &[&[u8]] = &[
     b"os.posix_spawn",
     b"os.spawn",
     b"os.fork",
+    b"os.forkpty",
     b"socket.connect",
     b"cpython.PyInterpreterState_New",
 ];

@@ -394,6 +394,34 @@ def test_a_test_that_starts_a_subprocess_depends_on_all_of_its_closure(
     assert "FAILED tests/test_spawn.py::test_child" in result.stdout.str()
 
 
+def test_code_run_in_a_spawned_or_forkserver_process_counts(pytester: pytest.Pytester) -> None:
+    # multiprocessing's spawn and forkserver start methods raise no audit
+    # event, and what they run is seen by no hook of this process: the edit
+    # that broke it was served. The forkserver starts once; the second test
+    # only connects to it.
+    write_files(pytester, SMALL)
+    (pytester.path / "tests/test_pool.py").write_text(
+        "import multiprocessing as mp\n"
+        "from app.ops import dec\n\n"
+        "def run_in(method):\n"
+        "    with mp.get_context(method).Pool(1) as pool:\n"
+        "        return pool.map(dec, [2, 3])\n\n"
+        "def test_spawn():\n    assert run_in('spawn') == [1, 2]\n\n"
+        "def test_forkserver():\n    assert run_in('forkserver') == [1, 2]\n\n"
+        "def test_forkserver_again():\n    assert run_in('forkserver') == [1, 2]\n"
+    )
+    run(pytester).assert_outcomes(passed=6)
+    replace(pytester, "app/ops.py", "return x - 1", "return x - 2")
+    result = run(pytester)
+    result.assert_outcomes(failed=4, skipped=2)  # test_inc ran none of it
+    assert ran(result) == {
+        "tests/test_ops.py::TestDec::test_dec",
+        "tests/test_pool.py::test_spawn",
+        "tests/test_pool.py::test_forkserver",
+        "tests/test_pool.py::test_forkserver_again",
+    }
+
+
 def test_what_a_conftest_hook_ran_counts_for_every_test(pytester: pytest.Pytester) -> None:
     write_files(pytester, SMALL)
     (pytester.path / "app/settings.py").write_text(
