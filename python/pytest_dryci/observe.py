@@ -286,7 +286,11 @@ class Observer:
 
             def fork_exec(*args, **kwargs):
                 if observer.stack and observer._by_the_test(2):
-                    observer.window().add("subprocesses", _forked_program(args))
+                    try:  # fork_exec(argv, executable candidates, ...)
+                        program = _executable("subprocess.Popen", (None, args[0]))
+                    except Exception:  # an argv it cannot read: the start still counts
+                        program = "?"
+                    observer.window().add("subprocesses", program)
                 return original_fork_exec(*args, **kwargs)
 
             self._fork_exec = original_fork_exec
@@ -491,18 +495,6 @@ def _executable(event: str, args: tuple) -> str:
     text = os.fsdecode(executable)
     found = shutil.which(text) if not os.path.isabs(text) else text
     return os.path.normpath(found) if found else text
-
-
-def _forked_program(args: tuple) -> str:
-    """The program `_posixsubprocess.fork_exec(argv, executables, ...)`
-    starts: the first of its candidate paths that exists."""
-    try:
-        candidates = [os.fsdecode(path) for path in args[1] or ()]
-        found = next((path for path in candidates if os.path.isfile(path)), None)
-        program = found or (os.fsdecode(args[0][0]) if args[0] else "?")
-    except (IndexError, TypeError, ValueError):
-        return "?"
-    return os.path.normpath(program) if os.path.isabs(program) else program
 
 
 def _is_multiprocessing_listener(address) -> bool:

@@ -167,6 +167,17 @@ SESSION_SETTINGS_CONFTEST = (
 )
 
 
+def turn_settings_off(pytester: pytest.Pytester) -> pytest.RunResult:
+    """Runs the project's 3 tests with settings.ini "on" (in file order: the
+    first test that asks sets the fixture up), checks that a second run
+    serves all 3, and returns the run after settings.ini turned "off"."""
+    (pytester.path / "settings.ini").write_text("on")
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
+    assert summary(run(pytester))["cached"] == 3
+    (pytester.path / "settings.ini").write_text("off")
+    return run(pytester)
+
+
 def test_a_session_fixtures_read_counts_for_every_test_using_it(pytester: pytest.Pytester):
     pytester.makeconftest(SESSION_SETTINGS_CONFTEST)
     pytester.makepyfile(
@@ -174,10 +185,7 @@ def test_a_session_fixtures_read_counts_for_every_test_using_it(pytester: pytest
         test_b="def test_b(settings):\n    assert settings == 'on'\n",
         test_c="def test_c():\n    assert True\n",
     )
-    (pytester.path / "settings.ini").write_text("on")
-    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
-    (pytester.path / "settings.ini").write_text("off")
-    result = run(pytester)
+    result = turn_settings_off(pytester)
     result.assert_outcomes(failed=2, skipped=1)
     assert ran(result) == {"test_a.py::test_a", "test_b.py::test_b"}
 
@@ -215,11 +223,7 @@ def test_a_fixture_requested_at_run_time_counts_for_the_test(pytester: pytest.Py
             "    assert True\n"
         )
     )
-    (pytester.path / "settings.ini").write_text("on")
-    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
-    assert summary(run(pytester))["cached"] == 3
-    (pytester.path / "settings.ini").write_text("off")
-    result = run(pytester)
+    result = turn_settings_off(pytester)
     result.assert_outcomes(failed=2, skipped=1)
     assert ran(result) == {"test_dynamic.py::test_first", "test_dynamic.py::test_second"}
 
